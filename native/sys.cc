@@ -1,0 +1,403 @@
+// sys.cc: the syscalls and cgroup file access snapproc needs that Node cannot
+// do, or cannot do atomically. Plain functions returning 0 or -errno; the
+// N-API glue lives in binding.cc.
+#include "sys.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+// PIDFD_GET_INFO (Linux 6.13+). Declared here because distribution headers
+// lag the kernel; the layout is the kernel's PIDFD_INFO_SIZE_VER0 (64 bytes).
+namespace {
+struct pidfd_info_v0 {
+  uint64_t mask;
+  uint64_t cgroupid;
+  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+  int32_t exit_code;
+};
+static_assert(sizeof(pidfd_info_v0) == 64, "pidfd_info layout");
+const uint64_t kPidfdInfoPid = 1ull << 0;
+const uint64_t kPidfdInfoExit = 1ull << 3;
+const unsigned long kPidfdGetInfo = _IOWR(0xFF, 11, pidfd_info_v0);
+
+int64_t now_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Milliseconds left of a deadline, for poll(2); -1 means no deadline.
+int remaining_ms(int64_t deadline) {
+  if (deadline < 0) return -1;
+  int64_t left = deadline - now_ms();
+  return left < 0 ? 0 : (int)left;
+}
+
+int fail(const char** syscall_out, const char* name) {
+  int e = errno;
+  if (syscall_out) *syscall_out = name;
+  return -e;
+}
+
+int write_file(const char* dir, const char* file, const char* text, const char** syscall_out) {
+  std::string path = std::string(dir) + "/" + file;
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return fail(syscall_out, "open");
+  ssize_t n = write(fd, text, strlen(text));
+  int rc = n < 0 ? fail(syscall_out, "write") : 0;
+  close(fd);
+  return rc;
+}
+
+// Sub-cgroups of `dir`, `dir` first, depth first.
+void subtree(const std::string& dir, std::vector<std::string>* out) {
+  out->push_back(dir);
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
+    subtree(dir + "/" + e->d_name, out);
+  }
+  closedir(d);
+}
+
+int read_subtree_procs(const std::vector<std::string>& dirs, std::vector<int32_t>* out,
+                       const char** syscall_out) {
+  out->clear();
+  std::vector<int32_t> one;
+  for (size_t i = 0; i < dirs.size(); i++) {
+    int rc = snapproc::cg_read_procs(dirs[i].c_str(), &one, syscall_out);
+    // A sub-cgroup removed while we walk is simply empty.
+    if (rc < 0 && !(i > 0 && rc == -ENOENT)) return rc;
+    if (rc >= 0) out->insert(out->end(), one.begin(), one.end());
+  }
+  return 0;
+}
+
+int stat_ids(int32_t pid, snapproc::proc_ids* ids) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -ESRCH;
+  buf[n] = 0;
+  // comm may hold spaces and parentheses: the fields resume after the last ')'.
+  char* p = strrchr(buf, ')');
+  if (!p) return -EINVAL;
+  char state;
+  int ppid, pgid;
+  if (sscanf(p + 1, " %c %d %d", &state, &ppid, &pgid) != 3) return -EINVAL;
+  ids->pid = pid;
+  ids->ppid = ppid;
+  ids->pgid = pgid;
+  return 0;
+}
+
+// -1 unknown, 0 absent, 1 present
+int g_have_pidfd_info = -1;
+}  // namespace
+
+namespace snapproc {
+
+int sys_kill(int pid, int sig, const char** syscall_out) {
+  return kill(pid, sig) < 0 ? fail(syscall_out, "kill") : 0;
+}
+
+int sys_killpg(int pgid, int sig, const char** syscall_out) {
+  return killpg(pgid, sig) < 0 ? fail(syscall_out, "killpg") : 0;
+}
+
+int sys_pidfd_open(int pid, const char** syscall_out) {
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0) return fail(syscall_out, "pidfd_open");
+  // pidfd_open(2) always sets O_CLOEXEC.
+  return fd;
+}
+
+int sys_pidfd_send_signal(int pidfd, int sig, const char** syscall_out) {
+  return syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) < 0
+             ? fail(syscall_out, "pidfd_send_signal")
+             : 0;
+}
+
+int sys_pidfd_wait(int pidfd, int timeout_ms, int cancel_fd, const char** syscall_out) {
+  int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+  for (;;) {
+    struct pollfd fds[2] = {{pidfd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+    int n = poll(fds, cancel_fd >= 0 ? 2 : 1, remaining_ms(deadline));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(syscall_out, "poll");
+    }
+    if (n == 0) return 0;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) return 1;
+    if (cancel_fd >= 0 && fds[1].revents) return 2;
+  }
+}
+
+int sys_pidfd_exit_status(int pidfd, int* status, const char** syscall_out) {
+  pidfd_info_v0 info;
+  memset(&info, 0, sizeof info);
+  info.mask = kPidfdInfoExit;
+  if (ioctl(pidfd, kPidfdGetInfo, &info) < 0) return fail(syscall_out, "ioctl");
+  if (!(info.mask & kPidfdInfoExit)) {
+    if (syscall_out) *syscall_out = "ioctl";
+    return -ENODATA;
+  }
+  *status = info.exit_code;
+  return 0;
+}
+
+int sys_set_child_subreaper(int on, const char** syscall_out) {
+  return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0) < 0 ? fail(syscall_out, "prctl") : 0;
+}
+
+int sys_get_child_subreaper(const char** syscall_out) {
+  int on = 0;
+  if (prctl(PR_GET_CHILD_SUBREAPER, &on, 0, 0, 0) < 0) return fail(syscall_out, "prctl");
+  return on ? 1 : 0;
+}
+
+int sys_set_pdeathsig(int sig, const char** syscall_out) {
+  return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) < 0 ? fail(syscall_out, "prctl") : 0;
+}
+
+int sys_get_pdeathsig(const char** syscall_out) {
+  int sig = 0;
+  if (prctl(PR_GET_PDEATHSIG, &sig, 0, 0, 0) < 0) return fail(syscall_out, "prctl");
+  return sig;
+}
+
+int sys_set_name(const char* name, const char** syscall_out) {
+  return prctl(PR_SET_NAME, name, 0, 0, 0) < 0 ? fail(syscall_out, "prctl") : 0;
+}
+
+int sys_get_name(std::string* name, const char** syscall_out) {
+  char buf[17] = {0};
+  if (prctl(PR_GET_NAME, buf, 0, 0, 0) < 0) return fail(syscall_out, "prctl");
+  *name = buf;
+  return 0;
+}
+
+int cg_read_procs(const char* dir, std::vector<int32_t>* out, const char** syscall_out) {
+  out->clear();
+  std::string path = std::string(dir) + "/cgroup.procs";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(syscall_out, "open");
+  std::vector<char> buf(16384);
+  size_t len = 0;
+  for (;;) {
+    if (buf.size() - len < 4096) buf.resize(buf.size() * 2);
+    ssize_t n = read(fd, buf.data() + len, buf.size() - len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int rc = fail(syscall_out, "read");
+      close(fd);
+      return rc;
+    }
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  close(fd);
+  int32_t v = 0;
+  bool in = false;
+  for (size_t i = 0; i < len; i++) {
+    char c = buf[i];
+    if (c >= '0' && c <= '9') {
+      v = v * 10 + (c - '0');
+      in = true;
+    } else if (in) {
+      out->push_back(v);
+      v = 0;
+      in = false;
+    }
+  }
+  if (in) out->push_back(v);
+  return (int)out->size();
+}
+
+void proc_ids_of(const std::vector<int32_t>& pids, std::vector<proc_ids>* out) {
+  out->clear();
+  out->reserve(pids.size());
+  for (int32_t pid : pids) {
+    if (pid <= 0) continue;
+    proc_ids ids;
+    bool done = false;
+    if (g_have_pidfd_info != 0) {
+      // One pidfd + one ioctl is cheaper than open/read/parse of /proc/PID/stat.
+      int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+      if (fd < 0) continue;  // gone
+      pidfd_info_v0 info;
+      memset(&info, 0, sizeof info);
+      info.mask = kPidfdInfoPid;
+      if (ioctl(fd, kPidfdGetInfo, &info) == 0) {
+        g_have_pidfd_info = 1;
+        pid_t pgid = getpgid(pid);
+        // Still alive after getpgid: the pgid is this process's, not a successor's.
+        if (pgid >= 0 && syscall(SYS_pidfd_send_signal, fd, 0, nullptr, 0) == 0) {
+          ids.pid = pid;
+          ids.ppid = (int32_t)info.ppid;
+          ids.pgid = pgid;
+          done = true;
+        }
+        close(fd);
+        if (done) out->push_back(ids);
+        continue;
+      }
+      int e = errno;
+      close(fd);
+      if (e == ESRCH) continue;
+      g_have_pidfd_info = 0;
+    }
+    if (stat_ids(pid, &ids) == 0) out->push_back(ids);
+  }
+}
+
+int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, int cancel_fd,
+                  const char** syscall_out) {
+  std::string path = std::string(dir) + "/cgroup.events";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(syscall_out, "open");
+  int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+  size_t keylen = strlen(key);
+  int rc = 0;
+  for (;;) {
+    char buf[256];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      rc = fail(syscall_out, "read");
+      break;
+    }
+    buf[n] = 0;
+    int value = -1;
+    for (char* line = buf; line && *line;) {
+      char* nl = strchr(line, '\n');
+      if (strncmp(line, key, keylen) == 0 && line[keylen] == ' ') value = atoi(line + keylen + 1);
+      line = nl ? nl + 1 : nullptr;
+    }
+    if (value < 0) {
+      if (syscall_out) *syscall_out = "read";
+      rc = -ENOENT;
+      break;
+    }
+    if (value == want) {
+      rc = 1;
+      break;
+    }
+    // kernfs wakes pollers of cgroup.events with POLLPRI when a value changes.
+    struct pollfd fds[2] = {{fd, POLLPRI, 0}, {cancel_fd, POLLIN, 0}};
+    int pn = poll(fds, cancel_fd >= 0 ? 2 : 1, remaining_ms(deadline));
+    if (pn < 0) {
+      if (errno == EINTR) continue;
+      rc = fail(syscall_out, "poll");
+      break;
+    }
+    if (pn == 0) {
+      rc = 0;
+      break;
+    }
+    if (cancel_fd >= 0 && fds[1].revents) {
+      rc = 2;
+      break;
+    }
+  }
+  close(fd);
+  return rc;
+}
+
+int cg_set_frozen(const char* dir, int frozen, int timeout_ms, const char** syscall_out) {
+  int rc = write_file(dir, "cgroup.freeze", frozen ? "1" : "0", syscall_out);
+  if (rc < 0) return rc;
+  return cg_wait_event(dir, "frozen", frozen ? 1 : 0, timeout_ms, -1, syscall_out);
+}
+
+int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms,
+                  fanout_result* result, const char** syscall_out) {
+  memset(result, 0, sizeof *result);
+  std::vector<std::string> dirs;
+  subtree(dir, &dirs);
+  std::vector<int32_t> first, second;
+  int rc = read_subtree_procs(dirs, &first, syscall_out);
+  if (rc < 0) return rc;
+  // Freezing a cgroup we are in would freeze us: refuse before touching it.
+  int32_t self = (int32_t)getpid();
+  if (std::find(first.begin(), first.end(), self) != first.end()) {
+    if (syscall_out) *syscall_out = "cgroup.freeze";
+    return -EDEADLK;
+  }
+  if (first.empty()) {
+    result->cgroups = (int32_t)dirs.size();
+    return 0;
+  }
+  rc = cg_set_frozen(dir, 1, freeze_timeout_ms, syscall_out);
+  if (rc < 0) return rc;
+  // A member in uninterruptible sleep can delay `frozen 1`; signal anyway.
+  result->frozen = rc == 1;
+  // Frozen: nothing in the subtree can fork or create a cgroup until we thaw.
+  dirs.clear();
+  subtree(dir, &dirs);
+  result->cgroups = (int32_t)dirs.size();
+  rc = read_subtree_procs(dirs, &first, syscall_out);
+  std::vector<std::pair<int32_t, int>> targets;
+  if (rc >= 0) {
+    targets.reserve(first.size());
+    for (int32_t pid : first) {
+      if (pid <= 1 || pid == self) continue;  // 0: outside our pid namespace
+      int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+      if (fd < 0) {
+        result->gone++;
+        continue;
+      }
+      targets.emplace_back(pid, fd);
+    }
+    // Signal only PIDs listed again now that each is pinned by its pidfd: a
+    // PID that died and was reused between the two reads is not in the frozen
+    // subtree, so it cannot be listed the second time.
+    rc = read_subtree_procs(dirs, &second, syscall_out);
+    std::sort(second.begin(), second.end());
+    for (auto& t : targets) {
+      if (rc >= 0 && std::binary_search(second.begin(), second.end(), t.first) &&
+          syscall(SYS_pidfd_send_signal, t.second, sig, nullptr, 0) == 0) {
+        if (also_cont) syscall(SYS_pidfd_send_signal, t.second, SIGCONT, nullptr, 0);
+        result->signalled++;
+      } else {
+        result->gone++;
+      }
+      close(t.second);
+    }
+  }
+  const char* thaw_syscall = nullptr;
+  int thaw = cg_set_frozen(dir, 0, freeze_timeout_ms, &thaw_syscall);
+  if (rc < 0) return rc;
+  if (thaw < 0) {
+    if (syscall_out) *syscall_out = thaw_syscall;
+    return thaw;
+  }
+  return 0;
+}
+
+}  // namespace snapproc

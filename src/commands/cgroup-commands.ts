@@ -1,0 +1,87 @@
+// cgroup-commands.ts: the CLI commands that act on cgroups directly and need
+// no supervisor: ps, signal, freeze, thaw, stop (SPEC 8: they work where
+// snapd/systemd or a test made the cgroups, and start no supervisor).
+import type { GlobalOptions } from '../cli';
+import { findSnapCgroups, SnapCgroup } from '../discover';
+import { durationMs } from '../duration';
+import { SnapprocError, usageError } from '../errors';
+import { freezeCgroup, thawCgroup } from '../freeze';
+import { cgroup2Mount } from '../cgroupfs';
+import { splitSnapApp } from '../names';
+import { signalApp } from '../signal-app';
+import { snapProcesses } from '../snapps';
+import { parseStopMode, stopCgroup, StopMode } from '../stop';
+import { parseSignal } from '../signals';
+
+export function requireRoot(what: string): void {
+  if (process.getuid && process.getuid() !== 0) {
+    throw new SnapprocError('EPERM', `${what} needs root (it acts on processes of other users); run it as root`);
+  }
+}
+
+function cgroupsOf(instance: string, app?: string, kinds: SnapCgroup['kind'][] = ['service', 'app', 'hook']): SnapCgroup[] {
+  const all = findSnapCgroups(instance).filter((c) => kinds.includes(c.kind) && (app === undefined || c.app === app));
+  if (all.length === 0) {
+    const what = app ? `${instance}.${app}` : instance;
+    throw new SnapprocError('ENOENT', `no cgroup of snap "${what}" under ${cgroup2Mount()} (is it running?)`);
+  }
+  return all;
+}
+
+export function psCommand(_g: GlobalOptions, name: string | undefined, opts: { json?: boolean }): void {
+  cgroup2Mount();
+  const apps = snapProcesses(name);
+  if (opts.json) {
+    process.stdout.write(JSON.stringify({ apps }) + '\n');
+    return;
+  }
+  if (apps.length === 0) {
+    process.stdout.write(name ? `no processes of snap "${name}"\n` : 'no snap processes\n');
+    return;
+  }
+  const rows = [['APP', 'KIND', 'PID', 'PPID', 'PGID', 'ROLE', 'REV']];
+  for (const a of apps) {
+    for (const p of a.processes) {
+      rows.push([`${a.snap}.${a.app}`, a.kind, String(p.pid), String(p.ppid), String(p.pgid), p.role, p.revision ?? '-']);
+    }
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ') + '\n');
+}
+
+export function signalCommand(_g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): void {
+  const { instance, app } = splitSnapApp(target);
+  if (!app) throw usageError(`signal needs NAME.APP, got "${target}"`);
+  const sig = parseSignal(signal);
+  requireRoot('snapproc signal');
+  const cgroups = cgroupsOf(instance, app, ['service', 'app']);
+  for (const cg of cgroups) {
+    const r = signalApp(cg.path, sig.number, { all: opts.all });
+    const who = r.target === 'cgroup' ? `${r.signalled} process${r.signalled === 1 ? '' : 'es'}` : r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`;
+    process.stdout.write(`${sig.name} -> ${instance}.${app} (${cg.kind}): ${r.signalled ? who : r.mainPid === null && r.target === 'main' ? 'nothing sent: no main process' : `nothing sent (${r.gone} already gone)`}\n`);
+  }
+}
+
+export async function freezeCommand(_g: GlobalOptions, name: string, freeze: boolean): Promise<void> {
+  requireRoot(`snapproc ${freeze ? 'freeze' : 'thaw'}`);
+  const { instance, app } = splitSnapApp(name);
+  for (const cg of cgroupsOf(instance, app)) {
+    const r = freeze ? await freezeCgroup(cg.path) : await thawCgroup(cg.path);
+    if (!r.done) throw new SnapprocError('ETIMEDOUT', `${cg.path} did not report ${freeze ? 'frozen 1' : 'frozen 0'} within 5s`);
+    process.stdout.write(`${freeze ? 'frozen' : 'thawed'} ${cg.path.split('/').pop()} (${r.durationMs.toFixed(1)} ms)\n`);
+  }
+}
+
+export async function stopCommand(_g: GlobalOptions, name: string, opts: { mode?: string; timeout?: string }): Promise<void> {
+  const mode: StopMode | undefined = opts.mode === undefined ? undefined : parseStopMode(opts.mode);
+  const timeoutMs = opts.timeout === undefined ? undefined : durationMs(opts.timeout, (m) => usageError(`invalid --timeout: ${m}`));
+  requireRoot('snapproc stop');
+  const { instance, app } = splitSnapApp(name);
+  const services = cgroupsOf(instance, app, ['service']);
+  for (const cg of services) {
+    const r = await stopCgroup(cg.path, { mode, timeoutMs });
+    const what = r.target === 'main' ? (r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
+    const end = r.isForcefullyTerminated ? `killed after ${r.timedOut ? 'timeout' : 'signal'}` : r.stopped ? 'stopped' : 'still running';
+    process.stdout.write(`stopped ${instance}.${cg.app} (${r.mode}): ${r.signal} -> ${what}; ${end} in ${r.durationMs.toFixed(0)} ms\n`);
+  }
+}

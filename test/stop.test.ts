@@ -1,0 +1,181 @@
+// Stop semantics (SPEC 4) on real process trees in real cgroups: who gets
+// which signal for every stop-mode, escalation after the timeout, and the
+// safety rules (never a process outside the cgroup, never a reused PID).
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { stopCgroup, STOP_MODES, stopModeSignal, parseStopMode } from '../src/stop';
+import { signalApp } from '../src/signal-app';
+import { signalVerified } from '../src/guard';
+import { freezeCgroup, thawCgroup } from '../src/freeze';
+import { killCgroup } from '../src/kill';
+import { readEvent } from '../src/cgroupfs';
+import { startTimeOf } from '../src/procinfo';
+import { alive, cleanupParent, gate, makeCgroup, signalsOf, startTree, uniqueSnapName, waitFor } from './helpers';
+
+const test = suite('stop');
+const rootTest = gate(test);
+test.after(() => cleanupParent());
+
+const TREE = ['--child', 'group', '--setsid-child', 'other'];
+const ROLES = ['main', 'group', 'other'];
+
+function serviceCgroup(): string {
+  return makeCgroup(`snap.${uniqueSnapName()}.svc.service`);
+}
+
+test('stop-mode names map to signals and scope', () => {
+  assert.equal(stopModeSignal('sigterm'), { signal: 'SIGTERM', number: 15, all: false });
+  assert.equal(stopModeSignal('sigusr2-all'), { signal: 'SIGUSR2', number: 12, all: true });
+  assert.throws(() => parseStopMode('SIGTERM'), /invalid stop-mode "SIGTERM" \(did you mean "sigterm"\?\)/);
+  assert.throws(() => parseStopMode('term'), /valid stop-modes: sigterm, sigterm-all/);
+});
+
+for (const mode of STOP_MODES) {
+  rootTest(`${mode}: the right signal reaches exactly the right processes`, async () => {
+    const cg = serviceCgroup();
+    const tree = await startTree(cg, TREE, ROLES);
+    const { signal, all } = stopModeSignal(mode);
+    const r = await stopCgroup(cg, { mode, timeoutMs: 5000 });
+    assert.is(r.timedOut, false);
+    assert.is(r.stopped, true);
+    assert.is(r.signal, signal);
+    await waitFor('main to exit', () => !alive(tree.pids.main));
+    assert.equal(signalsOf(tree.log, 'main'), [signal]);
+    if (all) {
+      assert.is(r.target, 'cgroup');
+      assert.is(r.signalled, 3);
+      assert.equal(signalsOf(tree.log, 'group'), [signal]);
+      assert.equal(signalsOf(tree.log, 'other'), [signal]);
+      assert.is(readEvent(cg, 'populated'), 0);
+    } else {
+      assert.is(r.target, 'main');
+      assert.is(r.mainPid, tree.pids.main);
+      assert.is(r.signalled, 1);
+      // KillMode=process: the children stay, unsignalled.
+      assert.equal(signalsOf(tree.log, 'group'), []);
+      assert.equal(signalsOf(tree.log, 'other'), []);
+      assert.ok(alive(tree.pids.group));
+      assert.ok(alive(tree.pids.other));
+      await killCgroup(cg);
+    }
+  });
+}
+
+rootTest('plain mode: main is SIGKILLed after the timeout, its children are left alone', async () => {
+  const cg = serviceCgroup();
+  const tree = await startTree(cg, [...TREE, '--ignore', 'SIGTERM'], ROLES);
+  const r = await stopCgroup(cg, { mode: 'sigterm', timeoutMs: 300 });
+  assert.is(r.timedOut, true);
+  assert.is(r.isForcefullyTerminated, true);
+  assert.is(r.stopped, true);
+  assert.ok(r.durationMs >= 290, `waited ${r.durationMs} ms`);
+  assert.not.ok(alive(tree.pids.main));
+  assert.ok(alive(tree.pids.group));
+  assert.ok(alive(tree.pids.other));
+  await killCgroup(cg);
+});
+
+rootTest('-all mode: what ignores the signal is killed after the timeout, cgroup ends empty', async () => {
+  const cg = serviceCgroup();
+  const tree = await startTree(cg, [...TREE, '--ignore', 'SIGTERM'], ROLES);
+  const r = await stopCgroup(cg, { mode: 'sigterm-all', timeoutMs: 300 });
+  assert.is(r.timedOut, true);
+  assert.is(r.isForcefullyTerminated, true);
+  assert.is(r.stopped, true);
+  for (const role of ROLES) assert.equal(signalsOf(tree.log, role), ['SIGTERM'], role);
+  assert.is(readEvent(cg, 'populated'), 0);
+});
+
+rootTest('-all mode reaches a fork loop and processes in sub-cgroups', async () => {
+  const cg = serviceCgroup();
+  const sub = path.join(cg, 'payload');
+  fs.mkdirSync(sub);
+  const tree = await startTree(cg, [...TREE, '--fork-loop'], ROLES);
+  const nested = await startTree(sub, [], ['main']);
+  const r = await stopCgroup(cg, { mode: 'sigterm-all', timeoutMs: 5000 });
+  assert.is(r.stopped, true);
+  assert.is(r.timedOut, false, 'the fork loop died of SIGTERM, no SIGKILL needed');
+  assert.ok(r.signalled >= 5, `signalled ${r.signalled}`);
+  assert.equal(signalsOf(nested.log, 'main'), ['SIGTERM']);
+  assert.equal(signalsOf(tree.log, 'other'), ['SIGTERM']);
+  assert.is(readEvent(cg, 'populated'), 0);
+});
+
+rootTest('an empty cgroup stops at once', async () => {
+  const cg = serviceCgroup();
+  for (const mode of ['sigterm', 'sigterm-all'] as const) {
+    const r = await stopCgroup(cg, { mode });
+    assert.is(r.stopped, true);
+    assert.is(r.signalled, 0);
+  }
+});
+
+rootTest('signal: main only, or with all every process', async () => {
+  const cg = serviceCgroup();
+  const tree = await startTree(cg, [...TREE, '--ignore', 'SIGUSR1', '--ignore', 'SIGUSR2'], ROLES);
+  const one = signalApp(cg, 'usr1');
+  assert.equal(one, { signal: 'SIGUSR1', target: 'main', mainPid: tree.pids.main, signalled: 1, gone: 0 });
+  const every = signalApp(cg, 12, { all: true });
+  assert.equal(every, { signal: 'SIGUSR2', target: 'cgroup', mainPid: null, signalled: 3, gone: 0 });
+  await waitFor('signals logged', () => signalsOf(tree.log, 'other').length === 1 && signalsOf(tree.log, 'group').length === 1 && signalsOf(tree.log, 'main').length === 2);
+  assert.equal(signalsOf(tree.log, 'main'), ['SIGUSR1', 'SIGUSR2']);
+  assert.equal(signalsOf(tree.log, 'group'), ['SIGUSR2']);
+  assert.equal(signalsOf(tree.log, 'other'), ['SIGUSR2']);
+  await killCgroup(cg);
+});
+
+rootTest('a recorded main PID whose start time differs (reused PID) is not hit', async () => {
+  const cg = serviceCgroup();
+  const tree = await startTree(cg, [], ['main']);
+  const real = startTimeOf(tree.pids.main)!;
+  assert.is(signalVerified(tree.pids.main, 0, cg, real + 1), 'gone');
+  const r = await stopCgroup(cg, { mode: 'sigterm', main: { pid: tree.pids.main, startTime: real + 1 } });
+  assert.is(r.mainPid, null, 'no main process: the record does not hold');
+  assert.ok(alive(tree.pids.main));
+  await killCgroup(cg);
+});
+
+rootTest('never signals a process outside the cgroup, PID 1, or itself', async () => {
+  const cg = serviceCgroup();
+  const outsider = spawn('/bin/sleep', ['30'], { stdio: 'ignore' });
+  try {
+    assert.throws(() => signalVerified(outsider.pid!, 15, cg), (e: any) => e.code === 'ERR_SNAPPROC_NOT_MEMBER');
+    assert.ok(alive(outsider.pid!));
+    assert.throws(() => signalVerified(1, 15, cg), (e: any) => e.code === 'ERR_SNAPPROC_REFUSED');
+    assert.throws(() => signalVerified(process.pid, 15, cg), /snapproc itself/);
+    assert.throws(() => signalVerified(-5, 15, cg), (e: any) => e.code === 'ERR_SNAPPROC_REFUSED');
+    assert.throws(() => signalVerified(0, 15, cg), (e: any) => e.code === 'ERR_SNAPPROC_REFUSED');
+  } finally {
+    outsider.kill('SIGKILL');
+  }
+});
+
+rootTest('freeze waits for frozen 1; signals wait until thaw', async () => {
+  const cg = serviceCgroup();
+  const tree = await startTree(cg, ['--ignore', 'SIGUSR1'], ['main']);
+  const f = await freezeCgroup(cg);
+  assert.is(f.done, true);
+  assert.is(readEvent(cg, 'frozen'), 1);
+  signalApp(cg, 'SIGUSR1');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(signalsOf(tree.log, 'main'), [], 'frozen: the handler has not run');
+  const t = await thawCgroup(cg);
+  assert.is(t.done, true);
+  assert.is(readEvent(cg, 'frozen'), 0);
+  await waitFor('the signal after thaw', () => signalsOf(tree.log, 'main').length === 1);
+  await killCgroup(cg);
+});
+
+rootTest('killCgroup empties a cgroup and reports it', async () => {
+  const cg = serviceCgroup();
+  await startTree(cg, [...TREE, '--fork-loop', '--ignore', 'SIGTERM'], ROLES);
+  const r = await killCgroup(cg, { timeoutMs: 5000 });
+  assert.is(r.empty, true);
+  assert.is(r.method, 'cgroup.kill');
+  assert.is(readEvent(cg, 'populated'), 0);
+});
+
+test.run();
