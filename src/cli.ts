@@ -23,6 +23,8 @@ function run(fn: (...args: any[]) => Promise<void> | void) {
 
 export function buildProgram(): Command {
   const program = new Command('snapproc');
+  // Before any subcommand is added, so they inherit it: usage errors exit 2.
+  program.exitOverride();
   program
     .description('process controller for snap-style packages')
     .version(require('../../package.json').version, '-V, --version')
@@ -80,7 +82,6 @@ function exitFor(err: unknown): never {
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

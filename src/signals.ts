@@ -38,7 +38,7 @@ export function parseSignal(input: string | number): Signal {
   if (NAMES.includes(name)) {
     return { name, number: BY_NAME[name] };
   }
-  const near = NAMES.find((n) => editDistance(n, name) <= 2);
+  const near = NAMES.find((n) => editDistance(n.slice(3), name.slice(3)) <= 1);
   const names = signalNames().join(', ');
   throw usageError(
     near
@@ -47,18 +47,17 @@ export function parseSignal(input: string | number): Signal {
   );
 }
 
+// Optimal string alignment distance: an adjacent transposition counts as one edit.
 function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const cur = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
-  return row[b.length];
+  return d[a.length][b.length];
 }
 
 /** The name of a signal number, e.g. 15 -> SIGTERM. */
