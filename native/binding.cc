@@ -1,5 +1,5 @@
 // binding.cc: the N-API glue. Converts values and nothing else: each function
-// calls one plain function of sys.cc and, on failure, throws an Error that
+// calls one plain function of sys.cc or supervise.cc and, on failure, throws an Error that
 // carries `errno` (negative) and `syscall`; src/native.ts turns that into a
 // Node-shaped SnapprocError. Blocking waits run on a thread of their own and
 // settle a promise through a thread-safe function (libuv's pool stays free).
@@ -7,6 +7,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "sys.h"
@@ -270,6 +272,222 @@ Napi::Value SignalAll(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ---- supervision ------------------------------------------------------------
+
+Napi::Value LockFile(const Napi::CallbackInfo& info) {
+  std::string path;
+  if (!ArgString(info, 0, &path)) return info.Env().Undefined();
+  const char* sc = nullptr;
+  int rc = sup_lock_file(path.c_str(), &sc);
+  return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::Number::New(info.Env(), rc);
+}
+
+Napi::Value PeerCred(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
+  peer_cred cred;
+  const char* sc = nullptr;
+  int rc = sup_peer_cred(fd, &cred, &sc);
+  if (rc < 0) return ThrowErrno(info.Env(), rc, sc);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("pid", cred.pid);
+  out.Set("uid", cred.uid);
+  out.Set("gid", cred.gid);
+  return out;
+}
+
+Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
+  std::string path;
+  int mode, backlog;
+  if (!ArgString(info, 0, &path) || !ArgInt(info, 1, &mode) || !ArgInt(info, 2, &backlog))
+    return info.Env().Undefined();
+  const char* sc = nullptr;
+  int rc = sup_listen_unix(path.c_str(), mode, backlog, &sc);
+  return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::Number::New(info.Env(), rc);
+}
+
+Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
+  std::string host;
+  int port, backlog;
+  if (!ArgString(info, 0, &host) || !ArgInt(info, 1, &port) || !ArgInt(info, 2, &backlog))
+    return info.Env().Undefined();
+  const char* sc = nullptr;
+  int rc = sup_listen_tcp(host.c_str(), port, backlog, &sc);
+  return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::Number::New(info.Env(), rc);
+}
+
+Napi::Value SocketName(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
+  sock_name name;
+  const char* sc = nullptr;
+  int rc = sup_sock_name(fd, &name, &sc);
+  if (rc < 0) return ThrowErrno(info.Env(), rc, sc);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("family", name.family);
+  out.Set("address", name.address);
+  out.Set("port", name.port);
+  return out;
+}
+
+// One notify socket: a thread blocks in sup_notify_recv and hands each
+// message to the main thread. The thread-safe function is ref'd, so an open
+// notify socket keeps the event loop alive; notifyClose releases it.
+struct Notifier;
+struct NotifyMsg {
+  notify_msg msg;
+  int err = 0;  // -errno: the receiving thread stopped on this error
+  const char* syscall = nullptr;
+};
+void DeliverNotify(Napi::Env env, Napi::Function cb, Notifier* n, NotifyMsg* m);
+using NotifyTsfn = Napi::TypedThreadSafeFunction<Notifier, NotifyMsg, DeliverNotify>;
+
+struct Notifier {
+  int id = 0;
+  int fd = -1;
+  int cancel_fd = -1;
+  bool closed = false;  // main thread only: drop messages still queued after notifyClose
+  std::thread thread;
+  NotifyTsfn tsfn;
+};
+
+std::mutex g_notifiers_mu;  // worker threads may each load the addon
+std::map<int, Notifier*> g_notifiers;
+int g_next_notifier = 1;
+
+void DeliverNotify(Napi::Env env, Napi::Function cb, Notifier* n, NotifyMsg* m) {
+  // env is null while the function is torn down: then n may be gone already.
+  if (env != nullptr && !n->closed) {
+    if (m->err < 0) {
+      cb.Call({Napi::Number::New(env, 0), Napi::Number::New(env, -1), Napi::String::New(env, ""),
+               Napi::Number::New(env, m->err), Napi::String::New(env, m->syscall ? m->syscall : "recvmsg")});
+    } else {
+      cb.Call({Napi::Number::New(env, m->msg.pid), Napi::Number::New(env, m->msg.uid),
+               Napi::String::New(env, m->msg.text)});
+    }
+  }
+  delete m;
+}
+
+// Stops the receiving thread of `n` and waits for it (it never blocks on the
+// main thread: the queue is unbounded).
+void StopNotifier(Notifier* n) {
+  if (!n->thread.joinable()) return;
+  uint64_t one = 1;
+  while (write(n->cancel_fd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+  n->thread.join();
+}
+
+Napi::Value NotifyListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  if (!ArgString(info, 0, &path)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsFunction()) {
+    Napi::TypeError::New(env, "argument 1 must be a function").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const char* sc = nullptr;
+  int fd = sup_notify_open(path.c_str(), &sc);
+  if (fd < 0) return ThrowErrno(env, fd, sc);
+  int cancel = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (cancel < 0) {
+    int e = errno;
+    close(fd);
+    return ThrowErrno(env, -e, "eventfd");
+  }
+  Notifier* n = new Notifier();
+  n->fd = fd;
+  n->cancel_fd = cancel;
+  {
+    std::lock_guard<std::mutex> lock(g_notifiers_mu);
+    n->id = g_next_notifier++;
+    g_notifiers[n->id] = n;
+  }
+  n->tsfn = NotifyTsfn::New(env, info[1].As<Napi::Function>(), "snapproc.notify", 0, 1, n,
+                            [](Napi::Env, void*, Notifier* n) {
+                              // Runs once the thread has released the function: after
+                              // notifyClose, when the thread stopped on an error, or
+                              // when the environment goes away with the socket open.
+                              StopNotifier(n);
+                              {
+                                std::lock_guard<std::mutex> lock(g_notifiers_mu);
+                                g_notifiers.erase(n->id);
+                              }
+                              if (n->fd >= 0) close(n->fd);
+                              close(n->cancel_fd);
+                              delete n;
+                            });
+  n->thread = std::thread([n]() {
+    NotifyTsfn tsfn = n->tsfn;
+    for (;;) {
+      NotifyMsg* m = new NotifyMsg();
+      int rc = sup_notify_recv(n->fd, n->cancel_fd, &m->msg, &m->syscall);
+      if (rc == 1) {
+        if (tsfn.BlockingCall(m) != napi_ok) {
+          delete m;
+          break;  // the environment is closing
+        }
+        continue;
+      }
+      if (rc < 0) {
+        m->err = rc;
+        if (tsfn.BlockingCall(m) != napi_ok) delete m;
+      } else {
+        delete m;  // cancelled
+      }
+      break;
+    }
+    tsfn.Release();
+  });
+  return Napi::Number::New(env, n->id);
+}
+
+Napi::Value NotifyClose(const Napi::CallbackInfo& info) {
+  int id;
+  if (!ArgInt(info, 0, &id)) return info.Env().Undefined();
+  Notifier* n = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_notifiers_mu);
+    auto it = g_notifiers.find(id);
+    if (it != g_notifiers.end()) {
+      n = it->second;
+      g_notifiers.erase(it);
+    }
+  }
+  // Unknown or already closed: closing twice is harmless.
+  if (n == nullptr) return Napi::Boolean::New(info.Env(), false);
+  n->closed = true;
+  StopNotifier(n);
+  // The socket closes now; the eventfd and `n` go with the function's finalizer.
+  close(n->fd);
+  n->fd = -1;
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+Napi::Value ReapChildren(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Napi::TypeError::New(env, "argument 0 must be an Int32Array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Int32Array in = info[0].As<Napi::Int32Array>();
+  std::vector<int32_t> exclude(in.Data(), in.Data() + in.ElementLength());
+  std::vector<reaped> out;
+  const char* sc = nullptr;
+  int rc = sup_reap_children(exclude, &out, &sc);
+  if (rc < 0) return ThrowErrno(env, rc, sc);
+  Napi::Array arr = Napi::Array::New(env, out.size());
+  for (size_t i = 0; i < out.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("pid", out[i].pid);
+    o.Set("status", out[i].status);
+    arr.Set((uint32_t)i, o);
+  }
+  return arr;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kill", Napi::Function::New(env, Kill));
   exports.Set("killpg", Napi::Function::New(env, Killpg));
@@ -289,6 +507,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setFrozen", Napi::Function::New(env, SetFrozen));
   exports.Set("waitEvent", Napi::Function::New(env, WaitEvent));
   exports.Set("signalAll", Napi::Function::New(env, SignalAll));
+  exports.Set("lockFile", Napi::Function::New(env, LockFile));
+  exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  exports.Set("listenUnix", Napi::Function::New(env, ListenUnix));
+  exports.Set("listenTcp", Napi::Function::New(env, ListenTcp));
+  exports.Set("socketName", Napi::Function::New(env, SocketName));
+  exports.Set("notifyListen", Napi::Function::New(env, NotifyListen));
+  exports.Set("notifyClose", Napi::Function::New(env, NotifyClose));
+  exports.Set("reapChildren", Napi::Function::New(env, ReapChildren));
   return exports;
 }
 

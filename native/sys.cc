@@ -257,7 +257,8 @@ void proc_ids_of(const std::vector<int32_t>& pids, std::vector<proc_ids>* out) {
         g_have_pidfd_info = 1;
         pid_t pgid = getpgid(pid);
         // Still alive after getpgid: the pgid is this process's, not a successor's.
-        if (pgid >= 0 && syscall(SYS_pidfd_send_signal, fd, 0, nullptr, 0) == 0) {
+        // (EPERM: alive, but another user's, when the caller is not root.)
+        if (pgid >= 0 && (syscall(SYS_pidfd_send_signal, fd, 0, nullptr, 0) == 0 || errno == EPERM)) {
           ids.pid = pid;
           ids.ppid = (int32_t)info.ppid;
           ids.pgid = pgid;
@@ -270,7 +271,8 @@ void proc_ids_of(const std::vector<int32_t>& pids, std::vector<proc_ids>* out) {
       int e = errno;
       close(fd);
       if (e == ESRCH) continue;
-      g_have_pidfd_info = 0;
+      // Only a kernel without PIDFD_GET_INFO turns the fast path off.
+      if (e == ENOTTY || e == EINVAL) g_have_pidfd_info = 0;
     }
     if (stat_ids(pid, &ids) == 0) out->push_back(ids);
   }

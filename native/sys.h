@@ -60,4 +60,58 @@ struct fanout_result {
 int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms,
                   fanout_result* result, const char** syscall_out);
 
+// ---- supervision (supervise.cc) ---------------------------------------------
+
+// Opens (creating, 0644) `path` and takes an exclusive open-file-description
+// lock on the whole file (F_OFD_SETLK): the fd to keep open while holding it.
+// -EAGAIN (syscall "fcntl") if another open file description holds it.
+int sup_lock_file(const char* path, const char** syscall_out);
+
+struct peer_cred {
+  int32_t pid;
+  int32_t uid;
+  int32_t gid;
+};
+// SO_PEERCRED of a connected unix socket.
+int sup_peer_cred(int fd, peer_cred* out, const char** syscall_out);
+
+// A listening SOCK_STREAM unix socket at `path` (a stale socket file there is
+// removed first; any other file makes bind fail), chmod'ed to `mode`.
+int sup_listen_unix(const char* path, int mode, int backlog, const char** syscall_out);
+// A listening TCP socket on a numeric IPv4/IPv6 address (IPv6 may carry a
+// %scope), SO_REUSEADDR set; `::` keeps the kernel's dual-stack default.
+int sup_listen_tcp(const char* host, int port, int backlog, const char** syscall_out);
+
+// getsockname(2) of a socket, decoded. family: "unix", "IPv4" or "IPv6".
+struct sock_name {
+  std::string family;
+  std::string address;  // path for unix sockets ("@name" for abstract ones)
+  int32_t port;
+};
+int sup_sock_name(int fd, sock_name* out, const char** syscall_out);
+
+// The datagram socket of systemd's NOTIFY_SOCKET protocol: bound at `path`
+// (stale socket file removed first), mode 0666, SO_PASSCRED on, non-blocking.
+int sup_notify_open(const char* path, const char** syscall_out);
+struct notify_msg {
+  int32_t pid;  // of the sender, from SCM_CREDENTIALS (in our pid namespace)
+  int32_t uid;
+  int32_t gid;
+  std::string text;
+};
+// Waits for one datagram on `fd` or for `cancel_fd` to become readable:
+// 1 = a message (in *out), 2 = cancelled, -errno. Descriptors a sender
+// attached (SCM_RIGHTS) are closed: they are not kept (no FDSTORE).
+int sup_notify_recv(int fd, int cancel_fd, notify_msg* out, const char** syscall_out);
+
+struct reaped {
+  int32_t pid;
+  int32_t status;  // raw wait status
+};
+// Reaps (waitpid WNOHANG) every exited child of this process that is not in
+// `exclude`. Children are found in /proc/self/task/*/children, or, where the
+// kernel lacks that file, by the ppid field of /proc/*/stat.
+int sup_reap_children(const std::vector<int32_t>& exclude, std::vector<reaped>* out,
+                      const char** syscall_out);
+
 }  // namespace snapproc
