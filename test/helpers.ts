@@ -83,8 +83,13 @@ export function readLog(file: string): LogLine[] {
   return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
 }
 
+const tmpdirs: string[] = [];
+/** A temporary directory, removed when the test process exits. */
 export function tmpdir(prefix = 'snapproc-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (tmpdirs.length === 0) process.on('exit', () => tmpdirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  tmpdirs.push(dir);
+  return dir;
 }
 
 export async function waitFor<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 10_000): Promise<T> {
