@@ -3,16 +3,18 @@
 // one `error: ...` line on failure, 2 for usage errors.
 import { Command, CommanderError, Option } from 'commander';
 import type { SnapprocError } from './errors';
+import { defaultRoot, resolveRoot } from './root';
 
 export interface GlobalOptions {
   root: string;
+  /** Start a background supervisor when none answers (false with --no-autostart). */
+  autostart?: boolean;
 }
 
-const DEFAULT_ROOT = '/var/lib/snapproc';
 
 function globals(cmd: Command): GlobalOptions {
-  const opts = cmd.optsWithGlobals() as { root?: string };
-  return { root: opts.root ?? process.env.SNAPPROC_ROOT ?? DEFAULT_ROOT };
+  const opts = cmd.optsWithGlobals() as { root?: string; autostart?: boolean };
+  return { root: resolveRoot(opts.root), autostart: opts.autostart === false ? false : undefined };
 }
 
 function run(fn: (...args: any[]) => Promise<void> | void) {
@@ -28,7 +30,9 @@ export function buildProgram(): Command {
   program
     .description('process controller for snap-style packages')
     .version(require('../../package.json').version, '-V, --version')
-    .option('--root <dir>', `state root (env SNAPPROC_ROOT, default ${DEFAULT_ROOT})`)
+    .option('--root <dir>', `state root (env SNAPPROC_ROOT, default ${defaultRoot})`)
+    .option('--no-autostart', 'do not start a background supervisor when none answers (env SNAPPROC_NO_AUTOSTART=1)')
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (str, write) => write(str.split('\n')[0] + '\n') });
 
@@ -66,8 +70,124 @@ export function buildProgram(): Command {
     .addOption(new Option('--mode <stop-mode>', 'stop-mode to use instead of the snap\'s'))
     .option('--timeout <duration>', 'stop timeout instead of the snap\'s (30s, 1m30s, 500ms)')
     .action(run(async (name: string, opts: { mode?: string; timeout?: string }, cmd: Command) => {
+      const g = globals(cmd);
+      const { isInstalled } = await import('./commands/installed');
+      if (isInstalled(g.root, name)) {
+        // Validate locally first: a bad option is a usage error before any supervisor starts.
+        const { parseStopMode } = await import('./stop');
+        const { durationMs } = await import('./duration');
+        const { usageError } = await import('./errors');
+        if (opts.mode !== undefined) parseStopMode(opts.mode);
+        if (opts.timeout !== undefined) durationMs(opts.timeout, (m) => usageError(`invalid --timeout: ${m}`));
+        const { requireRoot } = await import('./commands/cgroup-commands');
+        requireRoot('snapproc stop');
+        const { supervisedStop } = await import('./commands/snap-commands');
+        await supervisedStop(g, name, opts, g);
+        return;
+      }
       const { stopCommand } = await import('./commands/cgroup-commands');
-      await stopCommand(globals(cmd), name, opts);
+      await stopCommand(g, name, opts);
+    }));
+
+  program
+    .command('install <path>')
+    .description('install a snap from a directory or .snap file (over an installed snap: a refresh)')
+    .action(run(async (source: string, _opts: unknown, cmd: Command) => {
+      const g = globals(cmd);
+      const { installCommand } = await import('./commands/snap-commands');
+      await installCommand(g, source, g);
+    }));
+
+  program
+    .command('refresh <name>')
+    .description('refresh a snap to a new revision (SPEC 5), as one change with undo')
+    .option('--from <path>', 'the new revision: a directory or .snap file')
+    .option('--ignore-running', 'refresh even while apps of the snap run')
+    .action(run(async (name: string, opts: { from?: string; ignoreRunning?: boolean }, cmd: Command) => {
+      const { refreshCommand } = await import('./commands/snap-commands');
+      await refreshCommand(globals(cmd), name, opts);
+    }));
+
+  program
+    .command('revert <name>')
+    .description('go back to the previous retained revision, its data as it was left')
+    .action(run(async (name: string, _opts: unknown, cmd: Command) => {
+      const { revertCommand } = await import('./commands/snap-commands');
+      await revertCommand(globals(cmd), name);
+    }));
+
+  program
+    .command('remove <name>')
+    .description('stop and kill everything of a snap, run its remove hook, remove its revisions and data')
+    .option('--purge', 'also remove $SNAP_COMMON')
+    .action(run(async (name: string, opts: { purge?: boolean }, cmd: Command) => {
+      const { removeCommand } = await import('./commands/snap-commands');
+      await removeCommand(globals(cmd), name, opts);
+    }));
+
+  program
+    .command('changes [name]')
+    .description('recent changes (refresh, revert, remove) with their steps and outcome')
+    .option('--json', 'print one JSON document')
+    .action(run(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const { changesCommand } = await import('./commands/snap-commands');
+      await changesCommand(globals(cmd), name, opts);
+    }));
+
+  for (const verb of ['start', 'restart'] as const) {
+    program
+      .command(`${verb} <name>`)
+      .description(`${verb} a snap's services (or one, NAME.APP)`)
+      .action(run(async (name: string, _opts: unknown, cmd: Command) => {
+        const g = globals(cmd);
+        const { lifecycleCommand } = await import('./commands/snap-commands');
+        await lifecycleCommand(g, verb, name, g);
+      }));
+  }
+
+  program
+    .command('run <snap.app> [args...]')
+    .description('run an app of a snap in a fresh scope cgroup; its exit status is passed through')
+    .passThroughOptions()
+    .allowUnknownOption()
+    .action(run(async (target: string, args: string[], _opts: unknown, cmd: Command) => {
+      const { runCommand } = await import('./commands/snap-commands');
+      await runCommand(globals(cmd), target, args ?? []);
+    }));
+
+  program
+    .command('list')
+    .description('list installed snaps and their revisions')
+    .option('--json', 'print one JSON document')
+    .action(run(async (opts: { json?: boolean }, cmd: Command) => {
+      const { listCommand } = await import('./commands/snap-commands');
+      listCommand(globals(cmd), opts);
+    }));
+
+  program
+    .command('logs <name>')
+    .description("show a snap's logs (or one app's, NAME.APP)")
+    .option('-f, --follow', 'keep printing new lines')
+    .option('-n, --lines <n>', 'how many lines from the end of each log (default 10)')
+    .action(run(async (name: string, opts: { follow?: boolean; lines?: string }, cmd: Command) => {
+      const { logsCommand } = await import('./commands/snap-commands');
+      await logsCommand(globals(cmd), name, opts);
+    }));
+
+  program
+    .command('validate <path>')
+    .description("check a snap (directory, .snap or snap.yaml) and summarise its apps' lifecycle settings")
+    .action(run(async (source: string) => {
+      const { validateCommand } = await import('./commands/snap-commands');
+      validateCommand(source);
+    }));
+
+  program
+    .command('daemon')
+    .description('run the supervisor in the foreground (can be PID 1 of a container)')
+    .action(run(async (_opts: unknown, cmd: Command) => {
+      const { daemonCommand } = await import('./commands/snap-commands');
+      await daemonCommand(globals(cmd));
     }));
 
   return program;

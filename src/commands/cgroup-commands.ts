@@ -1,7 +1,10 @@
 // cgroup-commands.ts: the CLI commands that act on cgroups directly and need
 // no supervisor: ps, signal, freeze, thaw, stop (SPEC 8: they work where
 // snapd/systemd or a test made the cgroups, and start no supervisor).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { GlobalOptions } from '../cli';
+import type { MainRecord } from '../classify';
 import { findSnapCgroups, SnapCgroup } from '../discover';
 import { durationMs } from '../duration';
 import { SnapprocError, usageError } from '../errors';
@@ -28,9 +31,21 @@ function cgroupsOf(instance: string, app?: string, kinds: SnapCgroup['kind'][] =
   return all;
 }
 
-export function psCommand(_g: GlobalOptions, name: string | undefined, opts: { json?: boolean }): void {
+/** Main processes as the supervisor recorded them (verified against the cgroup by classify). */
+function recordedMains(root: string): Map<string, MainRecord> {
+  const out = new Map<string, MainRecord>();
+  try {
+    const doc = JSON.parse(fs.readFileSync(path.join(root, 'state', 'services.json'), 'utf8')) as { services: Array<{ cgroup: string; mainPid: number | null; mainStartTime: number | null }> };
+    for (const s of doc.services) if (s.mainPid !== null) out.set(s.cgroup, { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
+  } catch {
+    // no supervisor has run under this root
+  }
+  return out;
+}
+
+export function psCommand(g: GlobalOptions, name: string | undefined, opts: { json?: boolean }): void {
   cgroup2Mount();
-  const apps = snapProcesses(name);
+  const apps = snapProcesses(name, { mainRecords: recordedMains(g.root) });
   if (opts.json) {
     process.stdout.write(JSON.stringify({ apps }) + '\n');
     return;

@@ -1,0 +1,463 @@
+// changes.ts: refresh, revert and remove as changes (see ../change.ts): the
+// steps of SPEC 5 and 7, in that order, each with its undo. The refresh is
+// the heart of snapproc: enduring services are never touched (not even by an
+// undo), restart-mode services are stopped by stop-mode, signal-mode services
+// are told to upgrade in place once `current` points at the new revision and
+// followed until their successor runs it, and any failure before the new
+// revision is linked leaves the snap exactly as it was.
+import * as fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:os';
+import { ChangeRecord, runChange, Step } from '../change';
+import { classifyCgroup } from '../classify';
+import { readEvent } from '../cgroupfs';
+import { protectData, unprotectData } from '../datamount';
+import { findSnapCgroups } from '../discover';
+import { SnapprocError } from '../errors';
+import { signalCgroupVerified, signalVerified } from '../guard';
+import { runHook } from '../hooks';
+import { killCgroup } from '../kill';
+import { revisionOf } from '../procinfo';
+import { snapProcesses } from '../snapps';
+import { launchDir } from '../launch';
+import { refreshSignal, type SnapYaml } from '../snapyaml';
+import { logLine } from './logs';
+import type { Service } from './service';
+import type { Supervisor } from './supervisor';
+
+export interface RefreshData {
+  snap: string;
+  source: string | null;
+  ignoreRunning: boolean;
+  from: string;
+  to: string | null;
+  /** Services of `from` stopped in step 3 (started again by its undo). */
+  stopped: string[];
+  /** Services left running with refresh-mode endure. */
+  enduring: string[];
+  /** Services left running to be signalled once `to` is current. */
+  signalled: string[];
+  movedAside: string | null;
+  dataCopied: boolean;
+  /** $SNAP_DATA of `from` is mounted read-only. */
+  protected: boolean;
+  /** Services started in step 8 (stopped by its undo). */
+  started: string[];
+  handedOver: string[];
+  fellBack: string[];
+  pruned: string[];
+}
+
+function newId(kind: string, snap: string): string {
+  return `${new Date().toISOString().replace(/[:.]/g, '-')}-${kind}-${snap}-${randomBytes(2).toString('hex')}`;
+}
+
+export function newChange<D>(kind: string, snap: string, steps: Step<D>[], pointOfNoReturn: number, data: D): ChangeRecord<D> {
+  return {
+    id: newId(kind, snap),
+    kind,
+    snap,
+    status: 'doing',
+    pointOfNoReturn,
+    steps: steps.map((s) => ({ name: s.name, status: 'todo' })),
+    data,
+    startedAt: new Date().toISOString(),
+  };
+}
+
+const SIGNALS = constants.signals as Record<string, number>;
+
+/** Apps of `snap` (other than services) that run now, unless they may keep running. */
+function busyApps(sup: Supervisor, instance: string, yaml: SnapYaml): { apps: string[]; pids: number[] } {
+  const apps = new Set<string>();
+  const pids: number[] = [];
+  for (const cg of findSnapCgroups(instance, { under: sup.cgroupParent })) {
+    if (cg.kind !== 'app') continue;
+    const app = yaml.apps[cg.app];
+    if (app && !app.isService && app.refreshMode === 'ignore-running') continue;
+    let procs;
+    try {
+      procs = classifyCgroup(cg.path).processes;
+    } catch {
+      continue;
+    }
+    if (procs.length === 0) continue;
+    apps.add(cg.app);
+    pids.push(...procs.map((p) => p.pid));
+  }
+  return { apps: [...apps].sort(), pids: pids.sort((a, b) => a - b) };
+}
+
+/**
+ * Follows a graceful hand-over: after the signal, within the stop timeout,
+ * the main process must become one that executes revision `to` — learned
+ * from MAINPID= (the service updates its record), or, once the old main has
+ * gone, from the process left in the cgroup whose parent is outside it.
+ */
+async function followHandover(svc: Service, to: string, oldMain: number | null, timeoutMs: number): Promise<number | null> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const main = svc.record.mainPid;
+    if (main !== null && main !== oldMain && revisionOf(main) === to) return main;
+    const oldGone = oldMain === null || main !== oldMain || !fs.existsSync(`/proc/${oldMain}`);
+    if (oldGone && readEvent(svc.cgroup, 'populated') === 1) {
+      const found = classifyCgroup(svc.cgroup, { revisions: true });
+      const candidate = found.mainPid !== null ? found.processes.find((p) => p.pid === found.mainPid && p.revision === to) : undefined;
+      if (candidate) {
+        svc.adoptMain(candidate.pid);
+        return candidate.pid;
+      }
+    }
+    // Bounded to the hand-over window; the notify path answers without waiting for this.
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return null;
+}
+
+export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
+  const store = sup.store;
+  const say = (d: RefreshData, line: string) => logLine(sup.changeLog(d.snap), line);
+  return [
+    {
+      name: 'validate',
+      async do(d) {
+        const fromYaml = store.readSnapYaml(d.snap, d.from);
+        if (!d.ignoreRunning) {
+          const busy = busyApps(sup, d.snap, fromYaml);
+          if (busy.apps.length) {
+            throw new SnapprocError('ERR_SNAPPROC_SNAP_BUSY', `snap "${d.snap}" has running apps (${busy.apps.join(', ')}), pids: ${busy.pids.join(',')}`);
+          }
+        }
+        if (d.to === null) {
+          if (!d.source) throw new SnapprocError('ERR_SNAPPROC_USAGE', `nothing to refresh ${d.snap} from: give --from PATH`);
+          // The name is checked before anything is written: a snap of another name is no refresh of this one.
+          const { readSnapYamlFrom } = await import('../commands/snap-commands');
+          const { parseSnapYaml } = await import('../snapyaml');
+          const incoming = readSnapYamlFrom(d.source);
+          const name = parseSnapYaml(incoming.text, incoming.file).name;
+          const expected = d.snap.split('_')[0];
+          if (name !== expected) throw new SnapprocError('ERR_SNAPPROC_USAGE', `${d.source} is snap "${name}", not "${expected}"`);
+          const added = await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined });
+          d.to = added.revision;
+        }
+        sup.writeLaunchFiles(d.snap, d.to);
+        const v = store.readSnapYaml(d.snap, d.to).version;
+        return `validate ${d.snap} ${v} (${d.to})`;
+      },
+      async undo(d) {
+        if (d.to && d.to !== d.from) store.removeRevision(d.snap, d.to);
+      },
+    },
+    {
+      name: 'pre-refresh',
+      async do(d) {
+        const r = await runHook({ root: sup.root, instance: d.snap, revision: d.from, hook: 'pre-refresh', cgroupParent: sup.cgroupParent });
+        return r.ran ? `pre-refresh hook of ${d.from}` : `no pre-refresh hook in ${d.from}`;
+      },
+    },
+    {
+      name: 'stop-services',
+      async do(d) {
+        const toYaml = store.readSnapYaml(d.snap, d.to!);
+        const parts: string[] = [];
+        for (const svc of sup.servicesOf(d.snap).reverse()) {
+          const app = svc.record.app;
+          const still = toYaml.apps[app]?.isService === true;
+          const mode = svc.app.refreshMode ?? 'restart';
+          if (still && mode === 'endure') {
+            if (!d.enduring.includes(app)) d.enduring.push(app);
+            parts.push(`${app} (endure)`);
+            continue;
+          }
+          if (still && refreshSignal(mode)) {
+            if (!d.signalled.includes(app)) d.signalled.push(app);
+            parts.push(`${app} (${mode} later)`);
+            continue;
+          }
+          const t0 = performance.now();
+          // keepWanted: the service is meant to run, in the new revision.
+          const r = await svc.stop({ keepWanted: true });
+          if (!d.stopped.includes(app)) d.stopped.push(app);
+          parts.push(`${app} (${r.mode}${still ? '' : ', gone from ' + d.to} ${Math.round(performance.now() - t0)} ms)`);
+        }
+        return `stop services of ${d.from}: ${parts.join(', ') || 'none'}`;
+      },
+      async undo(d) {
+        // `from` is current again (later undos relinked it): start what this step stopped, nothing else.
+        sup.syncServices(d.snap, d.from);
+        for (const svc of sup.servicesOf(d.snap)) {
+          if (d.stopped.includes(svc.record.app)) await svc.start().catch((e) => say(d, `undo: ${(e as Error).message}`));
+        }
+      },
+    },
+    {
+      name: 'unlink-copy-data',
+      async do(d) {
+        store.unlinkCurrent(d.snap);
+        if (!d.dataCopied) {
+          const r = await store.copyData(d.snap, d.from, d.to!);
+          d.movedAside = r.movedAside ?? null;
+          d.dataCopied = true;
+        }
+        return `unlink ${d.from}, copy $SNAP_DATA ${d.from} -> ${d.to}`;
+      },
+      async undo(d) {
+        if (d.dataCopied || d.movedAside) {
+          store.removeData(d.snap, d.to!);
+          if (d.movedAside) store.restoreData(d.snap, d.to!, d.movedAside);
+        }
+        d.dataCopied = false;
+        d.movedAside = null;
+        store.linkCurrent(d.snap, d.from);
+      },
+    },
+    {
+      name: 'protect-old-data',
+      async do(d) {
+        const yaml = store.readSnapYaml(d.snap, d.from);
+        if (yaml.confinement !== 'strict') return `$SNAP_DATA of ${d.from} stays writable (${yaml.confinement} confinement)`;
+        if (d.enduring.length === 0 && d.signalled.length === 0) return `nothing runs from ${d.from}: $SNAP_DATA left as is`;
+        if (d.signalled.length) return `$SNAP_DATA of ${d.from} turns read-only after the hand-over`;
+        protectData(store.paths(d.snap, d.from).data);
+        d.protected = true;
+        return `$SNAP_DATA of ${d.from} read-only for ${d.enduring.join(', ')}`;
+      },
+      async undo(d) {
+        unprotectData(store.paths(d.snap, d.from).data);
+        d.protected = false;
+      },
+    },
+    {
+      name: 'link',
+      async do(d) {
+        store.linkCurrent(d.snap, d.to!);
+        return `link ${d.snap} ${d.to}`;
+      },
+      async undo(d) {
+        store.unlinkCurrent(d.snap);
+      },
+    },
+    {
+      name: 'post-refresh',
+      async do(d) {
+        const r = await runHook({ root: sup.root, instance: d.snap, revision: d.to!, hook: 'post-refresh', cgroupParent: sup.cgroupParent });
+        return r.ran ? `post-refresh hook of ${d.to}` : `no post-refresh hook in ${d.to}`;
+      },
+    },
+    {
+      name: 'start-services',
+      async do(d) {
+        const parts: string[] = [];
+        sup.syncServices(d.snap, d.to!);
+        for (const svc of sup.servicesOf(d.snap)) {
+          const app = svc.record.app;
+          if (d.signalled.includes(app) && !d.handedOver.includes(app) && !d.fellBack.includes(app)) continue;
+          if (d.enduring.includes(app) && svc.mainAlive()) {
+            parts.push(`${app} endures (PID ${svc.record.mainPid})`);
+            continue;
+          }
+          if (!svc.record.wanted) continue;
+          if (svc.mainAlive()) continue;
+          const t0 = performance.now();
+          await svc.start();
+          if (!d.started.includes(app)) d.started.push(app);
+          parts.push(`${app} started (PID ${svc.record.mainPid ?? '-'}, ${Math.round(performance.now() - t0)} ms)`);
+        }
+        for (const svc of sup.servicesOf(d.snap)) {
+          const app = svc.record.app;
+          if (!d.signalled.includes(app) || d.handedOver.includes(app) || d.fellBack.includes(app)) continue;
+          const sig = refreshSignal(svc.app.refreshMode)!;
+          const t0 = performance.now();
+          const oldMain = svc.record.mainPid;
+          svc.beginHandover();
+          let newMain: number | null = null;
+          try {
+            if (sig.all) signalCgroupVerified(svc.cgroup, SIGNALS[sig.signal]);
+            else if (oldMain !== null) signalVerified(oldMain, SIGNALS[sig.signal], svc.cgroup, svc.record.mainStartTime ?? undefined);
+            newMain = await followHandover(svc, d.to!, oldMain, svc.app.stopTimeoutMs);
+          } finally {
+            svc.endHandover();
+          }
+          if (newMain !== null) {
+            d.handedOver.push(app);
+            parts.push(`${app}: ${sig.signal} -> main ${oldMain} handed over to ${newMain} (${d.to}) in ${Math.round(performance.now() - t0)} ms`);
+          } else {
+            // No successor in time: fall back to a restart, and say so.
+            d.fellBack.push(app);
+            await svc.stop({ keepWanted: true });
+            await svc.start();
+            if (!d.started.includes(app)) d.started.push(app);
+            parts.push(`${app}: no hand-over within ${svc.app.stopTimeoutMs} ms after ${sig.signal}, restarted instead (PID ${svc.record.mainPid})`);
+          }
+        }
+        // The hand-overs are over: now nothing of the old revision writes its data.
+        if (d.signalled.length && !d.protected && store.readSnapYaml(d.snap, d.from).confinement === 'strict') {
+          const stillOld = sup.servicesOf(d.snap).some((s) => d.enduring.includes(s.record.app) && s.mainAlive());
+          if (stillOld || d.signalled.length) {
+            protectData(store.paths(d.snap, d.from).data);
+            d.protected = true;
+          }
+        }
+        return `start services of ${d.to}: ${parts.join('; ') || 'none'}`;
+      },
+      async undo(d) {
+        for (const svc of sup.servicesOf(d.snap).reverse()) {
+          if (d.started.includes(svc.record.app)) await svc.stop({ keepWanted: true }).catch(() => undefined);
+        }
+        d.started = [];
+      },
+    },
+    {
+      name: 'prune',
+      async do(d) {
+        const keep = new Set([d.from, d.to!]);
+        // The refresh is done: B's data that was moved aside will not be restored.
+        if (d.movedAside) store.discardMovedAside(d.snap, d.to!, d.movedAside);
+        // Beyond the retained revisions, but never one that something still executes (an enduring process of an older revision).
+        for (const p of snapProcesses(d.snap, { under: sup.cgroupParent })) for (const proc of p.processes) if (proc.revision) keep.add(proc.revision);
+        const revisions = store.get(d.snap)!.revisions.map((r) => r.revision);
+        const droppable = revisions.slice(0, Math.max(0, revisions.length - sup.retain)).filter((r) => !keep.has(r));
+        for (const rev of droppable) {
+          unprotectData(store.paths(d.snap, rev).data);
+          store.removeRevision(d.snap, rev);
+          fs.rmSync(launchDir(sup.root, d.snap, rev), { recursive: true, force: true });
+        }
+        d.pruned = droppable;
+        return d.pruned.length ? `prune ${d.pruned.join(', ')}` : 'prune: nothing beyond the retained revisions';
+      },
+    },
+  ];
+}
+
+export interface RevertData {
+  snap: string;
+  from: string;
+  to: string;
+  stopped: string[];
+  enduring: string[];
+  started: string[];
+}
+
+export function revertSteps(sup: Supervisor): Step<RevertData>[] {
+  const store = sup.store;
+  return [
+    {
+      name: 'stop-services',
+      async do(d) {
+        const toYaml = store.readSnapYaml(d.snap, d.to);
+        const parts: string[] = [];
+        for (const svc of sup.servicesOf(d.snap).reverse()) {
+          const app = svc.record.app;
+          if (toYaml.apps[app]?.isService && svc.app.refreshMode === 'endure') {
+            if (!d.enduring.includes(app)) d.enduring.push(app);
+            continue;
+          }
+          await svc.stop({ keepWanted: true });
+          if (!d.stopped.includes(app)) d.stopped.push(app);
+          parts.push(app);
+        }
+        return `stop services of ${d.from}: ${parts.join(', ') || 'none'}`;
+      },
+      async undo(d) {
+        sup.syncServices(d.snap, d.from);
+        for (const svc of sup.servicesOf(d.snap)) if (d.stopped.includes(svc.record.app)) await svc.start().catch(() => undefined);
+      },
+    },
+    {
+      name: 'link',
+      async do(d) {
+        // Going back to `to`: its data is its own again (lift the read-only mount of a past refresh).
+        unprotectData(store.paths(d.snap, d.to).data);
+        store.unlinkCurrent(d.snap);
+        store.linkCurrent(d.snap, d.to);
+        return `link ${d.snap} ${d.to} (data as ${d.to} left it)`;
+      },
+      async undo(d) {
+        store.unlinkCurrent(d.snap);
+        store.linkCurrent(d.snap, d.from);
+      },
+    },
+    {
+      name: 'start-services',
+      async do(d) {
+        sup.syncServices(d.snap, d.to);
+        const parts: string[] = [];
+        for (const svc of sup.servicesOf(d.snap)) {
+          if (!svc.record.wanted || svc.mainAlive()) continue;
+          await svc.start();
+          d.started.push(svc.record.app);
+          parts.push(`${svc.record.app} (PID ${svc.record.mainPid ?? '-'})`);
+        }
+        return `start services of ${d.to}: ${parts.join(', ') || 'none'}`;
+      },
+      async undo(d) {
+        for (const svc of sup.servicesOf(d.snap).reverse()) if (d.started.includes(svc.record.app)) await svc.stop({ keepWanted: true }).catch(() => undefined);
+      },
+    },
+  ];
+}
+
+export interface RemoveData {
+  snap: string;
+  purge: boolean;
+  revision: string | null;
+  killed: number;
+}
+
+export function removeSteps(sup: Supervisor): Step<RemoveData>[] {
+  const store = sup.store;
+  return [
+    {
+      name: 'stop-services',
+      async do(d) {
+        const parts: string[] = [];
+        for (const svc of sup.servicesOf(d.snap).reverse()) {
+          const r = await svc.stop();
+          parts.push(`${svc.record.app} (${r.mode})`);
+        }
+        return `stop services: ${parts.join(', ') || 'none'}`;
+      },
+    },
+    {
+      name: 'kill-everything',
+      async do(d) {
+        // Everything left in any cgroup of the snap snapproc made: children a plain
+        // stop-mode left, app scopes, hook scopes, escapees, fork loops.
+        let left = 0;
+        for (const cg of findSnapCgroups(d.snap, { under: sup.cgroupParent })) {
+          if (readEvent(cg.path, 'populated') === 0) continue;
+          left += classifyCgroup(cg.path).processes.length;
+          const r = await killCgroup(cg.path, { timeoutMs: 10_000 });
+          if (!r.empty) throw new SnapprocError('ERR_SNAPPROC_KILL', `${cg.path} is not empty 10 s after SIGKILL`);
+        }
+        d.killed = left;
+        return `kill what was left: ${left} process${left === 1 ? '' : 'es'}`;
+      },
+    },
+    {
+      name: 'remove-hook',
+      async do(d) {
+        if (!d.revision) return 'no remove hook';
+        try {
+          const r = await runHook({ root: sup.root, instance: d.snap, revision: d.revision, hook: 'remove', cgroupParent: sup.cgroupParent });
+          return r.ran ? `remove hook of ${d.revision}` : 'no remove hook';
+        } catch (err) {
+          // As snapd: a failing remove hook does not keep the snap installed.
+          return `remove hook failed (ignored): ${(err as Error).message}`;
+        }
+      },
+    },
+    {
+      name: 'remove-files',
+      async do(d) {
+        for (const r of store.get(d.snap)?.revisions ?? []) unprotectData(store.paths(d.snap, r.revision).data);
+        sup.forgetServices(d.snap);
+        store.removeSnap(d.snap, { purge: d.purge });
+        sup.removeSnapState(d.snap);
+        return `remove revisions and data${d.purge ? ' (purged common)' : ''}`;
+      },
+    },
+  ];
+}
+
+export { runChange };

@@ -1,0 +1,63 @@
+// records.ts: what the supervisor runs, on disk (R/state/services.json), so
+// that a new supervisor re-adopts running services after the old one died
+// instead of stopping or duplicating them. Plain JSON, as s6-svstat output is
+// plain: main PID (with start time, to tell it from a reused PID), state,
+// restarts, last exit. Written atomically: a crash mid-write leaves the
+// previous record.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../atomicfile';
+
+export type ServiceState = 'inactive' | 'activating' | 'active' | 'deactivating' | 'failed';
+
+export interface ExitRecord {
+  /** Exit code, or null when killed by a signal. */
+  code: number | null;
+  /** Signal name, or null on a normal exit. */
+  signal: string | null;
+  /** ISO time of the exit. */
+  at: string;
+}
+
+export interface ServiceRecord {
+  snap: string;
+  app: string;
+  revision: string;
+  cgroup: string;
+  state: ServiceState;
+  /** Whether the service should be running (started and not stopped by a user). */
+  wanted: boolean;
+  mainPid: number | null;
+  /** /proc start time of mainPid (clock ticks since boot). */
+  mainStartTime: number | null;
+  /** ISO time the current main process started. */
+  since: string | null;
+  restarts: number;
+  lastExit: ExitRecord | null;
+  /** Why the service is failed, in words. */
+  reason: string | null;
+}
+
+export function recordsFile(root: string): string {
+  return path.join(root, 'state', 'services.json');
+}
+
+export function serviceKey(snap: string, app: string): string {
+  return `${snap}.${app}`;
+}
+
+export function loadRecords(root: string): Map<string, ServiceRecord> {
+  try {
+    const doc = JSON.parse(fs.readFileSync(recordsFile(root), 'utf8')) as { services: ServiceRecord[] };
+    return new Map(doc.services.map((r) => [serviceKey(r.snap, r.app), r]));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    throw err;
+  }
+}
+
+export function saveRecords(root: string, records: Iterable<ServiceRecord>): void {
+  fs.mkdirSync(path.dirname(recordsFile(root)), { recursive: true });
+  const services = [...records].sort((a, b) => serviceKey(a.snap, a.app).localeCompare(serviceKey(b.snap, b.app)));
+  writeFileAtomic(recordsFile(root), JSON.stringify({ services }, null, 2) + '\n', 0o644);
+}

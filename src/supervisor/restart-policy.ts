@@ -1,0 +1,63 @@
+// restart-policy.ts: whether a service that exited is started again
+// (restart-condition, as systemd's Restart= reads it) and the start limit
+// that turns a crash loop into a failed service instead of a busy loop.
+import type { RestartCondition } from '../snapyaml';
+
+export interface ExitStatus {
+  code: number | null;
+  signal: string | null;
+}
+
+// systemd counts these signals as a clean exit for a service.
+const CLEAN_SIGNALS = new Set(['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGPIPE']);
+// ... and these as an abort (core dump or watchdog-style kill).
+const ABORT_SIGNALS = new Set(['SIGABRT', 'SIGQUIT', 'SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGSYS', 'SIGTRAP', 'SIGXCPU', 'SIGXFSZ']);
+
+export function isCleanExit(s: ExitStatus): boolean {
+  return s.signal === null ? s.code === 0 : CLEAN_SIGNALS.has(s.signal);
+}
+
+/** Whether `condition` restarts a service that exited with `status`. */
+export function shouldRestart(condition: RestartCondition, status: ExitStatus): boolean {
+  const clean = isCleanExit(status);
+  const uncleanSignal = status.signal !== null && !clean;
+  switch (condition) {
+    case 'never':
+      return false;
+    case 'always':
+      return true;
+    case 'on-success':
+      return clean;
+    case 'on-failure':
+      return !clean;
+    case 'on-abnormal':
+      return uncleanSignal;
+    case 'on-abort':
+      return uncleanSignal && ABORT_SIGNALS.has(status.signal!);
+    case 'on-watchdog':
+      return false; // snapproc has no watchdog yet: nothing can time out on it
+  }
+}
+
+/** systemd's default start limit: at most `burst` starts within `intervalMs`. */
+export class StartLimit {
+  private starts: number[] = [];
+
+  constructor(readonly burst = 5, readonly intervalMs = 10_000) {}
+
+  /** Records a start; false when it is one too many within the interval. */
+  allow(now = Date.now()): boolean {
+    this.starts = this.starts.filter((t) => now - t < this.intervalMs);
+    if (this.starts.length >= this.burst) return false;
+    this.starts.push(now);
+    return true;
+  }
+
+  reset(): void {
+    this.starts = [];
+  }
+}
+
+export function describeExit(s: ExitStatus): string {
+  return s.signal ? `killed by ${s.signal}` : `exited with status ${s.code}`;
+}

@@ -1,0 +1,416 @@
+// service.ts: one supervised service: starting it into its cgroup (through
+// the launcher, so it is in the cgroup before the snap's code runs), knowing
+// its main process (the launcher's PID for simple/notify, the process left in
+// the cgroup for forking, MAINPID= from notify), noticing when that process
+// exits (child exit for our own children, pidfd for adopted ones), applying
+// restart-condition with restart-delay and a start limit, and stopping it by
+// stop-mode with stop-command and post-stop-command around the stop.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { classifyCgroup } from '../classify';
+import { cgroupOfPid, readEvent } from '../cgroupfs';
+import { SnapprocError, hasCode } from '../errors';
+import { launchFile } from '../launch';
+import { launcherPath, native, PendingWait } from '../native';
+import { startTimeOf } from '../procinfo';
+import { signalName } from '../signals';
+import type { AppInfo } from '../snapyaml';
+import { signalVerified } from '../guard';
+import { stopCgroup, StopMode, StopResult, stopModeSignal } from '../stop';
+import { appLogFile, logLine, openLog } from './logs';
+import type { ServiceRecord, ServiceState } from './records';
+import { describeExit, ExitStatus, shouldRestart, StartLimit } from './restart-policy';
+
+/** What a service needs from the supervisor that owns it. */
+export interface ServiceHost {
+  root: string;
+  /** Path of the NOTIFY_SOCKET, or null when none is open. */
+  notifySocket: string | null;
+  /** Listening sockets held for this service: fds and names for LISTEN_FDS. */
+  socketsFor(service: Service): { fds: number[]; names: string[] };
+  /** Wait statuses of processes the supervisor reaped as a subreaper. */
+  reapedStatus(pid: number): number | undefined;
+  /** Persist the records. */
+  changed(service: Service): void;
+}
+
+const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Decodes a raw wait status. */
+export function decodeWaitStatus(status: number): ExitStatus {
+  const sig = status & 0x7f;
+  return sig === 0 ? { code: (status >> 8) & 0xff, signal: null } : { code: null, signal: signalName(sig) };
+}
+
+function isInside(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+export class Service {
+  private limit = new StartLimit();
+  private child: ChildProcess | null = null;
+  private mainWait: PendingWait | null = null;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private handingOver = false;
+  private ready: { resolve: () => void; reject: (e: Error) => void } | null = null;
+
+  constructor(
+    readonly host: ServiceHost,
+    public app: AppInfo,
+    readonly record: ServiceRecord,
+  ) {}
+
+  get name(): string {
+    return `${this.record.snap}.${this.record.app}`;
+  }
+
+  get cgroup(): string {
+    return this.record.cgroup;
+  }
+
+  get logFile(): string {
+    return appLogFile(this.host.root, this.record.snap, this.record.app);
+  }
+
+  private setState(state: ServiceState, reason: string | null = null): void {
+    this.record.state = state;
+    this.record.reason = reason;
+    this.host.changed(this);
+  }
+
+  private fail(reason: string): SnapprocError {
+    logLine(this.logFile, `${this.name} failed: ${reason}`);
+    this.record.mainPid = null;
+    this.record.mainStartTime = null;
+    this.setState('failed', reason);
+    return new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', `${this.name} failed: ${reason}`);
+  }
+
+  /** The program the launch file will execute, checked before starting. */
+  private checkCommand(): string | null {
+    const file = launchFile(this.host.root, this.record.snap, this.record.revision, this.record.app);
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      return `no launch file ${file}`;
+    }
+    const argv0 = /^arg (.*)$/m.exec(text)?.[1];
+    if (!argv0) return `empty command`;
+    try {
+      fs.accessSync(argv0, fs.constants.X_OK);
+      if (!fs.statSync(argv0).isFile()) return `command is not a file: ${argv0}`;
+    } catch (err) {
+      return hasCode(err, 'ENOENT') ? `command not found: ${argv0}` : `command is not executable: ${argv0}`;
+    }
+    return null;
+  }
+
+  /** Starts the service; resolves once it is up as its daemon type defines it. */
+  async start(): Promise<void> {
+    this.record.wanted = true;
+    if (this.restartTimer) {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = null;
+    }
+    if ((this.record.state === 'active' || this.record.state === 'activating') && this.mainAlive()) return;
+    if (!this.limit.allow()) {
+      throw this.fail(`start request repeated too quickly (${this.limit.burst} starts within ${this.limit.intervalMs / 1000}s); not restarting`);
+    }
+    const bad = this.checkCommand();
+    if (bad) throw this.fail(bad);
+    fs.mkdirSync(this.cgroup, { recursive: true });
+    this.stopping = false;
+    this.setState('activating');
+
+    const sockets = this.host.socketsFor(this);
+    const env: Record<string, string> = { PATH: BASE_PATH };
+    if (this.app.daemon === 'notify' && this.host.notifySocket) env.NOTIFY_SOCKET = this.host.notifySocket;
+    if (sockets.fds.length) {
+      env.LISTEN_FDS = String(sockets.fds.length);
+      env.LISTEN_FDNAMES = sockets.names.join(':');
+    }
+    const out = openLog(this.logFile);
+    let child: ChildProcess;
+    try {
+      child = spawn(launcherPath(), ['--cgroup', this.cgroup, '--resolve', this.host.root, this.record.snap, this.record.app], {
+        stdio: ['ignore', out, out, ...sockets.fds],
+        env,
+        detached: true, // own session and process group: the main process leads it
+      });
+    } finally {
+      fs.closeSync(out);
+    }
+    this.child = child;
+    const exited = new Promise<ExitStatus>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('error', () => resolve({ code: 127, signal: null }));
+    });
+    const pid = child.pid;
+    if (pid === undefined) throw this.fail(`could not start the launcher`);
+    logLine(this.logFile, `started ${this.name} (${this.record.revision}) as PID ${pid}`);
+
+    switch (this.app.daemon) {
+      case 'oneshot': {
+        this.setMain(pid);
+        const status = await exited;
+        this.clearMain(pid);
+        if (status.code !== 0) {
+          this.record.lastExit = { ...status, at: new Date().toISOString() };
+          throw this.fail(describeExit(status));
+        }
+        this.setState('active'); // remains active after a successful run, as snapd's oneshot units do
+        return;
+      }
+      case 'forking': {
+        const status = await exited;
+        if (status.code !== 0) throw this.fail(`the forking start command ${describeExit(status)}`);
+        const { mainPid } = classifyCgroup(this.cgroup);
+        if (mainPid === null) throw this.fail('the forking start command exited and left no process in the cgroup');
+        this.setMain(mainPid);
+        this.watchByPidfd(mainPid);
+        this.setState('active');
+        return;
+      }
+      case 'notify': {
+        this.setMain(pid);
+        void exited.then((s) => this.onExit(pid, s));
+        const timeoutMs = this.app.startTimeoutMs;
+        try {
+          await new Promise<void>((resolve, reject) => {
+            this.ready = { resolve, reject };
+            const timer = setTimeout(() => reject(new Error(`no READY=1 within ${timeoutMs} ms`)), timeoutMs);
+            exited.then((s) => reject(new Error(`exited before READY=1: ${describeExit(s)}`)));
+            const done = () => clearTimeout(timer);
+            this.ready = { resolve: () => (done(), resolve()), reject: (e) => (done(), reject(e)) };
+          });
+        } catch (err) {
+          this.ready = null;
+          this.stopping = true;
+          await stopCgroup(this.cgroup, { mode: this.app.stopMode, timeoutMs: this.app.stopTimeoutMs });
+          this.stopping = false;
+          throw this.fail((err as Error).message);
+        }
+        this.ready = null;
+        if (this.record.state === 'activating') this.setState('active');
+        return;
+      }
+      default: {
+        this.setMain(pid);
+        void exited.then((s) => this.onExit(pid, s));
+        this.setState('active');
+      }
+    }
+  }
+
+  private setMain(pid: number): void {
+    this.record.mainPid = pid;
+    this.record.mainStartTime = startTimeOf(pid);
+    this.record.since = new Date().toISOString();
+    this.host.changed(this);
+  }
+
+  private clearMain(pid: number): void {
+    if (this.record.mainPid !== pid) return;
+    this.record.mainPid = null;
+    this.record.mainStartTime = null;
+  }
+
+  /** Whether the recorded main process is alive and the same process. */
+  mainAlive(): boolean {
+    const pid = this.record.mainPid;
+    if (pid === null) return this.app.daemon === 'oneshot' && this.record.state === 'active';
+    return this.record.mainStartTime !== null && startTimeOf(pid) === this.record.mainStartTime;
+  }
+
+  /** Watches a main process that is not our direct child (adopted, forked, MAINPID=). */
+  private watchByPidfd(pid: number): void {
+    this.mainWait?.cancel();
+    let pidfd: number;
+    try {
+      pidfd = native.pidfdOpen(pid);
+    } catch {
+      void this.onExit(pid, { code: null, signal: null });
+      return;
+    }
+    const wait = native.pidfdWait(pidfd, -1);
+    this.mainWait = wait;
+    void wait.result.then(async (outcome) => {
+      if (outcome !== 'done') {
+        fs.closeSync(pidfd);
+        return;
+      }
+      const status = await this.exitStatusOf(pid, pidfd);
+      fs.closeSync(pidfd);
+      if (this.mainWait === wait) this.mainWait = null;
+      await this.onExit(pid, status);
+    }, () => fs.closeSync(pidfd));
+  }
+
+  /** The exit status of a process that is not our Node child: reaped by us as subreaper, or told by its pidfd once reaped. */
+  private async exitStatusOf(pid: number, pidfd: number): Promise<ExitStatus> {
+    for (let i = 0; i < 40; i++) {
+      const reaped = this.host.reapedStatus(pid);
+      if (reaped !== undefined) return decodeWaitStatus(reaped);
+      try {
+        return decodeWaitStatus(native.pidfdExitStatus(pidfd));
+      } catch {
+        // not reaped yet by its parent
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return { code: null, signal: null };
+  }
+
+  /** Notification from NOTIFY_SOCKET, sent by `pid` (already known to be in our cgroup). */
+  onNotify(pid: number, fields: Map<string, string>): void {
+    const mainpid = fields.get('MAINPID');
+    if (mainpid !== undefined) {
+      const n = Number(mainpid);
+      const where = Number.isInteger(n) && n > 1 ? cgroupOfPid(n) : null;
+      if (where && isInside(where, this.cgroup) && n !== this.record.mainPid) {
+        logLine(this.logFile, `${this.name}: main process is now PID ${n} (MAINPID from ${pid})`);
+        this.setMain(n);
+        if (this.child?.pid !== n) this.watchByPidfd(n);
+      }
+    }
+    if (fields.get('READY') === '1') {
+      if (this.ready) this.ready.resolve();
+      else if (this.record.state === 'activating') this.setState('active');
+    }
+    if (fields.get('STOPPING') === '1' && !this.stopping) this.setState('deactivating');
+    if (fields.get('RELOADING') === '1') logLine(this.logFile, `${this.name}: reloading`);
+  }
+
+  /** A process that was our main process exited. */
+  private async onExit(pid: number, status: ExitStatus): Promise<void> {
+    if (this.record.mainPid !== pid) return; // an old main after a hand-over, or already handled
+    this.record.lastExit = { code: status.code, signal: status.signal, at: new Date().toISOString() };
+    this.clearMain(pid);
+    // Stopping, or the old main leaving during a hand-over: not the service ending.
+    if (this.stopping || this.handingOver) return;
+    logLine(this.logFile, `${this.name}: main process ${pid} ${describeExit(status)}`);
+    // The service is down: with a -all stop-mode, what it left in the cgroup goes too.
+    if (stopModeSignal(this.app.stopMode).all && readEvent(this.cgroup, 'populated') === 1) {
+      await stopCgroup(this.cgroup, { mode: this.app.stopMode, timeoutMs: this.app.stopTimeoutMs });
+    }
+    if (this.record.wanted && shouldRestart(this.app.restartCondition, status)) {
+      this.setState('activating', `restarting in ${this.app.restartDelayMs} ms after it ${describeExit(status)}`);
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = null;
+        this.record.restarts += 1;
+        this.start().catch(() => {
+          // the failure is in the record and the log
+        });
+      }, this.app.restartDelayMs);
+      return;
+    }
+    const clean = status.code === 0 || (status.signal !== null && ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGPIPE'].includes(status.signal));
+    if (clean) this.setState('inactive');
+    else this.setState('failed', describeExit(status));
+  }
+
+  /** A graceful refresh signals the main process, which hands over to a successor: its exit is not the service's. */
+  beginHandover(): void {
+    this.handingOver = true;
+  }
+
+  endHandover(): void {
+    this.handingOver = false;
+  }
+
+  /** Takes `pid` (verified in the cgroup by the caller) as the main process from now on. */
+  adoptMain(pid: number): void {
+    if (this.record.mainPid === pid) return;
+    this.setMain(pid);
+    // Even our own child is watched by pidfd here: its exit event was bound to the old role.
+    this.watchByPidfd(pid);
+  }
+
+  /** Re-adopts the service after a supervisor restart; false when nothing of it runs. */
+  adopt(): boolean {
+    const rec = this.record;
+    if (readEvent(this.cgroup, 'populated') === 0) {
+      if (this.app.daemon === 'oneshot' && rec.state === 'active') return true;
+      return false;
+    }
+    const found = classifyCgroup(this.cgroup, {
+      main: rec.mainPid !== null ? { pid: rec.mainPid, startTime: rec.mainStartTime ?? undefined } : undefined,
+    });
+    let mainPid = found.mainPid;
+    if (mainPid === null) mainPid = classifyCgroup(this.cgroup).mainPid;
+    if (mainPid === null) return false;
+    if (mainPid !== rec.mainPid) this.setMain(mainPid);
+    logLine(this.logFile, `${this.name}: adopted running main process ${mainPid}`);
+    this.watchByPidfd(mainPid);
+    if (rec.state !== 'active') this.setState('active');
+    return true;
+  }
+
+  /** Stops the service by stop-mode (or the one given), running stop-command before and post-stop-command after. */
+  async stop(options: { mode?: StopMode; timeoutMs?: number; keepWanted?: boolean } = {}): Promise<StopResult> {
+    if (!options.keepWanted) this.record.wanted = false;
+    if (this.restartTimer) {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = null;
+    }
+    this.stopping = true;
+    this.setState('deactivating');
+    const timeoutMs = options.timeoutMs ?? this.app.stopTimeoutMs;
+    try {
+      if (this.app.stopCommand) await this.runAuxiliary('stop', timeoutMs);
+      const main = this.record.mainPid !== null ? { pid: this.record.mainPid, startTime: this.record.mainStartTime ?? undefined } : null;
+      const result = await stopCgroup(this.cgroup, { mode: options.mode ?? this.app.stopMode, timeoutMs, main });
+      this.mainWait?.cancel();
+      this.mainWait = null;
+      if (this.app.postStopCommand) await this.runAuxiliary('post-stop', timeoutMs).catch(() => undefined);
+      logLine(this.logFile, `stopped ${this.name} (${result.mode}: ${result.signal} to ${result.target === 'main' ? `main process ${result.mainPid}` : `${result.signalled} processes`}${result.isForcefullyTerminated ? ', SIGKILL after timeout' : ''})`);
+      this.record.mainPid = null;
+      this.record.mainStartTime = null;
+      this.setState('inactive');
+      return result;
+    } finally {
+      this.stopping = false;
+    }
+  }
+
+  /** Runs stop-command / post-stop-command in the service's cgroup with the service's environment. */
+  private async runAuxiliary(which: 'stop' | 'post-stop', timeoutMs: number): Promise<void> {
+    const file = launchFile(this.host.root, this.record.snap, this.record.revision, `${this.record.app}.${which}`);
+    if (!fs.existsSync(file)) return;
+    fs.mkdirSync(this.cgroup, { recursive: true });
+    const out = openLog(this.logFile);
+    try {
+      const child = spawn(launcherPath(), ['--cgroup', this.cgroup, '--launch', file], { stdio: ['ignore', out, out], env: { PATH: BASE_PATH } });
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const status = await new Promise<ExitStatus>((resolve) => {
+        child.once('exit', (code, signal) => resolve({ code, signal }));
+        child.once('error', () => resolve({ code: 127, signal: null }));
+      });
+      clearTimeout(timer);
+      if (status.code !== 0) logLine(this.logFile, `${which}-command of ${this.name} ${describeExit(status)}`);
+    } finally {
+      fs.closeSync(out);
+    }
+  }
+
+  /** Sends a signal to the main process (or the cgroup), through the guard. */
+  signalMain(sig: number): void {
+    if (this.record.mainPid === null) return;
+    signalVerified(this.record.mainPid, sig, this.cgroup, this.record.mainStartTime ?? undefined);
+  }
+
+  /** Forgets timers and waits (supervisor shutdown without stopping services). */
+  detach(): void {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    this.mainWait?.cancel();
+    this.mainWait = null;
+    this.child?.removeAllListeners();
+    this.child?.unref();
+  }
+}

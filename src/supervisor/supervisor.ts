@@ -1,0 +1,540 @@
+// supervisor.ts: `snapproc daemon`, also embeddable in another Node program
+// as `new Supervisor({ root }).start()`. It owns the services of the
+// installed snaps: starts them into their cgroups in before/after order,
+// watches their main processes, restarts them by restart-condition, holds
+// their listening sockets, reads their notifications, reaps orphans as a
+// child subreaper (or as PID 1), persists what it runs so that the next
+// supervisor re-adopts it, and serves the control API.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { cgroup2Mount, removeCgroupTree } from '../cgroupfs';
+import { hasCode, SnapprocError, usageError } from '../errors';
+import { runHook } from '../hooks';
+import { writeRevisionLaunchFiles } from '../launch';
+import { serviceCgroupName } from '../names';
+import { findSnapCgroups } from '../discover';
+import { native } from '../native';
+import { appEnvironment, snapEnvironment } from '../snapenv';
+import { startOrder, type AppInfo, type SnapYaml } from '../snapyaml';
+import { parseStopMode, type StopMode, type StopResult } from '../stop';
+import { durationMs } from '../duration';
+import { RevisionStore } from '../store';
+import { ownChildPids, trackNodeChildren } from './children';
+import { ControlServer, socketPath, type Method } from './control';
+import { LogRotator } from './logs';
+import { loadRecords, saveRecords, serviceKey, type ServiceRecord } from './records';
+import { Service, type ServiceHost } from './service';
+
+export interface SupervisorOptions {
+  /** State root R. */
+  root: string;
+  /** Cgroup under which service and scope cgroups are made (env SNAPPROC_CGROUP_PARENT; default <cgroup2>/snapproc.slice). */
+  cgroupParent?: string;
+  /** Turn SIGTERM/SIGINT into a shutdown (default true). As PID 1, services are stopped by stop-mode first. */
+  handleSignals?: boolean;
+  /** Rotate service logs above this size (default 1 MiB). */
+  logMaxBytes?: number;
+  /** Where to write the supervisor's own lines (default stderr). */
+  log?: (line: string) => void;
+}
+
+export function defaultCgroupParent(): string {
+  return process.env.SNAPPROC_CGROUP_PARENT || path.join(cgroup2Mount(), 'snapproc.slice');
+}
+
+export class Supervisor implements ServiceHost {
+  readonly root: string;
+  readonly cgroupParent: string;
+  readonly store: RevisionStore;
+  readonly services = new Map<string, Service>();
+  notifySocket: string | null = null;
+  private records = new Map<string, ServiceRecord>();
+  private lockFd: number | null = null;
+  private control: ControlServer | null = null;
+  private notifyHandle: number | null = null;
+  private held = new Map<string, { fd: number; name: string }>();
+  private reaped = new Map<number, number>();
+  private rotator: LogRotator;
+  private onSigchld = () => this.reap();
+  private onStopSignal = (sig: NodeJS.Signals) => void this.handleStopSignal(sig);
+  private say: (line: string) => void;
+  private busy: Promise<unknown> = Promise.resolve();
+  /** Revisions kept per snap (SPEC 1: 2). */
+  retain = 2;
+
+  constructor(readonly options: SupervisorOptions) {
+    this.root = path.resolve(options.root);
+    this.cgroupParent = options.cgroupParent ?? defaultCgroupParent();
+    this.store = new RevisionStore(this.root);
+    this.rotator = new LogRotator(options.logMaxBytes);
+    this.say = options.log ?? ((line) => process.stderr.write(`snapproc: ${line}\n`));
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  async start(): Promise<void> {
+    cgroup2Mount();
+    fs.mkdirSync(path.join(this.root, 'run'), { recursive: true, mode: 0o755 });
+    fs.mkdirSync(path.join(this.root, 'state'), { recursive: true, mode: 0o755 });
+    try {
+      this.lockFd = native.lockFile(path.join(this.root, 'run', 'snapproc.lock'));
+    } catch (err) {
+      if (hasCode(err, 'EAGAIN', 'EACCES', 'EWOULDBLOCK')) {
+        throw new SnapprocError('ERR_SNAPPROC_SUPERVISOR_RUNNING', `another snapproc supervisor is running for ${this.root} (it holds ${path.join(this.root, 'run', 'snapproc.lock')})`);
+      }
+      throw err;
+    }
+    fs.mkdirSync(this.cgroupParent, { recursive: true });
+    trackNodeChildren();
+    if (process.pid !== 1) native.setChildSubreaper(true);
+    process.on('SIGCHLD', this.onSigchld);
+    if (this.options.handleSignals !== false) {
+      process.on('SIGTERM', this.onStopSignal);
+      process.on('SIGINT', this.onStopSignal);
+    }
+    this.notifySocket = path.join(this.root, 'run', 'notify.socket');
+    this.notifyHandle = native.notifyListen(this.notifySocket, (pid, _uid, text) => this.onNotify(pid, text));
+    this.records = loadRecords(this.root);
+    this.loadServices();
+    this.adoptRunning();
+    await this.recoverChanges();
+    await this.startWanted();
+    this.control = new ControlServer(socketPath(this.root), this.methods());
+    await this.control.listen();
+    this.say(`supervising ${this.services.size} service(s) under ${this.root} (cgroups in ${this.cgroupParent}), pid ${process.pid}`);
+  }
+
+  /** Stops serving. With `stopServices`, stops every service by stop-mode first (what PID 1 does). */
+  async shutdown(options: { stopServices?: boolean } = {}): Promise<void> {
+    this.control?.close();
+    this.control = null;
+    if (options.stopServices) {
+      for (const snap of this.store.list().reverse()) await this.stopSnap(snap.name, undefined, {}, true).catch((e) => this.say(`stopping ${snap.name}: ${e.message}`));
+    }
+    for (const svc of this.services.values()) svc.detach();
+    this.save();
+    if (this.notifyHandle !== null) native.notifyClose(this.notifyHandle);
+    this.notifyHandle = null;
+    for (const h of this.held.values()) fs.closeSync(h.fd);
+    this.held.clear();
+    this.rotator.close();
+    process.off('SIGCHLD', this.onSigchld);
+    process.off('SIGTERM', this.onStopSignal);
+    process.off('SIGINT', this.onStopSignal);
+    if (this.lockFd !== null) fs.closeSync(this.lockFd);
+    this.lockFd = null;
+  }
+
+  private async handleStopSignal(sig: NodeJS.Signals): Promise<void> {
+    // As a container's PID 1 the container ends with us: stop the snaps in order.
+    // Otherwise leave the services running for the next supervisor to adopt.
+    const stopServices = process.pid === 1;
+    this.say(`${sig}: ${stopServices ? 'stopping all snaps, then exiting' : 'exiting; services keep running'}`);
+    await this.shutdown({ stopServices });
+    process.exit(0);
+  }
+
+  // ---------------------------------------------------------------- ServiceHost
+
+  changed(_service: Service): void {
+    this.save();
+  }
+
+  reapedStatus(pid: number): number | undefined {
+    this.reap();
+    return this.reaped.get(pid);
+  }
+
+  socketsFor(service: Service): { fds: number[]; names: string[] } {
+    const fds: number[] = [];
+    const names: string[] = [];
+    const installed = this.store.get(service.record.snap);
+    for (const sock of Object.values(service.app.sockets)) {
+      const key = `${service.name}.${sock.name}`;
+      let held = this.held.get(key);
+      if (!held) {
+        let fd: number;
+        if (sock.kind === 'unix') {
+          const p = this.store.paths(service.record.snap, service.record.revision);
+          const file = sock.path!.replace(/^\$SNAP_DATA/, p.data).replace(/^\$SNAP_COMMON/, p.common);
+          fs.mkdirSync(path.dirname(file), { recursive: true });
+          fd = native.bindListen({ kind: 'unix', path: file, mode: sock.socketMode ?? 0o666 });
+        } else {
+          fd = native.bindListen({ kind: 'tcp', host: sock.host ?? '::', port: sock.port! });
+        }
+        held = { fd, name: sock.name };
+        this.held.set(key, held);
+        void installed;
+      }
+      fds.push(held.fd);
+      names.push(held.name);
+    }
+    return { fds, names };
+  }
+
+  // ---------------------------------------------------------------- services
+
+  private save(): void {
+    saveRecords(this.root, [...this.services.values()].map((s) => s.record));
+  }
+
+  private envOf(instance: string, revision: string, snap: SnapYaml) {
+    const installed = this.store.get(instance);
+    const base = snapEnvironment({
+      root: this.root,
+      instance,
+      snapName: snap.name,
+      instanceKey: installed?.instanceKey ?? '',
+      revision,
+      version: snap.version,
+    });
+    return (app: AppInfo | null) => appEnvironment(base, app ?? { environment: snap.environment });
+  }
+
+  /** Builds Service objects for the current revision of every installed snap. */
+  private loadServices(): void {
+    for (const snap of this.store.list()) {
+      const rev = this.store.currentRevision(snap.name);
+      if (rev) this.attachServices(snap.name, rev);
+    }
+  }
+
+  /** (Re)creates the Service objects of one snap for revision `rev`, keeping records of those that remain. */
+  attachServices(instance: string, rev: string): Service[] {
+    const yaml = this.store.readSnapYaml(instance, rev);
+    const out: Service[] = [];
+    for (const name of startOrder(yaml)) {
+      const app = yaml.apps[name];
+      const key = serviceKey(instance, name);
+      const existing = this.services.get(key);
+      if (existing) {
+        existing.app = app;
+        existing.record.revision = rev;
+        out.push(existing);
+        continue;
+      }
+      const record: ServiceRecord = this.records.get(key) ?? {
+        snap: instance,
+        app: name,
+        revision: rev,
+        cgroup: path.join(this.cgroupParent, serviceCgroupName(instance, name)),
+        state: 'inactive',
+        wanted: app.installMode !== 'disable',
+        mainPid: null,
+        mainStartTime: null,
+        since: null,
+        restarts: 0,
+        lastExit: null,
+        reason: null,
+      };
+      record.revision = rev;
+      const svc = new Service(this, app, record);
+      this.services.set(key, svc);
+      this.rotator.watch(svc.logFile);
+      out.push(svc);
+    }
+    return out;
+  }
+
+  /** Services of a snap in start order (optionally one app); throws for unknown names. */
+  servicesOf(instance: string, app?: string): Service[] {
+    if (!this.store.get(instance)) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
+    const all = [...this.services.values()].filter((s) => s.record.snap === instance);
+    if (app === undefined) return all;
+    const one = all.filter((s) => s.record.app === app);
+    if (one.length === 0) throw new SnapprocError('ENOENT', `snap "${instance}" has no service "${app}"`);
+    return one;
+  }
+
+  /** Re-adopts what runs from a previous supervisor: nothing is started before unfinished changes are settled. */
+  private adoptRunning(): void {
+    for (const svc of this.services.values()) {
+      try {
+        svc.adopt();
+      } catch (err) {
+        this.say(`${svc.name}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private async startWanted(): Promise<void> {
+    for (const svc of this.services.values()) {
+      if (!svc.record.wanted || svc.mainAlive() || svc.record.state === 'failed') continue;
+      await svc.start().catch((err) => this.say(`${svc.name}: ${(err as Error).message}`));
+    }
+  }
+
+  /** Completes or undoes every change a crash left unfinished (SPEC 5). */
+  private async recoverChanges(): Promise<void> {
+    const { loadChanges, recoveryPlan } = await import('../change');
+    const { refreshSteps, revertSteps, removeSteps, runChange } = await import('./changes');
+    for (const change of loadChanges(this.root)) {
+      const plan = recoveryPlan(change);
+      if (plan === 'none') continue;
+      this.say(`${change.kind} of ${change.snap} (${change.id}) was interrupted: ${plan === 'complete' ? 'completing it' : 'undoing it'}`);
+      if (plan === 'undo') change.status = 'undoing';
+      const steps = change.kind === 'refresh' ? refreshSteps(this) : change.kind === 'revert' ? revertSteps(this) : removeSteps(this);
+      await runChange(this.root, change as never, steps as never, { progress: (l) => this.say(l) }).catch((err) => this.say((err as Error).message));
+    }
+  }
+
+  private onNotify(pid: number, text: string): void {
+    const fields = new Map<string, string>();
+    for (const line of text.split('\n')) {
+      const eq = line.indexOf('=');
+      if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
+    }
+    let cg: string;
+    try {
+      cg = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'))!.slice(3);
+    } catch {
+      return;
+    }
+    const full = path.join(cgroup2Mount(), cg);
+    for (const svc of this.services.values()) {
+      if (full === svc.cgroup || full.startsWith(svc.cgroup + '/')) {
+        svc.onNotify(pid, fields);
+        return;
+      }
+    }
+  }
+
+  /** Reaps exited children that are not Node's own (orphans re-parented to us). */
+  private reap(): void {
+    for (const { pid, status } of native.reapChildren(ownChildPids())) {
+      this.reaped.set(pid, status);
+      if (this.reaped.size > 4096) this.reaped.delete(this.reaped.keys().next().value!);
+    }
+  }
+
+  /** One state-changing operation at a time: a refresh and a stop must not interleave. */
+  serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(fn, fn);
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The log a change of this snap writes to. */
+  changeLog(instance: string): string {
+    return path.join(this.root, 'log', instance, 'changes.log');
+  }
+
+  /** Writes the launch files of a revision (its apps' and hooks' command lines and environment). */
+  writeLaunchFiles(instance: string, rev: string): void {
+    const snap = this.store.readSnapYaml(instance, rev);
+    writeRevisionLaunchFiles(this.root, instance, rev, snap, this.envOf(instance, rev, snap));
+  }
+
+  /** Makes the set of Service objects of a snap that of revision `rev`: services gone from it are dropped (they were stopped). */
+  syncServices(instance: string, rev: string): void {
+    const yaml = this.store.readSnapYaml(instance, rev);
+    for (const [key, svc] of this.services) {
+      if (svc.record.snap !== instance) continue;
+      if (!yaml.apps[svc.record.app]?.isService) {
+        svc.detach();
+        this.services.delete(key);
+      }
+    }
+    this.attachServices(instance, rev);
+    this.save();
+  }
+
+  /** Drops every Service object of a snap (after its services were stopped). */
+  forgetServices(instance: string): void {
+    for (const [key, svc] of this.services) {
+      if (svc.record.snap !== instance) continue;
+      svc.detach();
+      this.rotator.unwatch(svc.logFile);
+      this.services.delete(key);
+      this.records.delete(key);
+    }
+    this.save();
+  }
+
+  /** Removes what snapproc kept about a removed snap: launch files, empty cgroups, held sockets. */
+  removeSnapState(instance: string): void {
+    fs.rmSync(path.join(this.root, 'state', 'launch', instance), { recursive: true, force: true });
+    for (const [key, h] of this.held) {
+      if (key.startsWith(`${instance}.`)) {
+        fs.closeSync(h.fd);
+        this.held.delete(key);
+      }
+    }
+    removeEmptyServiceCgroups(findSnapCgroups(instance, { under: this.cgroupParent }).map((c) => c.path));
+  }
+
+  /** Refresh (SPEC 5): to a new revision from `source`. */
+  async refresh(instance: string, source: string | null, opts: { ignoreRunning?: boolean } = {}, progress: (line: string) => void = () => {}) {
+    const { newChange, refreshSteps, runChange } = await import('./changes');
+    const from = this.store.currentRevision(instance);
+    if (!from) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
+    if (!source) throw usageError(`refresh of ${instance} needs --from PATH (snapproc has no store to fetch from)`);
+    const steps = refreshSteps(this);
+    const change = newChange('refresh', instance, steps, 5, {
+      snap: instance, source, ignoreRunning: !!opts.ignoreRunning, from, to: null,
+      stopped: [], enduring: [], signalled: [], movedAside: null, dataCopied: false, protected: false,
+      started: [], handedOver: [], fellBack: [], pruned: [],
+    });
+    const t0 = performance.now();
+    const done = await runChange(this.root, change, steps, { progress });
+    progress(`refreshed ${instance} ${from} -> ${done.data.to} in ${(performance.now() - t0).toFixed(0)} ms`);
+    return { snap: instance, from, to: done.data.to, change: done.id, enduring: done.data.enduring, handedOver: done.data.handedOver, fellBack: done.data.fellBack };
+  }
+
+  /** Revert: back to the previous retained revision, its data as it was left. */
+  async revert(instance: string, progress: (line: string) => void = () => {}) {
+    const { newChange, revertSteps, runChange } = await import('./changes');
+    const from = this.store.currentRevision(instance);
+    if (!from) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
+    const revs = this.store.get(instance)!.revisions.map((r) => r.revision);
+    const idx = revs.indexOf(from);
+    const to = idx > 0 ? revs[idx - 1] : null;
+    if (!to) throw new SnapprocError('ERR_SNAPPROC_NO_REVISION', `snap "${instance}" has no revision before ${from} to revert to`);
+    const steps = revertSteps(this);
+    const change = newChange('revert', instance, steps, 1, { snap: instance, from, to, stopped: [], enduring: [], started: [] });
+    await runChange(this.root, change, steps, { progress });
+    return { snap: instance, from, to, change: change.id };
+  }
+
+  /** Remove (SPEC 7): nothing of the snap keeps running. */
+  async remove(instance: string, opts: { purge?: boolean } = {}, progress: (line: string) => void = () => {}) {
+    const { newChange, removeSteps, runChange } = await import('./changes');
+    if (!this.store.get(instance)) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
+    const steps = removeSteps(this);
+    const change = newChange('remove', instance, steps, 0, { snap: instance, purge: !!opts.purge, revision: this.store.currentRevision(instance), killed: 0 });
+    await runChange(this.root, change, steps, { progress });
+    return { snap: instance, removed: true, killed: change.data.killed };
+  }
+
+  // ---------------------------------------------------------------- snap operations
+
+  async startSnap(instance: string, app?: string): Promise<string[]> {
+    const started: string[] = [];
+    const errors: string[] = [];
+    for (const svc of this.servicesOf(instance, app)) {
+      try {
+        await svc.start();
+        started.push(svc.name);
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+    if (errors.length) throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', errors.join('; '));
+    return started;
+  }
+
+  async stopSnap(instance: string, app: string | undefined, opts: { mode?: StopMode; timeoutMs?: number }, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
+    const out: Array<{ service: string } & StopResult> = [];
+    for (const svc of this.servicesOf(instance, app).reverse()) {
+      out.push({ service: svc.name, ...(await svc.stop({ ...opts, keepWanted })) });
+    }
+    return out;
+  }
+
+  /** `install PATH`: a first install, or over an installed snap of that name a refresh (SPEC 1). */
+  async installOrRefresh(source: string, progress: (line: string) => void = () => {}): Promise<unknown> {
+    const { readSnapYamlFrom } = await import('../commands/snap-commands');
+    const { parseSnapYaml } = await import('../snapyaml');
+    const { text, file } = readSnapYamlFrom(source);
+    const name = parseSnapYaml(text, file).name;
+    if (this.store.currentRevision(name)) return this.refresh(name, source, {}, progress);
+    return this.install(source, progress);
+  }
+
+  /** First install of a snap (an install over an installed snap is a refresh). */
+  async install(source: string, progress: (line: string) => void = () => {}): Promise<{ snap: string; revision: string; started: string[] }> {
+    const t0 = performance.now();
+    const step = (n: number, total: number, text: string) => progress(`[${n}/${total}] ${text}`);
+    step(1, 4, `validate and unpack ${source}`);
+    const added = await this.store.addRevision(source);
+    const { instance, revision, snap } = added;
+    if (this.store.currentRevision(instance)) {
+      throw new SnapprocError('ERR_SNAPPROC_INTERNAL', `snap "${instance}" is installed`);
+    }
+    try {
+      writeRevisionLaunchFiles(this.root, instance, revision, snap, this.envOf(instance, revision, snap));
+      this.store.linkCurrent(instance, revision);
+      step(2, 4, `install hook of ${instance} ${revision}`);
+      await runHook({ root: this.root, instance, revision, hook: 'install', cgroupParent: this.cgroupParent });
+    } catch (err) {
+      this.store.unlinkCurrent(instance);
+      this.store.removeSnap(instance, { purge: true });
+      throw err;
+    }
+    step(3, 4, `services of ${instance}`);
+    const services = this.attachServices(instance, revision);
+    const started: string[] = [];
+    for (const svc of services) {
+      if (!svc.record.wanted) continue;
+      await svc.start().then(() => started.push(svc.name), (err) => progress(`  ${(err as Error).message}`));
+    }
+    this.save();
+    step(4, 4, `installed ${instance} ${snap.version} (${revision}) in ${(performance.now() - t0).toFixed(0)} ms`);
+    return { snap: instance, revision, started };
+  }
+
+  status(instance?: string): ServiceRecord[] {
+    return [...this.services.values()].map((s) => s.record).filter((r) => instance === undefined || r.snap === instance);
+  }
+
+  // ---------------------------------------------------------------- control API
+
+  private methods(): Record<string, Method> {
+    const str = (v: unknown, what: string): string => {
+      if (typeof v !== 'string' || v === '') throw usageError(`"${what}" must be a non-empty string`);
+      return v;
+    };
+    const opt = (v: unknown, what: string): string | undefined => (v === undefined || v === null ? undefined : str(v, what));
+    const stopOpts = (p: Record<string, unknown>) => ({
+      mode: p.mode === undefined ? undefined : parseStopMode(str(p.mode, 'mode')),
+      timeoutMs: p.timeout === undefined ? undefined : durationMs(str(p.timeout, 'timeout'), (m) => usageError(`invalid timeout: ${m}`)),
+    });
+    return {
+      ping: { read: true, handler: () => ({ pid: process.pid, root: this.root }) },
+      status: { read: true, handler: (p) => this.status(opt(p.snap, 'snap')) },
+      list: { read: true, handler: () => this.store.list() },
+      install: { read: false, handler: (p, ctx) => this.serialize(() => this.installOrRefresh(str(p.path, 'path'), ctx.progress)) },
+      refresh: {
+        read: false,
+        handler: (p, ctx) => this.serialize(() => this.refresh(str(p.snap, 'snap'), opt(p.from, 'from') ?? null, { ignoreRunning: p.ignoreRunning === true }, ctx.progress)),
+      },
+      revert: { read: false, handler: (p, ctx) => this.serialize(() => this.revert(str(p.snap, 'snap'), ctx.progress)) },
+      remove: { read: false, handler: (p, ctx) => this.serialize(() => this.remove(str(p.snap, 'snap'), { purge: p.purge === true }, ctx.progress)) },
+      changes: { read: true, handler: async (p) => {
+        const { loadChanges } = await import('../change');
+        const snap = opt(p.snap, 'snap');
+        return loadChanges(this.root).filter((c) => snap === undefined || c.snap === snap).slice(-20);
+      } },
+      start: { read: false, handler: (p) => this.serialize(() => this.startSnap(str(p.snap, 'snap'), opt(p.app, 'app'))) },
+      stop: { read: false, handler: (p) => this.serialize(() => this.stopSnap(str(p.snap, 'snap'), opt(p.app, 'app'), stopOpts(p))) },
+      restart: {
+        read: false,
+        handler: (p) =>
+          this.serialize(async () => {
+            const snap = str(p.snap, 'snap');
+            const app = opt(p.app, 'app');
+            await this.stopSnap(snap, app, {});
+            return this.startSnap(snap, app);
+          }),
+      },
+      shutdown: {
+        read: false,
+        handler: (p) => {
+          setImmediate(() => void this.shutdown({ stopServices: p.stopServices === true }).then(() => process.exit(0)));
+          return { stopping: true };
+        },
+      },
+    };
+  }
+}
+
+/** Removes the cgroups of a snap's services that are empty (after a remove). */
+export function removeEmptyServiceCgroups(cgroups: string[]): void {
+  for (const cg of cgroups) {
+    try {
+      removeCgroupTree(cg);
+    } catch {
+      // busy: not ours to force
+    }
+  }
+}
