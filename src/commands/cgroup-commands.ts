@@ -31,24 +31,38 @@ function cgroupsOf(instance: string, app?: string, kinds: SnapCgroup['kind'][] =
   return all;
 }
 
-/** Main processes as the supervisor recorded them (verified against the cgroup by classify). */
-function recordedMains(root: string): Map<string, MainRecord> {
-  const out = new Map<string, MainRecord>();
+interface RecordSummary { snap: string; app: string; cgroup: string; state: string; mainPid: number | null; mainStartTime: number | null; restarts: number; revision: string; reason: string | null }
+
+/** The supervisor's records of its services (state, restarts, main process), if one has run under this root. */
+function loadServiceRecords(root: string): RecordSummary[] {
   try {
-    const doc = JSON.parse(fs.readFileSync(path.join(root, 'state', 'services.json'), 'utf8')) as { services: Array<{ cgroup: string; mainPid: number | null; mainStartTime: number | null }> };
-    for (const s of doc.services) if (s.mainPid !== null) out.set(s.cgroup, { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
+    return (JSON.parse(fs.readFileSync(path.join(root, 'state', 'services.json'), 'utf8')) as { services: RecordSummary[] }).services;
   } catch {
-    // no supervisor has run under this root
+    return [];
   }
+}
+
+/** Main processes as the supervisor recorded them (verified against the cgroup by classify). */
+function recordedMains(records: RecordSummary[]): Map<string, MainRecord> {
+  const out = new Map<string, MainRecord>();
+  for (const s of records) if (s.mainPid !== null) out.set(s.cgroup, { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
   return out;
 }
 
 export function psCommand(g: GlobalOptions, name: string | undefined, opts: { json?: boolean }): void {
   cgroup2Mount();
-  const apps = snapProcesses(name, { mainRecords: recordedMains(g.root) });
+  const records = loadServiceRecords(g.root).filter((r) => name === undefined || r.snap === name);
+  const apps = snapProcesses(name, { mainRecords: recordedMains(records) });
   if (opts.json) {
     process.stdout.write(JSON.stringify({ apps }) + '\n');
     return;
+  }
+  if (records.length) {
+    // What the supervisor knows: state, main process and restarts of each service.
+    const rows = [['SERVICE', 'STATE', 'MAIN', 'RESTARTS', 'REV', 'NOTE']];
+    for (const r of records) rows.push([`${r.snap}.${r.app}`, r.state, r.mainPid === null ? '-' : String(r.mainPid), String(r.restarts), r.revision, r.reason ?? '']);
+    printTable(rows);
+    process.stdout.write('\n');
   }
   if (apps.length === 0) {
     process.stdout.write(name ? `no processes of snap "${name}"\n` : 'no snap processes\n');
@@ -60,8 +74,13 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
       rows.push([`${a.snap}.${a.app}`, a.kind, String(p.pid), String(p.ppid), String(p.pgid), p.role, p.revision ?? '-']);
     }
   }
+  printTable(rows);
+}
+
+/** Prints rows as aligned columns (the last column unpadded). */
+export function printTable(rows: string[][]): void {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ') + '\n');
+  for (const r of rows) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd() + '\n');
 }
 
 export function signalCommand(_g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): void {

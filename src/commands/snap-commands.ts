@@ -9,7 +9,7 @@ import { call } from '../client';
 import { SnapprocError, usageError } from '../errors';
 import { splitSnapApp } from '../names';
 import { SnapYamlError, summarizeSnap, validateSnapYaml } from '../snapyaml';
-import { requireRoot } from './cgroup-commands';
+import { printTable, requireRoot } from './cgroup-commands';
 
 export interface MutateOptions {
   autostart?: boolean;
@@ -101,8 +101,7 @@ export function listCommand(g: GlobalOptions, opts: { json?: boolean }): void {
   }
   const rows = [['NAME', 'VERSION', 'REV', 'REVISIONS']];
   for (const s of snaps) rows.push([s.name, s.current ? (s.revisions.find((r) => r.revision === s.current)?.version ?? '-') : '-', s.current ?? '-', s.revisions.map((r) => r.revision).join(',')]);
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ') + '\n');
+  printTable(rows);
 }
 
 export async function logsCommand(g: GlobalOptions, target: string, opts: { follow?: boolean; lines?: string }): Promise<void> {
