@@ -101,22 +101,6 @@ bool read_all(const char* path, std::string* out) {
   return true;
 }
 
-void parse_pids(const std::string& text, std::vector<int32_t>* out) {
-  int32_t v = 0;
-  bool in = false;
-  for (char c : text) {
-    if (c >= '0' && c <= '9') {
-      v = v * 10 + (c - '0');
-      in = true;
-    } else if (in) {
-      out->push_back(v);
-      v = 0;
-      in = false;
-    }
-  }
-  if (in) out->push_back(v);
-}
-
 bool is_number(const char* s) {
   if (!*s) return false;
   for (; *s; s++)
@@ -136,7 +120,7 @@ bool children_from_tasks(std::vector<int32_t>* out) {
     std::string path = std::string("/proc/self/task/") + e->d_name + "/children";
     if (!read_all(path.c_str(), &text)) continue;  // the thread ended, or no such file
     any = true;
-    parse_pids(text, out);
+    snapproc::parse_pid_list(text.data(), text.size(), out);
   }
   closedir(d);
   return any;

@@ -222,10 +222,15 @@ int cg_read_procs(const char* dir, std::vector<int32_t>* out, const char** sysca
     len += (size_t)n;
   }
   close(fd);
+  parse_pid_list(buf.data(), len, out);
+  return (int)out->size();
+}
+
+void parse_pid_list(const char* text, size_t len, std::vector<int32_t>* out) {
   int32_t v = 0;
   bool in = false;
   for (size_t i = 0; i < len; i++) {
-    char c = buf[i];
+    char c = text[i];
     if (c >= '0' && c <= '9') {
       v = v * 10 + (c - '0');
       in = true;
@@ -236,7 +241,6 @@ int cg_read_procs(const char* dir, std::vector<int32_t>* out, const char** sysca
     }
   }
   if (in) out->push_back(v);
-  return (int)out->size();
 }
 
 void proc_ids_of(const std::vector<int32_t>& pids, std::vector<proc_ids>* out) {

@@ -35,6 +35,8 @@ struct proc_ids {
   int32_t ppid;
   int32_t pgid;
 };
+// Appends the decimal numbers in `text` (separated by anything else) to `out`.
+void parse_pid_list(const char* text, size_t len, std::vector<int32_t>* out);
 // Reads `dir`/cgroup.procs (the cgroup's own members, not its children).
 int cg_read_procs(const char* dir, std::vector<int32_t>* out, const char** syscall_out);
 // ppid and pgid of each pid; processes that are gone are left out.
