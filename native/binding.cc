@@ -150,6 +150,13 @@ Napi::Value PidfdWait(const Napi::CallbackInfo& info) {
   });
 }
 
+// Resolves 'done' once the file system holding the path is flushed.
+Napi::Value Syncfs(const Napi::CallbackInfo& info) {
+  std::string path;
+  if (!ArgString(info, 0, &path)) return info.Env().Undefined();
+  return StartWait(info.Env(), "snapproc.syncfs", [path](int, const char** sc) { return sys_syncfs(path.c_str(), sc); });
+}
+
 Napi::Value CancelWait(const Napi::CallbackInfo& info) {
   int fd;
   if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
@@ -496,6 +503,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdExitStatus", Napi::Function::New(env, PidfdExitStatus));
   exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait));
   exports.Set("cancelWait", Napi::Function::New(env, CancelWait));
+  exports.Set("syncfs", Napi::Function::New(env, Syncfs));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("getChildSubreaper", Napi::Function::New(env, GetChildSubreaper));
   exports.Set("setPdeathsig", Napi::Function::New(env, SetPdeathsig));

@@ -171,6 +171,14 @@ int sys_pidfd_exit_status(int pidfd, int* status, const char** syscall_out) {
   return 0;
 }
 
+int sys_syncfs(const char* path, const char** syscall_out) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(syscall_out, "open");
+  int rc = syncfs(fd) < 0 ? fail(syscall_out, "syncfs") : 1;
+  close(fd);
+  return rc;
+}
+
 int sys_set_child_subreaper(int on, const char** syscall_out) {
   return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0) < 0 ? fail(syscall_out, "prctl") : 0;
 }

@@ -22,6 +22,9 @@ int sys_pidfd_wait(int pidfd, int timeout_ms, int cancel_fd, const char** syscal
 // (PIDFD_GET_INFO with PIDFD_INFO_EXIT, Linux 6.15+): the raw wait status.
 int sys_pidfd_exit_status(int pidfd, int* status, const char** syscall_out);
 
+// Flushes the file system that holds `path` (syncfs(2)): 1 when done.
+int sys_syncfs(const char* path, const char** syscall_out);
+
 int sys_set_child_subreaper(int on, const char** syscall_out);
 int sys_get_child_subreaper(const char** syscall_out);
 int sys_set_pdeathsig(int sig, const char** syscall_out);

@@ -32,15 +32,19 @@ export function fsyncDir(dir: string): void {
 
 /**
  * Replaces `file` with `data` atomically and durably. `mode` is applied
- * exactly (not filtered by the umask); default 0644.
+ * exactly (not filtered by the umask); default 0644. With `durable: false`
+ * the write is still atomic (a reader, or a process killed mid-write, never
+ * sees half a file) but not flushed: for records that a power loss makes
+ * moot anyway, such as which processes are running.
  */
-export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, options: { durable?: boolean } = {}): void {
+  const durable = options.durable ?? true;
   const temp = tempSibling(file);
   let fd: number | null = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
   try {
     fs.fchmodSync(fd, mode);
     fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
+    if (durable) fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = null;
     fs.renameSync(temp, file);
@@ -49,7 +53,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
     fs.rmSync(temp, { force: true });
     throw err;
   }
-  fsyncDir(path.dirname(file));
+  if (durable) fsyncDir(path.dirname(file));
 }
 
 /**

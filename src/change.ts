@@ -104,8 +104,9 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
     for (let i = 0; i < total; i++) {
       if (rec(i).status === 'done' || rec(i).status === 'skipped') continue;
       const started = performance.now();
+      // Not journalled: after a crash, the first step that is not done counts
+      // as started (see recoveryPlan), so every boundary costs one write.
       rec(i).status = 'doing';
-      saveChange(root, change);
       crashPoint(steps[i].name, 'before');
       try {
         const summary = await steps[i].do(change.data);
@@ -177,6 +178,9 @@ async function undoFrom<D>(root: string, change: ChangeRecord<D>, steps: Step<D>
 export function recoveryPlan(change: ChangeRecord<unknown>): 'complete' | 'undo' | 'none' {
   if (change.status === 'undoing') return 'undo';
   if (change.status !== 'doing') return 'none';
+  // The step after the last one done may have run in part: mark it so an undo covers it.
+  const next = change.steps.findIndex((s) => s.status === 'todo');
+  if (next >= 0 && (next === 0 || change.steps[next - 1].status === 'done' || change.steps[next - 1].status === 'skipped')) change.steps[next].status = 'doing';
   const pastPoint = change.steps.slice(0, change.pointOfNoReturn + 1).every((s) => s.status === 'done' || s.status === 'skipped');
   return pastPoint ? 'complete' : 'undo';
 }

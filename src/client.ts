@@ -17,6 +17,9 @@ export interface CallOptions {
 
 let nextId = 1;
 
+/** The code of a request that reached no supervisor (as opposed to an error the supervisor answered). */
+export const NO_SUPERVISOR = 'ERR_SNAPPROC_NO_SUPERVISOR';
+
 /** Sends one request and resolves with its result (rejects with the supervisor's error). */
 export function request(root: string, method: string, params: Record<string, unknown> = {}, onProgress?: (line: string) => void): Promise<unknown> {
   const file = socketPath(root);
@@ -30,7 +33,7 @@ export function request(root: string, method: string, params: Record<string, unk
     socket.on('error', (err) => {
       if (settled) return;
       settled = true;
-      reject(new SnapprocError((err as NodeJS.ErrnoException).code ?? 'ECONNREFUSED', `no supervisor answers on ${file} (${(err as NodeJS.ErrnoException).code})`, { path: file, cause: err }));
+      reject(new SnapprocError(NO_SUPERVISOR, `no supervisor answers on ${file} (${(err as NodeJS.ErrnoException).code})`, { path: file, cause: err }));
     });
     socket.on('data', (chunk: string) => {
       buffer += chunk;
@@ -86,10 +89,10 @@ export async function call(root: string, method: string, params: Record<string, 
   try {
     return await request(root, method, params, options.onProgress);
   } catch (err) {
-    const code = (err as SnapprocError).code;
-    if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
+    // Only a connection that failed means "no supervisor": an answered error (ENOENT for an unknown snap) is just that.
+    if ((err as SnapprocError).code !== NO_SUPERVISOR) throw err;
     if (!autostartAllowed(options)) {
-      throw new SnapprocError('ERR_SNAPPROC_NO_SUPERVISOR', `no supervisor answers on ${socketPath(root)}; start one with \`snapproc --root ${root} daemon\` (autostart is off)`);
+      throw new SnapprocError(NO_SUPERVISOR, `no supervisor answers on ${socketPath(root)}; start one with \`snapproc --root ${root} daemon\` (autostart is off)`);
     }
     await startBackgroundSupervisor(root);
     return request(root, method, params, options.onProgress);

@@ -31,6 +31,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SnapprocError } from './errors';
 import { fsyncDir } from './atomicfile';
+import { native } from './native';
 
 export const COPY_FAILED = 'ERR_SNAPPROC_COPY_FAILED';
 
@@ -96,18 +97,17 @@ export async function copyTree(src: string, dst: string): Promise<void> {
 }
 
 /**
- * Flushes the file system holding `p` (syncfs(2) through coreutils' `sync
- * -f`): cp writes without fsync, and a copy must be on disk before it is
- * renamed into place and recorded, or a crash could leave a complete-looking
- * tree of empty files.
+ * Flushes the file system holding `p` (syncfs(2), off the main thread): cp
+ * writes without fsync, and a copy must be on disk before it is renamed into
+ * place and recorded, or a crash could leave a complete-looking tree of
+ * empty files.
  */
-export function syncFilesystem(p: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('sync', ['-f', '--', p], (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      reject(new SnapprocError('EIO', `cannot flush the file system of ${p}: ${String(stderr).trim() || err.message}`, { path: p, syscall: 'syncfs', cause: err }));
-    });
-  });
+export async function syncFilesystem(p: string): Promise<void> {
+  try {
+    await native.syncfs(p);
+  } catch (err) {
+    throw new SnapprocError('EIO', `cannot flush the file system of ${p}: ${(err as Error).message}`, { path: p, syscall: 'syncfs', cause: err });
+  }
 }
 
 /** The name `dir` is moved aside to: `DIR.snapproc-aside-<ms since epoch>`. */

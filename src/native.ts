@@ -19,6 +19,7 @@ interface Addon {
   pidfdExitStatus(pidfd: number): number;
   pidfdWait(pidfd: number, timeoutMs: number): [Promise<WaitOutcome>, number];
   cancelWait(token: number): void;
+  syncfs(path: string): [Promise<WaitOutcome>, number];
   setChildSubreaper(on: boolean): void;
   getChildSubreaper(): boolean;
   setPdeathsig(sig: number): void;
@@ -244,6 +245,8 @@ export const native = {
   pidfdOpen: (pid: number) => call(() => load().pidfdOpen(pid), { pid }),
   pidfdSendSignal: (pidfd: number, sig: number) => call(() => load().pidfdSendSignal(pidfd, sig)),
   pidfdExitStatus: (pidfd: number) => call(() => load().pidfdExitStatus(pidfd)),
+  /** Flushes the file system holding `path` (syncfs(2)), off the main thread. */
+  syncfs: (path: string) => pending(() => load().syncfs(path), { path }).result,
   pidfdWait: (pidfd: number, timeoutMs: number) => pending(() => load().pidfdWait(pidfd, timeoutMs), {}),
   setChildSubreaper: (on: boolean) => call(() => load().setChildSubreaper(on)),
   getChildSubreaper: () => call(() => load().getChildSubreaper()),

@@ -174,7 +174,7 @@ export async function runCommand(g: GlobalOptions, target: string, args: string[
 export async function daemonCommand(g: GlobalOptions): Promise<void> {
   requireRoot('snapproc daemon');
   const { Supervisor } = await import('../supervisor/supervisor');
-  const sup = new Supervisor({ root: g.root });
+  const sup = new Supervisor({ root: g.root, exitOnShutdown: true });
   await sup.start();
   // Runs until a signal or the shutdown request ends it.
 }

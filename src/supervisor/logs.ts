@@ -67,6 +67,8 @@ export class LogRotator {
 
   watch(file: string): void {
     if (this.watchers.has(file)) return;
+    // inotify needs the file: create it (empty) for a service that has not run yet.
+    fs.closeSync(openLog(file));
     rotateIfLarge(file, this.maxBytes, this.keep);
     try {
       const w = fs.watch(file, { persistent: false }, () => rotateIfLarge(file, this.maxBytes, this.keep));

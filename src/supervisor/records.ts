@@ -59,5 +59,6 @@ export function loadRecords(root: string): Map<string, ServiceRecord> {
 export function saveRecords(root: string, records: Iterable<ServiceRecord>): void {
   fs.mkdirSync(path.dirname(recordsFile(root)), { recursive: true });
   const services = [...records].sort((a, b) => serviceKey(a.snap, a.app).localeCompare(serviceKey(b.snap, b.app)));
-  writeFileAtomic(recordsFile(root), JSON.stringify({ services }, null, 2) + '\n', 0o644);
+  // Atomic but not flushed: after a power loss no service runs, so nothing is left to re-adopt.
+  writeFileAtomic(recordsFile(root), JSON.stringify({ services }, null, 2) + '\n', 0o644, { durable: false });
 }

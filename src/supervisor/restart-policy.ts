@@ -10,8 +10,6 @@ export interface ExitStatus {
 
 // systemd counts these signals as a clean exit for a service.
 const CLEAN_SIGNALS = new Set(['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGPIPE']);
-// ... and these as an abort (core dump or watchdog-style kill).
-const ABORT_SIGNALS = new Set(['SIGABRT', 'SIGQUIT', 'SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGSYS', 'SIGTRAP', 'SIGXCPU', 'SIGXFSZ']);
 
 export function isCleanExit(s: ExitStatus): boolean {
   return s.signal === null ? s.code === 0 : CLEAN_SIGNALS.has(s.signal);
@@ -33,7 +31,9 @@ export function shouldRestart(condition: RestartCondition, status: ExitStatus): 
     case 'on-abnormal':
       return uncleanSignal;
     case 'on-abort':
-      return uncleanSignal && ABORT_SIGNALS.has(status.signal!);
+      // systemd: any unclean signal (SIGKILL included). It differs from
+      // on-abnormal only for timeouts and the watchdog, which snapproc lacks.
+      return uncleanSignal;
     case 'on-watchdog':
       return false; // snapproc has no watchdog yet: nothing can time out on it
   }

@@ -110,8 +110,13 @@ export class Service {
     return null;
   }
 
-  /** Starts the service; resolves once it is up as its daemon type defines it. */
-  async start(): Promise<void> {
+  /**
+   * Starts the service; resolves once it is up as its daemon type defines it.
+   * The start limit counts automatic restarts: a start someone asks for
+   * (`auto` false) begins a new count, as supervisord's startretries does.
+   */
+  async start(options: { auto?: boolean } = {}): Promise<void> {
+    if (!options.auto) this.limit.reset();
     this.record.wanted = true;
     if (this.restartTimer) {
       clearTimeout(this.restartTimer);
@@ -303,7 +308,7 @@ export class Service {
       this.restartTimer = setTimeout(() => {
         this.restartTimer = null;
         this.record.restarts += 1;
-        this.start().catch(() => {
+        this.start({ auto: true }).catch(() => {
           // the failure is in the record and the log
         });
       }, this.app.restartDelayMs);

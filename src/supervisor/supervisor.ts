@@ -36,6 +36,8 @@ export interface SupervisorOptions {
   logMaxBytes?: number;
   /** Where to write the supervisor's own lines (default stderr). */
   log?: (line: string) => void;
+  /** End the process after a `shutdown` request (what `snapproc daemon` does; an embedding program decides itself). */
+  exitOnShutdown?: boolean;
 }
 
 export function defaultCgroupParent(): string {
@@ -119,6 +121,7 @@ export class Supervisor implements ServiceHost {
     this.held.clear();
     this.rotator.close();
     process.off('SIGCHLD', this.onSigchld);
+    if (process.pid !== 1) native.setChildSubreaper(false);
     process.off('SIGTERM', this.onStopSignal);
     process.off('SIGINT', this.onStopSignal);
     if (this.lockFd !== null) fs.closeSync(this.lockFd);
@@ -136,8 +139,16 @@ export class Supervisor implements ServiceHost {
 
   // ---------------------------------------------------------------- ServiceHost
 
+  private saveScheduled = false;
+
+  /** Records are saved once per turn of the event loop, however many states changed in it. */
   changed(_service: Service): void {
-    this.save();
+    if (this.saveScheduled) return;
+    this.saveScheduled = true;
+    setImmediate(() => {
+      this.saveScheduled = false;
+      this.save();
+    });
   }
 
   reapedStatus(pid: number): number | undefined {
@@ -520,7 +531,7 @@ export class Supervisor implements ServiceHost {
       shutdown: {
         read: false,
         handler: (p) => {
-          setImmediate(() => void this.shutdown({ stopServices: p.stopServices === true }).then(() => process.exit(0)));
+          setImmediate(() => void this.shutdown({ stopServices: p.stopServices === true }).then(() => this.options.exitOnShutdown && process.exit(0)));
           return { stopping: true };
         },
       },
