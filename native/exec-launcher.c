@@ -8,7 +8,7 @@
  *     inherited: with --resolve, every execution reads `current` again.
  *
  * Usage:
- *   snapproc-exec [--cgroup DIR] [--launch FILE | --resolve ROOT NAME APP] [--] [ARG...]
+ *   snapproc-exec [--cgroup DIR] [--ready-fd N] [--launch FILE | --resolve ROOT NAME APP] [--] [ARG...]
  *
  * A launch file holds one directive a line (values may hold anything but a
  * newline or a NUL byte):
@@ -216,6 +216,7 @@ static int found_on_path(const char *cmd) {
 
 int main(int argc, char **argv) {
   const char *cgroup = NULL, *launch = NULL, *root = NULL, *name = NULL, *app = NULL;
+  int ready_fd = -1;
   int i = 1;
   while (i < argc) {
     const char *a = argv[i];
@@ -225,6 +226,14 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--cgroup") == 0) {
       if (i + 1 >= argc) usage_error("--cgroup needs a directory");
       cgroup = argv[i + 1];
+      i += 2;
+    } else if (strcmp(a, "--ready-fd") == 0) {
+      /* Told, once in the cgroup, so that the supervisor knows the process is where it belongs. */
+      if (i + 1 >= argc) usage_error("--ready-fd needs a file descriptor number");
+      char *end = NULL;
+      long fd = strtol(argv[i + 1], &end, 10);
+      if (!end || *end || fd < 3 || fd > 1 << 20) usage_error("--ready-fd needs a file descriptor number >= 3");
+      ready_fd = (int)fd;
       i += 2;
     } else if (strcmp(a, "--launch") == 0) {
       if (i + 1 >= argc) usage_error("--launch needs a file");
@@ -248,6 +257,11 @@ int main(int argc, char **argv) {
   }
 
   if (cgroup) enter_cgroup(cgroup);
+  if (ready_fd >= 0) {
+    ssize_t ignored = write(ready_fd, "1", 1);
+    (void)ignored;
+    close(ready_fd);
+  }
   reset_signals();
 
   struct launch spec = {NULL, 0, NULL};

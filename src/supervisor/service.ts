@@ -141,9 +141,11 @@ export class Service {
     }
     const out = openLog(this.logFile);
     let child: ChildProcess;
+    // A pipe after the sockets: the launcher writes to it once it is in the cgroup.
+    const readyFd = 3 + sockets.fds.length;
     try {
-      child = spawn(launcherPath(), ['--cgroup', this.cgroup, '--resolve', this.host.root, this.record.snap, this.record.app], {
-        stdio: ['ignore', out, out, ...sockets.fds],
+      child = spawn(launcherPath(), ['--cgroup', this.cgroup, '--ready-fd', String(readyFd), '--resolve', this.host.root, this.record.snap, this.record.app], {
+        stdio: ['ignore', out, out, ...sockets.fds, 'pipe'],
         env,
         detached: true, // own session and process group: the main process leads it
       });
@@ -151,6 +153,17 @@ export class Service {
       fs.closeSync(out);
     }
     this.child = child;
+    // Not started until it is in its cgroup: a stop right after must find it there.
+    const readyPipe = child.stdio[readyFd] as NodeJS.ReadableStream | null;
+    if (readyPipe) {
+      await new Promise<void>((resolve) => {
+        readyPipe.once('data', () => resolve());
+        readyPipe.once('close', () => resolve());
+        readyPipe.once('error', () => resolve());
+        child.once('error', () => resolve());
+      });
+      (readyPipe as unknown as { destroy(): void }).destroy();
+    }
     const exited = new Promise<ExitStatus>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
       child.once('error', () => resolve({ code: 127, signal: null }));
