@@ -26,7 +26,7 @@ export interface ChangeRecord<D> {
   kind: string;
   snap: string;
   status: ChangeStatus;
-  /** Index of the first step after which a crash is completed, not undone. */
+  /** Index of the step after which a crash is completed, not undone (a failure is always undone). */
   pointOfNoReturn: number;
   steps: StepRecord[];
   /** The change's own state, saved with every boundary so undo and recovery can use it. */
@@ -101,6 +101,8 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
   const total = steps.length;
   const rec = (i: number) => change.steps[i];
   if (change.status === 'doing') {
+    // The journal exists before the first step does anything.
+    saveChange(root, change);
     for (let i = 0; i < total; i++) {
       if (rec(i).status === 'done' || rec(i).status === 'skipped') continue;
       const started = performance.now();
@@ -122,17 +124,14 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
         rec(i).ms = Math.round(performance.now() - started);
         change.error = `${steps[i].name}: ${(err as Error).message}`;
         progress(`[${i + 1}/${total}] ${steps[i].name} failed: ${(err as Error).message}`);
-        if (i >= change.pointOfNoReturn) {
-          // Past the point of no return there is nothing to go back to: report it.
-          change.status = 'error';
-          change.endedAt = new Date().toISOString();
-          saveChange(root, change);
-          throw new ChangeFailed(`${change.kind} of ${change.snap} failed after the point of no return: ${change.error}`, change, err);
-        }
+        // Any failure unwinds every step that ran (the point of no return
+        // only decides what a crash leads to).
         change.status = 'undoing';
         saveChange(root, change);
         await undoFrom(root, change, steps, i, progress);
-        throw new ChangeFailed(`${change.kind} of ${change.snap} failed and was undone: ${change.error}`, change, err);
+        // snapd's form: `cannot refresh "x": <why>`, and what was unwound.
+        const undone = change.steps.filter((st, k) => k < i && st.status === 'undone').map((st) => st.name);
+        throw new ChangeFailed(`cannot ${change.kind} "${change.snap}": ${(err as Error).message}${undone.length ? ` (undone: ${undone.join(', ')})` : ''}`, change, err);
       }
     }
     change.status = 'done';

@@ -54,7 +54,7 @@ export async function runHook(run: HookRun): Promise<HookResult> {
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      void killCgroup(scope);
+      killCgroup(scope).catch(() => undefined); // the exit wait below reports the outcome
     }, timeoutMs);
     const status = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
       child.once('error', reject);

@@ -6,6 +6,7 @@ import { readEvent } from './cgroupfs';
 import { killCgroupVerified, signalCgroupVerified } from './guard';
 import { native } from './native';
 import { constants } from 'node:os';
+import { hasCode } from './errors';
 
 export interface KillResult {
   /** True once the cgroup reported `populated 0`. */
@@ -19,17 +20,23 @@ export interface KillResult {
 export async function killCgroup(dir: string, options: { timeoutMs?: number } = {}): Promise<KillResult> {
   const started = performance.now();
   const timeoutMs = options.timeoutMs ?? 10_000;
-  if (readEvent(dir, 'populated') === 0) return { empty: true, method: 'cgroup.kill', durationMs: 0 };
-  if (killCgroupVerified(dir)) {
-    const outcome = await native.waitEvent(dir, 'populated', 0, timeoutMs).result;
-    return { empty: outcome === 'done', method: 'cgroup.kill', durationMs: performance.now() - started };
-  }
-  const deadline = started + timeoutMs;
-  for (;;) {
-    signalCgroupVerified(dir, constants.signals.SIGKILL);
-    const left = Math.max(0, Math.min(100, deadline - performance.now()));
-    const outcome = await native.waitEvent(dir, 'populated', 0, left).result;
-    if (outcome === 'done') return { empty: true, method: 'freeze-kill', durationMs: performance.now() - started };
-    if (performance.now() >= deadline) return { empty: false, method: 'freeze-kill', durationMs: performance.now() - started };
+  try {
+    if (readEvent(dir, 'populated') === 0) return { empty: true, method: 'cgroup.kill', durationMs: 0 };
+    if (killCgroupVerified(dir)) {
+      const outcome = await native.waitEvent(dir, 'populated', 0, timeoutMs).result;
+      return { empty: outcome === 'done', method: 'cgroup.kill', durationMs: performance.now() - started };
+    }
+    const deadline = started + timeoutMs;
+    for (;;) {
+      signalCgroupVerified(dir, constants.signals.SIGKILL);
+      const left = Math.max(0, Math.min(100, deadline - performance.now()));
+      const outcome = await native.waitEvent(dir, 'populated', 0, left).result;
+      if (outcome === 'done') return { empty: true, method: 'freeze-kill', durationMs: performance.now() - started };
+      if (performance.now() >= deadline) return { empty: false, method: 'freeze-kill', durationMs: performance.now() - started };
+    }
+  } catch (err) {
+    // Removed by its owner as it emptied (a `run` scope, a hook scope): empty it is.
+    if (hasCode(err, 'ENOENT', 'ENODEV')) return { empty: true, method: 'cgroup.kill', durationMs: performance.now() - started };
+    throw err;
   }
 }

@@ -17,6 +17,7 @@ import { SnapprocError } from '../errors';
 import { signalCgroupVerified, signalVerified } from '../guard';
 import { runHook } from '../hooks';
 import { killCgroup } from '../kill';
+import { stopCgroup } from '../stop';
 import { revisionOf } from '../procinfo';
 import { snapProcesses } from '../snapps';
 import { launchDir } from '../launch';
@@ -101,8 +102,11 @@ async function followHandover(svc: Service, to: string, oldMain: number | null, 
     if (main !== null && main !== oldMain && revisionOf(main) === to) return main;
     const oldGone = oldMain === null || main !== oldMain || !fs.existsSync(`/proc/${oldMain}`);
     if (oldGone && readEvent(svc.cgroup, 'populated') === 1) {
+      // The successor: a process executing `to` whose parent is outside the cgroup
+      // (not merely the oldest such process: plain stop-modes leave old children).
       const found = classifyCgroup(svc.cgroup, { revisions: true });
-      const candidate = found.mainPid !== null ? found.processes.find((p) => p.pid === found.mainPid && p.revision === to) : undefined;
+      const members = new Set(found.processes.map((p) => p.pid));
+      const candidate = found.processes.find((p) => p.revision === to && !members.has(p.ppid));
       if (candidate) {
         svc.adoptMain(candidate.pid);
         return candidate.pid;
@@ -269,6 +273,7 @@ export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
           const sig = refreshSignal(svc.app.refreshMode)!;
           const t0 = performance.now();
           const oldMain = svc.record.mainPid;
+          const oldStart = svc.record.mainStartTime ?? undefined;
           svc.beginHandover();
           let newMain: number | null = null;
           try {
@@ -282,9 +287,14 @@ export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
             d.handedOver.push(app);
             parts.push(`${app}: ${sig.signal} -> main ${oldMain} handed over to ${newMain} (${d.to}) in ${Math.round(performance.now() - t0)} ms`);
           } else {
-            // No successor in time: fall back to a restart, and say so.
+            // No successor in time: fall back to a restart, and say so. The old
+            // main process is stopped by stop-mode (as recorded, never guessed),
+            // and a successor that started but never took over goes too.
             d.fellBack.push(app);
-            await svc.stop({ keepWanted: true });
+            await stopCgroup(svc.cgroup, { mode: svc.app.stopMode, timeoutMs: svc.app.stopTimeoutMs, main: oldMain === null ? null : { pid: oldMain, startTime: oldStart } });
+            for (const p of classifyCgroup(svc.cgroup, { revisions: true }).processes) {
+              if (p.revision === d.to) signalVerified(p.pid, SIGNALS.SIGKILL, svc.cgroup);
+            }
             await svc.start();
             if (!d.started.includes(app)) d.started.push(app);
             parts.push(`${app}: no hand-over within ${svc.app.stopTimeoutMs} ms after ${sig.signal}, restarted instead (PID ${svc.record.mainPid})`);
@@ -301,32 +311,48 @@ export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
         return `start services of ${d.to}: ${parts.join('; ') || 'none'}`;
       },
       async undo(d) {
+        // What this step started, and what it handed over to `to`, goes; the
+        // undo of stop-services then starts them again from `from`.
         for (const svc of sup.servicesOf(d.snap).reverse()) {
-          if (d.started.includes(svc.record.app)) await svc.stop({ keepWanted: true }).catch(() => undefined);
+          const app = svc.record.app;
+          if (!d.started.includes(app) && !d.handedOver.includes(app)) continue;
+          await svc.stop({ keepWanted: true }).catch(() => undefined);
+          if (d.handedOver.includes(app) && !d.stopped.includes(app)) d.stopped.push(app);
         }
         d.started = [];
+        d.handedOver = [];
       },
     },
     {
       name: 'prune',
+      // Best effort: the refresh is complete; a revision that cannot go now goes at the next refresh.
       async do(d) {
-        const keep = new Set([d.from, d.to!]);
-        // The refresh is done: B's data that was moved aside will not be restored.
-        if (d.movedAside) store.discardMovedAside(d.snap, d.to!, d.movedAside);
-        // Beyond the retained revisions, but never one that something still executes (an enduring process of an older revision).
-        for (const p of snapProcesses(d.snap, { under: sup.cgroupParent })) for (const proc of p.processes) if (proc.revision) keep.add(proc.revision);
-        const revisions = store.get(d.snap)!.revisions.map((r) => r.revision);
-        const droppable = revisions.slice(0, Math.max(0, revisions.length - sup.retain)).filter((r) => !keep.has(r));
-        for (const rev of droppable) {
-          unprotectData(store.paths(d.snap, rev).data);
-          store.removeRevision(d.snap, rev);
-          fs.rmSync(launchDir(sup.root, d.snap, rev), { recursive: true, force: true });
+        try {
+          return await pruneRevisions(d);
+        } catch (err) {
+          return `prune: ${(err as Error).message} (left for the next refresh)`;
         }
-        d.pruned = droppable;
-        return d.pruned.length ? `prune ${d.pruned.join(', ')}` : 'prune: nothing beyond the retained revisions';
       },
     },
   ];
+
+  /** Drops revisions beyond the retained ones, never one that something still executes. */
+  async function pruneRevisions(d: RefreshData): Promise<string> {
+    const keep = new Set([d.from, d.to!]);
+    // The refresh is done: B's data that was moved aside will not be restored.
+    if (d.movedAside) store.discardMovedAside(d.snap, d.to!, d.movedAside);
+    // An enduring process of an older revision keeps that revision.
+    for (const p of snapProcesses(d.snap, { under: sup.cgroupParent })) for (const proc of p.processes) if (proc.revision) keep.add(proc.revision);
+    const revisions = store.get(d.snap)!.revisions.map((r) => r.revision);
+    const droppable = revisions.slice(0, Math.max(0, revisions.length - sup.retain)).filter((r) => !keep.has(r));
+    for (const rev of droppable) {
+      unprotectData(store.paths(d.snap, rev).data);
+      store.removeRevision(d.snap, rev);
+      fs.rmSync(launchDir(sup.root, d.snap, rev), { recursive: true, force: true });
+    }
+    d.pruned = droppable;
+    return d.pruned.length ? `prune ${d.pruned.join(', ')}` : 'prune: nothing beyond the retained revisions';
+  }
 }
 
 export interface RevertData {
