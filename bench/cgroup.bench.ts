@@ -42,10 +42,12 @@ function progress(text: string): void {
   process.stderr.write(`  [cgroup ${((Date.now() - T0) / 1000).toFixed(1).padStart(5)} s] ${text}\n`);
 }
 
+const unavailable = new Map<string, string>();
 function optional<T>(name: string): T | null {
   try {
     return require(name) as T;
-  } catch {
+  } catch (err) {
+    unavailable.set(name, (err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' ? 'not installed' : `not loadable (${(err as Error).message.split('\n')[0]})`);
     return null;
   }
 }
@@ -55,7 +57,7 @@ type PidTree = (pid: number, options?: { root?: boolean }) => Promise<number[]>;
 const treeKill = optional<TreeKill>('tree-kill');
 const pidtreeModule = optional<{ default?: PidTree; pidtree?: PidTree }>('pidtree');
 const pidtree = pidtreeModule ? pidtreeModule.default ?? pidtreeModule.pidtree ?? null : null;
-const MISSING = (pkg: string) => `${pkg} is not installed: \`npm install -D ${pkg}\` (or \`npm install\`) adds it`;
+const MISSING = (pkg: string) => `not measured: ${pkg} is ${unavailable.get(pkg) ?? 'not installed'}; \`npm install -D ${pkg}\` (or \`npm install\`) adds it`;
 
 /** The environment snapd gives an app: revisionOf finds SNAP_REVISION in it. */
 function snapEnv(instance: string): NodeJS.ProcessEnv {
@@ -207,7 +209,7 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
       },
     },
   ];
-  const rounds = warmup ? 3 : args.reps ?? (n >= 4000 ? 7 : n >= 1000 ? 9 : 25);
+  const rounds = warmup ? 3 : args.reps ?? (n >= 4000 ? 9 : n >= 1000 ? 9 : 21);
   const times = new Map<string, number[]>(contenders.map((c) => [c.name, []]));
 
   // How long stopCgroup spends in its one native fan-out call (freeze,

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cgroupOfPid, findCgroup2Mount } from '../src/cgroupfs';
+import { cgroupOfPid, cgroupSubtree as subtree, findCgroup2Mount, isInside } from '../src/cgroupfs';
 import { native } from '../src/native';
 
 export const REPO = path.resolve(__dirname, '..', '..');
@@ -44,22 +44,6 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-function isInside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
-
-function subtree(dir: string): string[] {
-  const out = [dir];
-  let entries: fs.Dirent[] = [];
-  try {
-    entries = fs.readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  for (const e of entries) if (e.isDirectory()) out.push(...subtree(path.join(dir, e.name)));
-  return out;
-}
 
 function populated(dir: string): boolean {
   try {

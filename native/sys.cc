@@ -118,6 +118,10 @@ int stat_ids(int32_t pid, snapproc::proc_ids* ids) {
 
 // -1 unknown, 0 absent, 1 present
 int g_have_pidfd_info = -1;
+
+// The kernel's minimum interval between two cgroup file notifications:
+// DIV_ROUND_UP(HZ, 100) jiffies, at most 12 ms (HZ=250) on common kernels.
+const int64_t kNotifyIntervalMs = 13;
 }  // namespace
 
 namespace snapproc {
@@ -296,6 +300,7 @@ int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, in
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fail(syscall_out, "open");
   int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+  int64_t last_wake = now_ms();
   size_t keylen = strlen(key);
   int rc = 0;
   for (;;) {
@@ -322,18 +327,32 @@ int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, in
       rc = 1;
       break;
     }
-    // kernfs wakes pollers of cgroup.events with POLLPRI when a value changes.
+    // kernfs wakes pollers of cgroup.events with POLLPRI when a value changes,
+    // but the kernel sends at most one such notification per file every
+    // DIV_ROUND_UP(HZ, 100) jiffies (CGROUP_FILE_NOTIFY_MIN_INTV): a change
+    // right after another one (populated 0 just after the thaw of a stop) is
+    // announced up to ~12 ms late. So within that interval after the start
+    // of the wait or after a wake-up, the value is also read again every
+    // millisecond; beyond it the wait is purely on the event.
+    int64_t now = now_ms();
+    bool rate_limited = now - last_wake < kNotifyIntervalMs;
+    int wait_ms = remaining_ms(deadline);
+    if (rate_limited && (wait_ms < 0 || wait_ms > 1)) wait_ms = 1;
     struct pollfd fds[2] = {{fd, POLLPRI, 0}, {cancel_fd, POLLIN, 0}};
-    int pn = poll(fds, cancel_fd >= 0 ? 2 : 1, remaining_ms(deadline));
+    int pn = poll(fds, cancel_fd >= 0 ? 2 : 1, wait_ms);
     if (pn < 0) {
       if (errno == EINTR) continue;
       rc = fail(syscall_out, "poll");
       break;
     }
     if (pn == 0) {
-      rc = 0;
-      break;
+      if (deadline >= 0 && now_ms() >= deadline) {
+        rc = 0;
+        break;
+      }
+      continue;  // a re-read inside the notification interval
     }
+    if (fds[0].revents) last_wake = now_ms();
     if (cancel_fd >= 0 && fds[1].revents) {
       rc = 2;
       break;

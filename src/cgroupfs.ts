@@ -98,6 +98,12 @@ export function removeCgroupTree(dir: string): void {
   }
 }
 
+/** True when the cgroup (or any path) `child` is `parent` or lies below it. */
+export function isInside(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
 /** Sub-cgroups of `dir`, `dir` first, depth first. */
 export function cgroupSubtree(dir: string): string[] {
   const out = [dir];

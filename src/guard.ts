@@ -8,17 +8,12 @@
 // which applies the same rules inside one frozen snapshot.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cgroup2Mount, cgroupOfPid } from './cgroupfs';
+import { cgroup2Mount, cgroupOfPid, isInside } from './cgroupfs';
 import { hasCode, SnapprocError } from './errors';
 import { native } from './native';
 import { startTimeOf } from './procinfo';
 
 export type SignalOutcome = 'signalled' | 'gone';
-
-function isInside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
 
 /** Throws unless `dir` is a cgroup snapproc may act on as a whole. */
 export function assertActionableCgroup(dir: string): void {

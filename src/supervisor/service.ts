@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { classifyCgroup } from '../classify';
-import { cgroupOfPid, readEvent } from '../cgroupfs';
+import { cgroupOfPid, isInside, readEvent } from '../cgroupfs';
 import { SnapprocError, hasCode } from '../errors';
 import { launchFile } from '../launch';
 import { launcherPath, native, PendingWait } from '../native';
@@ -42,11 +42,6 @@ const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 export function decodeWaitStatus(status: number): ExitStatus {
   const sig = status & 0x7f;
   return sig === 0 ? { code: (status >> 8) & 0xff, signal: null } : { code: null, signal: signalName(sig) };
-}
-
-function isInside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
 export class Service {

@@ -7,7 +7,7 @@
 // supervisor re-adopts it, and serves the control API.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cgroup2Mount, removeCgroupTree } from '../cgroupfs';
+import { cgroup2Mount, cgroupOfPid, isInside, removeCgroupTree } from '../cgroupfs';
 import { hasCode, SnapprocError, usageError } from '../errors';
 import { runHook } from '../hooks';
 import { writeRevisionLaunchFiles } from '../launch';
@@ -295,15 +295,10 @@ export class Supervisor implements ServiceHost {
       const eq = line.indexOf('=');
       if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
     }
-    let cg: string;
-    try {
-      cg = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'))!.slice(3);
-    } catch {
-      return;
-    }
-    const full = path.join(cgroup2Mount(), cg);
+    const full = cgroupOfPid(pid);
+    if (!full) return;
     for (const svc of this.services.values()) {
-      if (full === svc.cgroup || full.startsWith(svc.cgroup + '/')) {
+      if (isInside(full, svc.cgroup)) {
         svc.onNotify(pid, fields);
         return;
       }
