@@ -79,7 +79,7 @@ export function buildProgram(): Command {
         const { usageError } = await import('./errors');
         if (opts.mode !== undefined) parseStopMode(opts.mode);
         if (opts.timeout !== undefined) durationMs(opts.timeout, (m) => usageError(`invalid --timeout: ${m}`));
-        const { requireRoot } = await import('./commands/cgroup-commands');
+        const { requireRoot } = await import('./commands/common');
         requireRoot('snapproc stop');
         const { supervisedStop } = await import('./commands/snap-commands');
         await supervisedStop(g, name, opts, g);

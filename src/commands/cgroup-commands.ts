@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GlobalOptions } from '../cli';
+import { printTable, requireRoot } from './common';
 import type { MainRecord } from '../classify';
 import { findSnapCgroups, SnapCgroup } from '../discover';
 import { durationMs } from '../duration';
@@ -15,12 +16,6 @@ import { signalApp } from '../signal-app';
 import { snapProcesses } from '../snapps';
 import { parseStopMode, stopCgroup, StopMode } from '../stop';
 import { parseSignal } from '../signals';
-
-export function requireRoot(what: string): void {
-  if (process.getuid && process.getuid() !== 0) {
-    throw new SnapprocError('EPERM', `${what} needs root (it acts on processes of other users); run it as root`);
-  }
-}
 
 function cgroupsOf(instance: string, app?: string, kinds: SnapCgroup['kind'][] = ['service', 'app', 'hook']): SnapCgroup[] {
   const all = findSnapCgroups(instance).filter((c) => kinds.includes(c.kind) && (app === undefined || c.app === app));
@@ -75,12 +70,6 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
     }
   }
   printTable(rows);
-}
-
-/** Prints rows as aligned columns (the last column unpadded). */
-export function printTable(rows: string[][]): void {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd() + '\n');
 }
 
 export function signalCommand(_g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): void {

@@ -8,8 +8,7 @@ import type { GlobalOptions } from '../cli';
 import { call } from '../client';
 import { SnapprocError, usageError } from '../errors';
 import { splitSnapApp } from '../names';
-import { SnapYamlError, summarizeSnap, validateSnapYaml } from '../snapyaml';
-import { printTable, requireRoot } from './cgroup-commands';
+import { printTable, requireRoot } from './common';
 
 export interface MutateOptions {
   autostart?: boolean;
@@ -78,6 +77,8 @@ export function readSnapYamlFrom(source: string): { text: string; file: string }
 }
 
 export function validateCommand(source: string): void {
+  // Loaded here, not at the top: the yaml parser is the heaviest module, and only validate needs it in the CLI.
+  const { SnapYamlError, summarizeSnap, validateSnapYaml } = require('../snapyaml') as typeof import('../snapyaml');
   const { text, file } = readSnapYamlFrom(source);
   const r = validateSnapYaml(text, file);
   if (!r.ok) {
