@@ -495,6 +495,42 @@ Napi::Value ReapChildren(const Napi::CallbackInfo& info) {
   return arr;
 }
 
+// spawnInCgroup(file, argv[], env[], cgroupFd, fds[], setsid) -> { pid, pidfd }
+Napi::Value SpawnInCgroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string file;
+  int cgroup_fd;
+  if (!ArgString(info, 0, &file) || info.Length() < 5 || !info[1].IsArray() || !info[2].IsArray() || !ArgInt(info, 3, &cgroup_fd) || !info[4].IsArray()) {
+    Napi::TypeError::New(env, "spawnInCgroup(file, argv[], env[], cgroupFd, fds[], setsid)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  // Everything the child needs is built here, in the parent: the child may not allocate.
+  auto strings = [](Napi::Array a) {
+    std::vector<std::string> out;
+    for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).ToString().Utf8Value());
+    return out;
+  };
+  std::vector<std::string> argv_s = strings(info[1].As<Napi::Array>());
+  std::vector<std::string> env_s = strings(info[2].As<Napi::Array>());
+  std::vector<char*> argv_p, env_p;
+  for (auto& s : argv_s) argv_p.push_back(const_cast<char*>(s.c_str()));
+  argv_p.push_back(nullptr);
+  for (auto& s : env_s) env_p.push_back(const_cast<char*>(s.c_str()));
+  env_p.push_back(nullptr);
+  Napi::Array fds_a = info[4].As<Napi::Array>();
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < fds_a.Length(); i++) fds.push_back(fds_a.Get(i).As<Napi::Number>().Int32Value());
+  bool setsid_too = info.Length() > 5 && info[5].ToBoolean();
+  int pidfd = -1;
+  const char* sc = nullptr;
+  int pid = spawn_in_cgroup(file.c_str(), argv_p.data(), env_p.data(), cgroup_fd, fds.data(), (int)fds.size(), setsid_too ? 1 : 0, &pidfd, &sc);
+  if (pid < 0) return ThrowErrno(env, pid, sc);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", pid);
+  out.Set("pidfd", pidfd);
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kill", Napi::Function::New(env, Kill));
   exports.Set("killpg", Napi::Function::New(env, Killpg));
@@ -504,6 +540,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait));
   exports.Set("cancelWait", Napi::Function::New(env, CancelWait));
   exports.Set("syncfs", Napi::Function::New(env, Syncfs));
+  exports.Set("spawnInCgroup", Napi::Function::New(env, SpawnInCgroup));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("getChildSubreaper", Napi::Function::New(env, GetChildSubreaper));
   exports.Set("setPdeathsig", Napi::Function::New(env, SetPdeathsig));

@@ -119,4 +119,12 @@ struct reaped {
 int sup_reap_children(const std::vector<int32_t>& exclude, std::vector<reaped>* out,
                       const char** syscall_out);
 
+// Starts `file` with `argv`/`envp` as a child placed in the cgroup `cgroup_fd`
+// (an O_DIRECTORY fd) from its first instant: clone3(CLONE_INTO_CGROUP |
+// CLONE_PIDFD). The child gets fds[i] as its fd i (-1: /dev/null), default
+// signal handling, and with `setsid_too` a session of its own. Returns the
+// pid and sets *pidfd_out; -errno (ENOSYS/E2BIG/EINVAL on kernels before 5.7).
+int spawn_in_cgroup(const char* file, char* const* argv, char* const* envp, int cgroup_fd, const int* fds, int nfds,
+                    int setsid_too, int* pidfd_out, const char** syscall_out);
+
 }  // namespace snapproc

@@ -620,4 +620,27 @@ test('launcher: signal dispositions are reset and nothing is blocked', async () 
   assert.is(BigInt('0x' + field('SigBlk')), 0n);
 });
 
+rootTest('spawnInCgroup: the child is in the cgroup from its first instruction, with the fds it was given, in a session of its own', async () => {
+  const cg = makeCgroup(`snap.${uniqueSnapName('nat')}.spawn.service`);
+  const dir = tmpdir();
+  const out = fs.openSync(path.join(dir, 'out'), 'w');
+  const cgFd = fs.openSync(cg, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  // The shell reports what it sees before it runs anything else.
+  const script = 'cat /proc/self/cgroup; echo "sid $(ps -o sid= -p $$) pid $$"; echo "X=$X"; exit 7';
+  const { pid, pidfd } = native.spawnInCgroup('/bin/sh', ['sh', '-c', script], ['X=1', 'PATH=/usr/bin:/bin'], cgFd, [-1, out, out], true);
+  fs.closeSync(cgFd);
+  fs.closeSync(out);
+  assert.is(await native.pidfdWait(pidfd, 5000).result, 'done');
+  // Not a Node child: reap it here, as the supervisor does as subreaper.
+  const reaped = native.reapChildren(new Int32Array());
+  const mine = reaped.find((r) => r.pid === pid);
+  assert.ok(mine, 'reaped');
+  assert.is((mine!.status >> 8) & 0xff, 7);
+  fs.closeSync(pidfd);
+  const text = fs.readFileSync(path.join(dir, 'out'), 'utf8');
+  assert.ok(text.includes(cg.slice(cgroupMount!.length)), text);
+  assert.match(text, new RegExp(`sid +${pid} pid ${pid}`));
+  assert.match(text, /X=1/);
+});
+
 test.run();

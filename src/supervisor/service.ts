@@ -38,6 +38,9 @@ export interface ServiceHost {
 
 const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** Whether clone3(CLONE_INTO_CGROUP) works here; learned at the first start. */
+let clone3IntoCgroup: boolean | undefined;
+
 /** Decodes a raw wait status. */
 export function decodeWaitStatus(status: number): ExitStatus {
   const sig = status & 0x7f;
@@ -134,37 +137,15 @@ export class Service {
       env.LISTEN_FDS = String(sockets.fds.length);
       env.LISTEN_FDNAMES = sockets.names.join(':');
     }
-    const out = openLog(this.logFile);
-    let child: ChildProcess;
-    // A pipe after the sockets: the launcher writes to it once it is in the cgroup.
-    const readyFd = 3 + sockets.fds.length;
+    let pid: number;
+    let exitedOrDetached: Promise<ExitStatus | null>;
     try {
-      child = spawn(launcherPath(), ['--cgroup', this.cgroup, '--ready-fd', String(readyFd), '--resolve', this.host.root, this.record.snap, this.record.app], {
-        stdio: ['ignore', out, out, ...sockets.fds, 'pipe'],
-        env,
-        detached: true, // own session and process group: the main process leads it
-      });
-    } finally {
-      fs.closeSync(out);
+      ({ pid, exited: exitedOrDetached } = await this.spawnLauncher(env, sockets.fds));
+    } catch (err) {
+      throw this.fail(`could not start the launcher: ${(err as Error).message}`);
     }
-    this.child = child;
-    // Not started until it is in its cgroup: a stop right after must find it there.
-    const readyPipe = child.stdio[readyFd] as NodeJS.ReadableStream | null;
-    if (readyPipe) {
-      await new Promise<void>((resolve) => {
-        readyPipe.once('data', () => resolve());
-        readyPipe.once('close', () => resolve());
-        readyPipe.once('error', () => resolve());
-        child.once('error', () => resolve());
-      });
-      (readyPipe as unknown as { destroy(): void }).destroy();
-    }
-    const exited = new Promise<ExitStatus>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
-      child.once('error', () => resolve({ code: 127, signal: null }));
-    });
-    const pid = child.pid;
-    if (pid === undefined) throw this.fail(`could not start the launcher`);
+    // null: the supervisor let go of the service (detach) before it exited.
+    const exited = exitedOrDetached.then((s) => s ?? new Promise<ExitStatus>(() => {}));
     logLine(this.logFile, `started ${this.name} (${this.record.revision}) as PID ${pid}`);
 
     switch (this.app.daemon) {
@@ -242,7 +223,6 @@ export class Service {
 
   /** Watches a main process that is not our direct child (adopted, forked, MAINPID=). */
   private watchByPidfd(pid: number): void {
-    this.mainWait?.cancel();
     let pidfd: number;
     try {
       pidfd = native.pidfdOpen(pid);
@@ -250,18 +230,81 @@ export class Service {
       void this.onExit(pid, { code: null, signal: null });
       return;
     }
+    void this.exitThroughPidfd(pid, pidfd).then((status) => status && this.onExit(pid, status));
+  }
+
+  /** Waits (off the main thread) for the process behind `pidfd` to exit: its status, or null if the wait was cancelled. Closes the pidfd. */
+  private exitThroughPidfd(pid: number, pidfd: number): Promise<ExitStatus | null> {
+    this.mainWait?.cancel();
     const wait = native.pidfdWait(pidfd, -1);
     this.mainWait = wait;
-    void wait.result.then(async (outcome) => {
-      if (outcome !== 'done') {
+    return wait.result.then(
+      async (outcome) => {
+        const status = outcome === 'done' ? await this.exitStatusOf(pid, pidfd) : null;
         fs.closeSync(pidfd);
-        return;
+        if (this.mainWait === wait) this.mainWait = null;
+        return status;
+      },
+      () => {
+        fs.closeSync(pidfd);
+        return null;
+      },
+    );
+  }
+
+  /**
+   * Starts the launcher for this service inside its cgroup. Where the kernel
+   * has clone3(CLONE_INTO_CGROUP) (5.7+) the child is created in the cgroup;
+   * elsewhere Node spawns the launcher, which moves itself in (--cgroup) and
+   * says so on a pipe (--ready-fd), and only then counts as started.
+   */
+  private async spawnLauncher(env: Record<string, string>, socketFds: number[]): Promise<{ pid: number; exited: Promise<ExitStatus | null> }> {
+    const args = ['--resolve', this.host.root, this.record.snap, this.record.app];
+    const out = openLog(this.logFile);
+    try {
+      if (clone3IntoCgroup !== false) {
+        const cgroupFd = fs.openSync(this.cgroup, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+        try {
+          const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+          const { pid, pidfd } = native.spawnInCgroup(launcherPath(), [launcherPath(), ...args], envList, cgroupFd, [-1, out, out, ...socketFds], true);
+          clone3IntoCgroup = true;
+          this.child = null;
+          return { pid, exited: this.exitThroughPidfd(pid, pidfd) };
+        } catch (err) {
+          if (!hasCode(err, 'ENOSYS', 'E2BIG', 'EINVAL', 'EPERM')) throw err;
+          clone3IntoCgroup = false;
+        } finally {
+          fs.closeSync(cgroupFd);
+        }
       }
-      const status = await this.exitStatusOf(pid, pidfd);
-      fs.closeSync(pidfd);
-      if (this.mainWait === wait) this.mainWait = null;
-      await this.onExit(pid, status);
-    }, () => fs.closeSync(pidfd));
+      // A pipe after the sockets: the launcher writes to it once it is in the cgroup.
+      const readyFd = 3 + socketFds.length;
+      const child = spawn(launcherPath(), ['--cgroup', this.cgroup, '--ready-fd', String(readyFd), ...args], {
+        stdio: ['ignore', out, out, ...socketFds, 'pipe'],
+        env,
+        detached: true, // own session and process group: the main process leads it
+      });
+      this.child = child;
+      const exited = new Promise<ExitStatus | null>((resolve) => {
+        child.once('exit', (code, signal) => resolve({ code, signal }));
+        child.once('error', () => resolve({ code: 127, signal: null }));
+      });
+      // Not started until it is in its cgroup: a stop right after must find it there.
+      const readyPipe = child.stdio[readyFd] as NodeJS.ReadableStream | null;
+      if (readyPipe) {
+        await new Promise<void>((resolve) => {
+          readyPipe.once('data', () => resolve());
+          readyPipe.once('close', () => resolve());
+          readyPipe.once('error', () => resolve());
+          child.once('error', () => resolve());
+        });
+        (readyPipe as unknown as { destroy(): void }).destroy();
+      }
+      if (child.pid === undefined) throw new SnapprocError('ERR_SNAPPROC_SPAWN', `could not start ${launcherPath()}`);
+      return { pid: child.pid, exited };
+    } finally {
+      fs.closeSync(out);
+    }
   }
 
   /** The exit status of a process that is not our Node child: reaped by us as subreaper, or told by its pidfd once reaped. */
