@@ -386,8 +386,23 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
     result->cgroups = (int32_t)dirs.size();
     return 0;
   }
+  // A cgroup someone froze on purpose (snapproc freeze) stays frozen afterwards.
+  char was[4] = {0};
+  {
+    std::string freeze_file = std::string(dir) + "/cgroup.freeze";
+    int ffd = open(freeze_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ffd >= 0) {
+      ssize_t ignored = read(ffd, was, sizeof was - 1);
+      (void)ignored;
+      close(ffd);
+    }
+  }
+  bool was_frozen = was[0] == '1';
   rc = cg_set_frozen(dir, 1, freeze_timeout_ms, syscall_out);
-  if (rc < 0) return rc;
+  if (rc < 0) {
+    if (!was_frozen) cg_set_frozen(dir, 0, freeze_timeout_ms, nullptr);
+    return rc;
+  }
   // A member in uninterruptible sleep can delay `frozen 1`; signal anyway.
   result->frozen = rc == 1;
   // Frozen: nothing in the subtree can fork or create a cgroup until we thaw.
@@ -402,15 +417,21 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
       if (pid <= 1 || pid == self) continue;  // 0: outside our pid namespace
       int fd = (int)syscall(SYS_pidfd_open, pid, 0);
       if (fd < 0) {
-        result->gone++;
-        continue;
+        if (errno == ESRCH) {
+          result->gone++;
+          continue;
+        }
+        // Out of descriptors (or anything else): report it, never count a
+        // live process as gone.
+        rc = fail(syscall_out, "pidfd_open");
+        break;
       }
       targets.emplace_back(pid, fd);
     }
     // Signal only PIDs listed again now that each is pinned by its pidfd: a
     // PID that died and was reused between the two reads is not in the frozen
     // subtree, so it cannot be listed the second time.
-    rc = read_subtree_procs(dirs, &second, syscall_out);
+    if (rc >= 0) rc = read_subtree_procs(dirs, &second, syscall_out);
     std::sort(second.begin(), second.end());
     for (auto& t : targets) {
       if (rc >= 0 && std::binary_search(second.begin(), second.end(), t.first) &&
@@ -424,7 +445,7 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
     }
   }
   const char* thaw_syscall = nullptr;
-  int thaw = cg_set_frozen(dir, 0, freeze_timeout_ms, &thaw_syscall);
+  int thaw = was_frozen ? 1 : cg_set_frozen(dir, 0, freeze_timeout_ms, &thaw_syscall);
   if (rc < 0) return rc;
   if (thaw < 0) {
     if (syscall_out) *syscall_out = thaw_syscall;

@@ -62,6 +62,8 @@ export function signalVerified(pid: number, sig: number, cgroupDir: string, star
 /** Like signalVerified, through a pidfd the caller holds (e.g. from spawn time). */
 export function signalPidfdVerified(pidfd: number, pid: number, sig: number, cgroupDir: string, startTime?: number): SignalOutcome {
   assertSignallablePid(pid);
+  // Not the whole hierarchy, nor a cgroup snapproc itself runs in.
+  assertActionableCgroup(cgroupDir);
   const where = cgroupOfPid(pid);
   const sameProcess = startTime === undefined || startTimeOf(pid) === startTime;
   // Alive through the pidfd after the reads: the reads described this process.

@@ -7,6 +7,7 @@
 //    cgroup.events), then kill whatever is left (cgroup.kill).
 import { constants } from 'node:os';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { readEvent } from './cgroupfs';
 import { classifyCgroup, MainRecord } from './classify';
 import { hasCode, usageError } from './errors';
@@ -87,6 +88,8 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
   if (all) {
     const result: StopResult = { ...base, target: 'cgroup', mainPid: null, signalled: 0, gone: 0, timedOut: false, isForcefullyTerminated: false, stopped: true };
     if (readEvent(dir, 'populated') === 0) return result;
+    // A stop thaws a frozen service (as systemd does): frozen processes cannot act on the signal.
+    if (fs.readFileSync(path.join(dir, 'cgroup.freeze'), 'utf8').trim() === '1') await native.setFrozen(path.resolve(dir), false, 5000).result;
     const fan = signalCgroupVerified(dir, number, { alsoCont: true });
     result.signalled = fan.signalled;
     result.gone = fan.gone;
@@ -106,6 +109,7 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
   // Plain stop-mode: the main process only.
   let mainPid: number | null;
   let startTime: number | undefined;
+  // A caller's pidfd is used only together with the record it belongs to.
   if (options.mainPidfd !== undefined && options.main != null) {
     mainPid = typeof options.main === 'number' ? options.main : options.main.pid;
     startTime = typeof options.main === 'number' ? undefined : options.main.startTime;
@@ -117,7 +121,7 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
   const result: StopResult = { ...base, target: 'main', mainPid, signalled: 0, gone: 0, timedOut: false, isForcefullyTerminated: false, stopped: true };
   if (mainPid === null) return result;
 
-  let pidfd = options.mainPidfd;
+  let pidfd = options.main != null ? options.mainPidfd : undefined;
   const ownPidfd = pidfd === undefined;
   if (pidfd === undefined) {
     try {

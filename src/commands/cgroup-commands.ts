@@ -72,14 +72,16 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
   printTable(rows);
 }
 
-export function signalCommand(_g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): void {
+export function signalCommand(g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): void {
   const { instance, app } = splitSnapApp(target);
   if (!app) throw usageError(`signal needs NAME.APP, got "${target}"`);
   const sig = parseSignal(signal);
   requireRoot('snapproc signal');
   const cgroups = cgroupsOf(instance, app, ['service', 'app']);
+  // The supervisor's record of the main process wins over a guess (after MAINPID= or a hand-over they differ).
+  const mains = recordedMains(loadServiceRecords(g.root));
   for (const cg of cgroups) {
-    const r = signalApp(cg.path, sig.number, { all: opts.all });
+    const r = signalApp(cg.path, sig.number, { all: opts.all, main: mains.get(cg.path) });
     const who = r.target === 'cgroup' ? `${r.signalled} process${r.signalled === 1 ? '' : 'es'}` : r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`;
     process.stdout.write(`${sig.name} -> ${instance}.${app} (${cg.kind}): ${r.signalled ? who : r.mainPid === null && r.target === 'main' ? 'nothing sent: no main process' : `nothing sent (${r.gone} already gone)`}\n`);
   }

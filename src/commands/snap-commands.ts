@@ -155,13 +155,23 @@ export async function runCommand(g: GlobalOptions, target: string, args: string[
   const { defaultCgroupParent } = await import('../supervisor/supervisor');
   const { launcherPath } = await import('../native');
   const { spawn } = await import('node:child_process');
-  const scope = path.join(defaultCgroupParent(), appScopeName(instance, app));
+  // Where the supervisor of this root makes its cgroups (remove looks there), else the default.
+  let parent: string;
+  try {
+    parent = fs.readFileSync(path.join(g.root, 'run', 'cgroup-parent'), 'utf8').trim() || defaultCgroupParent();
+  } catch {
+    parent = defaultCgroupParent();
+  }
+  const scope = path.join(parent, appScopeName(instance, app));
   fs.mkdirSync(scope, { recursive: true });
   const child = spawn(launcherPath(), ['--cgroup', scope, '--resolve', g.root, instance, app, '--', ...args], { stdio: 'inherit' });
   // The terminal's SIGINT reaches the app too (same process group); do not die before it.
   const ignore = () => {};
   process.on('SIGINT', ignore);
-  process.on('SIGTERM', () => child.kill('SIGTERM'));
+  const { signalVerified } = await import('../guard');
+  process.on('SIGTERM', () => {
+    if (child.pid !== undefined) signalVerified(child.pid, 15, scope);
+  });
   const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (c, s) => resolve({ code: c, signal: s })));
   try {
     fs.rmdirSync(scope); // left in place if the app left processes behind

@@ -22,6 +22,7 @@ import { revisionOf } from '../procinfo';
 import { snapProcesses } from '../snapps';
 import { launchDir } from '../launch';
 import { refreshSignal, type SnapYaml } from '../snapyaml';
+import type { StopMode } from '../stop';
 import { logLine } from './logs';
 import type { Service } from './service';
 import type { Supervisor } from './supervisor';
@@ -38,6 +39,8 @@ export interface RefreshData {
   enduring: string[];
   /** Services left running to be signalled once `to` is current. */
   signalled: string[];
+  /** How each of them is signalled and stopped: from revision `from`, whose process it is. */
+  signalModes: Record<string, { signal: string; all: boolean; stopMode: StopMode; stopTimeoutMs: number }>;
   movedAside: string | null;
   dataCopied: boolean;
   /** $SNAP_DATA of `from` is mounted read-only. */
@@ -112,6 +115,16 @@ async function followHandover(svc: Service, to: string, oldMain: number | null, 
         return candidate.pid;
       }
     }
+    // nginx-style: the successor is a child of the old main, which lives on
+    // (draining) until told to quit; it runs `to` and is the new main.
+    if (oldMain !== null && fs.existsSync(`/proc/${oldMain}`)) {
+      const found = classifyCgroup(svc.cgroup, { revisions: true });
+      const candidate = found.processes.find((p) => p.revision === to && p.ppid === oldMain);
+      if (candidate) {
+        svc.adoptMain(candidate.pid);
+        return candidate.pid;
+      }
+    }
     // Bounded to the hand-over window; the notify path answers without waiting for this.
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -173,8 +186,10 @@ export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
             parts.push(`${app} (endure)`);
             continue;
           }
-          if (still && refreshSignal(mode)) {
+          const sig = refreshSignal(mode);
+          if (still && sig) {
             if (!d.signalled.includes(app)) d.signalled.push(app);
+            d.signalModes[app] = { ...sig, stopMode: svc.app.stopMode, stopTimeoutMs: svc.app.stopTimeoutMs };
             parts.push(`${app} (${mode} later)`);
             continue;
           }
@@ -270,16 +285,33 @@ export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
         for (const svc of sup.servicesOf(d.snap)) {
           const app = svc.record.app;
           if (!d.signalled.includes(app) || d.handedOver.includes(app) || d.fellBack.includes(app)) continue;
-          const sig = refreshSignal(svc.app.refreshMode)!;
+          // A's settings: the process being told to upgrade is A's.
+          const sig = d.signalModes[app] ?? { ...refreshSignal(svc.app.refreshMode)!, stopMode: svc.app.stopMode, stopTimeoutMs: svc.app.stopTimeoutMs };
           const t0 = performance.now();
           const oldMain = svc.record.mainPid;
           const oldStart = svc.record.mainStartTime ?? undefined;
+          // Resumed after a crash: a main that already runs `to` was handed over before it.
+          if (oldMain !== null && revisionOf(oldMain) === d.to) {
+            d.handedOver.push(app);
+            parts.push(`${app}: already handed over to ${oldMain} (${d.to})`);
+            continue;
+          }
           svc.beginHandover();
           let newMain: number | null = null;
           try {
             if (sig.all) signalCgroupVerified(svc.cgroup, SIGNALS[sig.signal]);
-            else if (oldMain !== null) signalVerified(oldMain, SIGNALS[sig.signal], svc.cgroup, svc.record.mainStartTime ?? undefined);
-            newMain = await followHandover(svc, d.to!, oldMain, svc.app.stopTimeoutMs);
+            else if (oldMain !== null) signalVerified(oldMain, SIGNALS[sig.signal], svc.cgroup, oldStart);
+            newMain = await followHandover(svc, d.to!, oldMain, sig.stopTimeoutMs);
+            if (newMain === null) {
+              // No successor in time: fall back to a restart, and say so. The old
+              // main process is stopped by its stop-mode (as recorded, never guessed),
+              // and a successor that started but never took over goes too.
+              d.fellBack.push(app);
+              await stopCgroup(svc.cgroup, { mode: sig.stopMode, timeoutMs: sig.stopTimeoutMs, main: oldMain === null ? null : { pid: oldMain, startTime: oldStart } });
+              for (const p of classifyCgroup(svc.cgroup, { revisions: true }).processes) {
+                if (p.revision === d.to) signalVerified(p.pid, SIGNALS.SIGKILL, svc.cgroup);
+              }
+            }
           } finally {
             svc.endHandover();
           }
@@ -287,17 +319,9 @@ export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
             d.handedOver.push(app);
             parts.push(`${app}: ${sig.signal} -> main ${oldMain} handed over to ${newMain} (${d.to}) in ${Math.round(performance.now() - t0)} ms`);
           } else {
-            // No successor in time: fall back to a restart, and say so. The old
-            // main process is stopped by stop-mode (as recorded, never guessed),
-            // and a successor that started but never took over goes too.
-            d.fellBack.push(app);
-            await stopCgroup(svc.cgroup, { mode: svc.app.stopMode, timeoutMs: svc.app.stopTimeoutMs, main: oldMain === null ? null : { pid: oldMain, startTime: oldStart } });
-            for (const p of classifyCgroup(svc.cgroup, { revisions: true }).processes) {
-              if (p.revision === d.to) signalVerified(p.pid, SIGNALS.SIGKILL, svc.cgroup);
-            }
             await svc.start();
             if (!d.started.includes(app)) d.started.push(app);
-            parts.push(`${app}: no hand-over within ${svc.app.stopTimeoutMs} ms after ${sig.signal}, restarted instead (PID ${svc.record.mainPid})`);
+            parts.push(`${app}: no hand-over within ${sig.stopTimeoutMs} ms after ${sig.signal}, restarted instead (PID ${svc.record.mainPid})`);
           }
         }
         // The hand-overs are over: now nothing of the old revision writes its data.
@@ -316,7 +340,8 @@ export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
         for (const svc of sup.servicesOf(d.snap).reverse()) {
           const app = svc.record.app;
           if (!d.started.includes(app) && !d.handedOver.includes(app)) continue;
-          await svc.stop({ keepWanted: true }).catch(() => undefined);
+          // A failure here must show: starting `from` next to a running `to` would clash.
+          await svc.stop({ keepWanted: true });
           if (d.handedOver.includes(app) && !d.stopped.includes(app)) d.stopped.push(app);
         }
         d.started = [];

@@ -114,6 +114,15 @@ export class Service {
    * (`auto` false) begins a new count, as supervisord's startretries does.
    */
   async start(options: { auto?: boolean } = {}): Promise<void> {
+    // One start at a time: a second caller waits for the first.
+    if (this.starting) return this.starting;
+    this.starting = this.startOnce(options).finally(() => (this.starting = null));
+    return this.starting;
+  }
+
+  private starting: Promise<void> | null = null;
+
+  private async startOnce(options: { auto?: boolean }): Promise<void> {
     if (!options.auto) this.limit.reset();
     this.record.wanted = true;
     if (this.restartTimer) {
@@ -178,7 +187,7 @@ export class Service {
           await new Promise<void>((resolve, reject) => {
             this.ready = { resolve, reject };
             const timer = setTimeout(() => reject(new Error(`no READY=1 within ${timeoutMs} ms`)), timeoutMs);
-            exited.then((s) => reject(new Error(`exited before READY=1: ${describeExit(s)}`)));
+            exited.then((s) => this.ready?.reject(new Error(`exited before READY=1: ${describeExit(s)}`)));
             const done = () => clearTimeout(timer);
             this.ready = { resolve: () => (done(), resolve()), reject: (e) => (done(), reject(e)) };
           });
@@ -345,6 +354,8 @@ export class Service {
   /** A process that was our main process exited. */
   private async onExit(pid: number, status: ExitStatus): Promise<void> {
     if (this.record.mainPid !== pid) return; // an old main after a hand-over, or already handled
+    // A notify service that dies before READY=1: start() reports it as a failed start.
+    if (this.ready) return;
     this.record.lastExit = { code: status.code, signal: status.signal, at: new Date().toISOString() };
     this.clearMain(pid);
     // Stopping, or the old main leaving during a hand-over: not the service ending.
@@ -398,7 +409,9 @@ export class Service {
       main: rec.mainPid !== null ? { pid: rec.mainPid, startTime: rec.mainStartTime ?? undefined } : undefined,
     });
     let mainPid = found.mainPid;
-    if (mainPid === null) mainPid = classifyCgroup(this.cgroup).mainPid;
+    // Guess a main process only without a record: a recorded main that died
+    // means the service exited (what is left are its children, not it).
+    if (mainPid === null && rec.mainPid === null) mainPid = classifyCgroup(this.cgroup).mainPid;
     if (mainPid === null) return false;
     if (mainPid !== rec.mainPid) this.setMain(mainPid);
     logLine(this.logFile, `${this.name}: adopted running main process ${mainPid}`);
@@ -442,7 +455,10 @@ export class Service {
     const out = openLog(this.logFile);
     try {
       const child = spawn(launcherPath(), ['--cgroup', this.cgroup, '--launch', file], { stdio: ['ignore', out, out], env: { PATH: BASE_PATH } });
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      // Through the guard, and the command's whole process group goes with it.
+      const timer = setTimeout(() => {
+        if (child.pid !== undefined) signalVerified(child.pid, 9, this.cgroup);
+      }, timeoutMs);
       const status = await new Promise<ExitStatus>((resolve) => {
         child.once('exit', (code, signal) => resolve({ code, signal }));
         child.once('error', () => resolve({ code: 127, signal: null }));
@@ -466,7 +482,6 @@ export class Service {
     this.restartTimer = null;
     this.mainWait?.cancel();
     this.mainWait = null;
-    this.child?.removeAllListeners();
     this.child?.unref();
   }
 }

@@ -14,6 +14,7 @@ import { writeRevisionLaunchFiles } from '../launch';
 import { serviceCgroupName } from '../names';
 import { findSnapCgroups } from '../discover';
 import { native } from '../native';
+import { writeFileAtomic } from '../atomicfile';
 import { appEnvironment, snapEnvironment } from '../snapenv';
 import { startOrder, type AppInfo, type SnapYaml } from '../snapyaml';
 import { parseStopMode, type StopMode, type StopResult } from '../stop';
@@ -87,6 +88,8 @@ export class Supervisor implements ServiceHost {
       throw err;
     }
     fs.mkdirSync(this.cgroupParent, { recursive: true });
+    // `snapproc run` makes its scopes where this supervisor makes its cgroups, so that remove finds them.
+    writeFileAtomic(path.join(this.root, 'run', 'cgroup-parent'), this.cgroupParent + '\n', 0o644, { durable: false });
     trackNodeChildren();
     if (process.pid !== 1) native.setChildSubreaper(true);
     process.on('SIGCHLD', this.onSigchld);
@@ -100,6 +103,9 @@ export class Supervisor implements ServiceHost {
     this.loadServices();
     this.adoptRunning();
     await this.recoverChanges();
+    // A recovery may have attached services (a crash between unlink and link
+    // left no `current`): adopt what runs of them before starting the rest.
+    this.adoptRunning();
     await this.startWanted();
     this.control = new ControlServer(socketPath(this.root), this.methods());
     await this.control.listen();
@@ -139,16 +145,13 @@ export class Supervisor implements ServiceHost {
 
   // ---------------------------------------------------------------- ServiceHost
 
-  private saveScheduled = false;
-
-  /** Records are saved once per turn of the event loop, however many states changed in it. */
+  /**
+   * Records are saved at once (atomically, ~0.1 ms, not flushed): a crash
+   * right after a main process changed must find the new one on disk, or the
+   * next supervisor would not re-adopt it.
+   */
   changed(_service: Service): void {
-    if (this.saveScheduled) return;
-    this.saveScheduled = true;
-    setImmediate(() => {
-      this.saveScheduled = false;
-      this.save();
-    });
+    this.save();
   }
 
   reapedStatus(pid: number): number | undefined {
@@ -378,7 +381,7 @@ export class Supervisor implements ServiceHost {
     const steps = refreshSteps(this);
     const change = newChange('refresh', instance, steps, 5, {
       snap: instance, source, ignoreRunning: !!opts.ignoreRunning, from, to: null,
-      stopped: [], enduring: [], signalled: [], movedAside: null, dataCopied: false, protected: false,
+      stopped: [], enduring: [], signalled: [], signalModes: {}, movedAside: null, dataCopied: false, protected: false,
       started: [], handedOver: [], fellBack: [], pruned: [],
     });
     const t0 = performance.now();
