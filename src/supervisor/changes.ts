@@ -162,7 +162,10 @@ export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
         return `validate ${d.snap} ${v} (${d.to})`;
       },
       async undo(d) {
-        if (d.to && d.to !== d.from) store.removeRevision(d.snap, d.to);
+        if (d.to && d.to !== d.from) {
+          store.removeRevision(d.snap, d.to);
+          fs.rmSync(launchDir(sup.root, d.snap, d.to), { recursive: true, force: true });
+        }
       },
     },
     {
