@@ -17,12 +17,6 @@ function globals(cmd: Command): GlobalOptions {
   return { root: resolveRoot(opts.root), autostart: opts.autostart === false ? false : undefined };
 }
 
-function run(fn: (...args: any[]) => Promise<void> | void) {
-  return async (...args: any[]) => {
-    await fn(...args);
-  };
-}
-
 export function buildProgram(): Command {
   const program = new Command('snapproc');
   // Before any subcommand is added, so they inherit it: usage errors exit 2.
@@ -40,28 +34,28 @@ export function buildProgram(): Command {
     .command('ps [name]')
     .description("list a snap's processes (or every snap's) by app cgroup, with role and revision")
     .option('--json', 'print one JSON document')
-    .action(run(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+    .action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const { psCommand } = await import('./commands/cgroup-commands');
       psCommand(globals(cmd), name, opts);
-    }));
+    });
 
   program
     .command('signal <snap.app> <signal>')
     .description("send a signal to an app's main process, or with --all to every process of its cgroup")
     .option('--all', 'every process of the cgroup, frozen while signalled')
-    .action(run(async (target: string, signal: string, opts: { all?: boolean }, cmd: Command) => {
+    .action(async (target: string, signal: string, opts: { all?: boolean }, cmd: Command) => {
       const { signalCommand } = await import('./commands/cgroup-commands');
       signalCommand(globals(cmd), target, signal, opts);
-    }));
+    });
 
   for (const verb of ['freeze', 'thaw'] as const) {
     program
       .command(`${verb} <name>`)
       .description(verb === 'freeze' ? "freeze every cgroup of a snap (waits for the kernel's `frozen 1`)" : 'thaw every cgroup of a snap')
-      .action(run(async (name: string, _opts: unknown, cmd: Command) => {
+      .action(async (name: string, _opts: unknown, cmd: Command) => {
         const { freezeCommand } = await import('./commands/cgroup-commands');
         await freezeCommand(globals(cmd), name, verb === 'freeze');
-      }));
+      });
   }
 
   program
@@ -69,7 +63,7 @@ export function buildProgram(): Command {
     .description("stop a snap's services (or one, NAME.APP) by stop-mode")
     .addOption(new Option('--mode <stop-mode>', 'stop-mode to use instead of the snap\'s'))
     .option('--timeout <duration>', 'stop timeout instead of the snap\'s (30s, 1m30s, 500ms)')
-    .action(run(async (name: string, opts: { mode?: string; timeout?: string }, cmd: Command) => {
+    .action(async (name: string, opts: { mode?: string; timeout?: string }, cmd: Command) => {
       const g = globals(cmd);
       const { isInstalled } = await import('./commands/installed');
       if (isInstalled(g.root, name)) {
@@ -87,62 +81,62 @@ export function buildProgram(): Command {
       }
       const { stopCommand } = await import('./commands/cgroup-commands');
       await stopCommand(g, name, opts);
-    }));
+    });
 
   program
     .command('install <path>')
     .description('install a snap from a directory or .snap file (over an installed snap: a refresh)')
-    .action(run(async (source: string, _opts: unknown, cmd: Command) => {
+    .action(async (source: string, _opts: unknown, cmd: Command) => {
       const g = globals(cmd);
       const { installCommand } = await import('./commands/snap-commands');
       await installCommand(g, source, g);
-    }));
+    });
 
   program
     .command('refresh <name>')
     .description('refresh a snap to a new revision (SPEC 5), as one change with undo')
     .option('--from <path>', 'the new revision: a directory or .snap file')
     .option('--ignore-running', 'refresh even while apps of the snap run')
-    .action(run(async (name: string, opts: { from?: string; ignoreRunning?: boolean }, cmd: Command) => {
+    .action(async (name: string, opts: { from?: string; ignoreRunning?: boolean }, cmd: Command) => {
       const { refreshCommand } = await import('./commands/snap-commands');
       await refreshCommand(globals(cmd), name, opts);
-    }));
+    });
 
   program
     .command('revert <name>')
     .description('go back to the previous retained revision, its data as it was left')
-    .action(run(async (name: string, _opts: unknown, cmd: Command) => {
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
       const { revertCommand } = await import('./commands/snap-commands');
       await revertCommand(globals(cmd), name);
-    }));
+    });
 
   program
     .command('remove <name>')
     .description('stop and kill everything of a snap, run its remove hook, remove its revisions and data')
     .option('--purge', 'also remove $SNAP_COMMON')
-    .action(run(async (name: string, opts: { purge?: boolean }, cmd: Command) => {
+    .action(async (name: string, opts: { purge?: boolean }, cmd: Command) => {
       const { removeCommand } = await import('./commands/snap-commands');
       await removeCommand(globals(cmd), name, opts);
-    }));
+    });
 
   program
     .command('changes [name]')
     .description('recent changes (refresh, revert, remove) with their steps and outcome')
     .option('--json', 'print one JSON document')
-    .action(run(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+    .action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const { changesCommand } = await import('./commands/snap-commands');
       await changesCommand(globals(cmd), name, opts);
-    }));
+    });
 
   for (const verb of ['start', 'restart'] as const) {
     program
       .command(`${verb} <name>`)
       .description(`${verb} a snap's services (or one, NAME.APP)`)
-      .action(run(async (name: string, _opts: unknown, cmd: Command) => {
+      .action(async (name: string, _opts: unknown, cmd: Command) => {
         const g = globals(cmd);
         const { lifecycleCommand } = await import('./commands/snap-commands');
         await lifecycleCommand(g, verb, name, g);
-      }));
+      });
   }
 
   program
@@ -150,45 +144,45 @@ export function buildProgram(): Command {
     .description('run an app of a snap in a fresh scope cgroup; its exit status is passed through')
     .passThroughOptions()
     .allowUnknownOption()
-    .action(run(async (target: string, args: string[], _opts: unknown, cmd: Command) => {
+    .action(async (target: string, args: string[], _opts: unknown, cmd: Command) => {
       const { runCommand } = await import('./commands/snap-commands');
       await runCommand(globals(cmd), target, args ?? []);
-    }));
+    });
 
   program
     .command('list')
     .description('list installed snaps and their revisions')
     .option('--json', 'print one JSON document')
-    .action(run(async (opts: { json?: boolean }, cmd: Command) => {
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
       const { listCommand } = await import('./commands/snap-commands');
       listCommand(globals(cmd), opts);
-    }));
+    });
 
   program
     .command('logs <name>')
     .description("show a snap's logs (or one app's, NAME.APP)")
     .option('-f, --follow', 'keep printing new lines')
     .option('-n, --lines <n>', 'how many lines from the end of each log (default 10)')
-    .action(run(async (name: string, opts: { follow?: boolean; lines?: string }, cmd: Command) => {
+    .action(async (name: string, opts: { follow?: boolean; lines?: string }, cmd: Command) => {
       const { logsCommand } = await import('./commands/snap-commands');
       await logsCommand(globals(cmd), name, opts);
-    }));
+    });
 
   program
     .command('validate <path>')
     .description("check a snap (directory, .snap or snap.yaml) and summarise its apps' lifecycle settings")
-    .action(run(async (source: string) => {
+    .action(async (source: string) => {
       const { validateCommand } = await import('./commands/snap-commands');
       validateCommand(source);
-    }));
+    });
 
   program
     .command('daemon')
     .description('run the supervisor in the foreground (can be PID 1 of a container)')
-    .action(run(async (_opts: unknown, cmd: Command) => {
+    .action(async (_opts: unknown, cmd: Command) => {
       const { daemonCommand } = await import('./commands/snap-commands');
       await daemonCommand(globals(cmd));
-    }));
+    });
 
   return program;
 }

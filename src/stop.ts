@@ -13,6 +13,7 @@ import { classifyCgroup, MainRecord } from './classify';
 import { hasCode, usageError } from './errors';
 import { assertActionableCgroup, signalCgroupVerified, signalPidfdVerified } from './guard';
 import { killCgroup } from './kill';
+import { isFrozen } from './freeze';
 import { native } from './native';
 
 export const STOP_MODES = [
@@ -89,7 +90,7 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
     const result: StopResult = { ...base, target: 'cgroup', mainPid: null, signalled: 0, gone: 0, timedOut: false, isForcefullyTerminated: false, stopped: true };
     if (readEvent(dir, 'populated') === 0) return result;
     // A stop thaws a frozen service (as systemd does): frozen processes cannot act on the signal.
-    if (fs.readFileSync(path.join(dir, 'cgroup.freeze'), 'utf8').trim() === '1') await native.setFrozen(path.resolve(dir), false, 5000).result;
+    if (isFrozen(dir)) await native.setFrozen(path.resolve(dir), false, 5000).result;
     const fan = signalCgroupVerified(dir, number, { alsoCont: true });
     result.signalled = fan.signalled;
     result.gone = fan.gone;

@@ -3,12 +3,12 @@
 // answers); list, logs, validate and run read or act locally.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import type { GlobalOptions } from '../cli';
 import { call } from '../client';
 import { SnapprocError, usageError } from '../errors';
 import { splitSnapApp } from '../names';
 import { printTable, requireRoot } from './common';
+import { readSnapYamlFrom } from '../snapsource';
 
 export interface MutateOptions {
   autostart?: boolean;
@@ -44,36 +44,6 @@ export async function supervisedStop(g: GlobalOptions, target: string, params: {
     const end = r.isForcefullyTerminated ? 'killed after timeout' : r.stopped ? 'stopped' : 'still running';
     process.stdout.write(`stopped ${r.service} (${r.mode}): ${r.signal} -> ${what}; ${end} in ${r.durationMs.toFixed(0)} ms\n`);
   }
-}
-
-/** Reads snap.yaml from a directory, a .snap (squashfs) file, or a snap.yaml file. */
-export function readSnapYamlFrom(source: string): { text: string; file: string } {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(source);
-  } catch {
-    throw new SnapprocError('ENOENT', `no such file or directory: ${source}`);
-  }
-  if (st.isDirectory()) {
-    const file = path.join(source, 'meta', 'snap.yaml');
-    if (!fs.existsSync(file)) throw new SnapprocError('ERR_SNAPPROC_NOT_A_SNAP', `not a snap: ${source} has no meta/snap.yaml`);
-    return { text: fs.readFileSync(file, 'utf8'), file };
-  }
-  const head = Buffer.alloc(4);
-  const fd = fs.openSync(source, 'r');
-  fs.readSync(fd, head, 0, 4, 0);
-  fs.closeSync(fd);
-  if (head.toString('latin1') === 'hsqs') {
-    try {
-      const text = execFileSync('unsquashfs', ['-cat', source, 'meta/snap.yaml'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      return { text, file: `${source}:meta/snap.yaml` };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SnapprocError('ENOENT', `reading ${source} needs unsquashfs (Debian package squashfs-tools)`);
-      throw new SnapprocError('ERR_SNAPPROC_NOT_A_SNAP', `not a snap: ${source} has no meta/snap.yaml`);
-    }
-  }
-  if (/\.ya?ml$/.test(source)) return { text: fs.readFileSync(source, 'utf8'), file: source };
-  throw new SnapprocError('ERR_SNAPPROC_NOT_A_SNAP', `not a snap: ${source} is neither a directory, a squashfs file nor a snap.yaml`);
 }
 
 export function validateCommand(source: string): void {

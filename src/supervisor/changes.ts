@@ -20,6 +20,7 @@ import { killCgroup } from '../kill';
 import { stopCgroup } from '../stop';
 import { revisionOf } from '../procinfo';
 import { snapProcesses } from '../snapps';
+import { snapYamlOf } from '../snapsource';
 import { launchDir } from '../launch';
 import { refreshSignal, type SnapYaml } from '../snapyaml';
 import type { StopMode } from '../stop';
@@ -148,10 +149,7 @@ export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
         if (d.to === null) {
           if (!d.source) throw new SnapprocError('ERR_SNAPPROC_USAGE', `nothing to refresh ${d.snap} from: give --from PATH`);
           // The name is checked before anything is written: a snap of another name is no refresh of this one.
-          const { readSnapYamlFrom } = await import('../commands/snap-commands');
-          const { parseSnapYaml } = await import('../snapyaml');
-          const incoming = readSnapYamlFrom(d.source);
-          const name = parseSnapYaml(incoming.text, incoming.file).name;
+          const { name } = snapYamlOf(d.source);
           const expected = d.snap.split('_')[0];
           if (name !== expected) throw new SnapprocError('ERR_SNAPPROC_USAGE', `${d.source} is snap "${name}", not "${expected}"`);
           const added = await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined });

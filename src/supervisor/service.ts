@@ -21,7 +21,7 @@ import { signalVerified } from '../guard';
 import { stopCgroup, StopMode, StopResult, stopModeSignal } from '../stop';
 import { appLogFile, logLine, openLog } from './logs';
 import type { ServiceRecord, ServiceState } from './records';
-import { describeExit, ExitStatus, shouldRestart, StartLimit } from './restart-policy';
+import { describeExit, ExitStatus, isCleanExit, shouldRestart, StartLimit } from './restart-policy';
 
 /** What a service needs from the supervisor that owns it. */
 export interface ServiceHost {
@@ -376,8 +376,7 @@ export class Service {
       }, this.app.restartDelayMs);
       return;
     }
-    const clean = status.code === 0 || (status.signal !== null && ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGPIPE'].includes(status.signal));
-    if (clean) this.setState('inactive');
+    if (isCleanExit(status)) this.setState('inactive');
     else this.setState('failed', describeExit(status));
   }
 

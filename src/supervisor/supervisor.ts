@@ -14,6 +14,7 @@ import { writeRevisionLaunchFiles } from '../launch';
 import { serviceCgroupName } from '../names';
 import { findSnapCgroups } from '../discover';
 import { native } from '../native';
+import { snapYamlOf } from '../snapsource';
 import { writeFileAtomic } from '../atomicfile';
 import { appEnvironment, snapEnvironment } from '../snapenv';
 import { startOrder, type AppInfo, type SnapYaml } from '../snapyaml';
@@ -162,7 +163,6 @@ export class Supervisor implements ServiceHost {
   socketsFor(service: Service): { fds: number[]; names: string[] } {
     const fds: number[] = [];
     const names: string[] = [];
-    const installed = this.store.get(service.record.snap);
     for (const sock of Object.values(service.app.sockets)) {
       const key = `${service.name}.${sock.name}`;
       let held = this.held.get(key);
@@ -178,7 +178,6 @@ export class Supervisor implements ServiceHost {
         }
         held = { fd, name: sock.name };
         this.held.set(key, held);
-        void installed;
       }
       fds.push(held.fd);
       names.push(held.name);
@@ -442,10 +441,7 @@ export class Supervisor implements ServiceHost {
 
   /** `install PATH`: a first install, or over an installed snap of that name a refresh (SPEC 1). */
   async installOrRefresh(source: string, progress: (line: string) => void = () => {}): Promise<unknown> {
-    const { readSnapYamlFrom } = await import('../commands/snap-commands');
-    const { parseSnapYaml } = await import('../snapyaml');
-    const { text, file } = readSnapYamlFrom(source);
-    const name = parseSnapYaml(text, file).name;
+    const { name } = snapYamlOf(source);
     if (this.store.currentRevision(name)) return this.refresh(name, source, {}, progress);
     return this.install(source, progress);
   }
