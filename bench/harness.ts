@@ -9,8 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cgroupOfPid, cgroupSubtree as subtree, findCgroup2Mount, isInside } from '../src/cgroupfs';
-import { native } from '../src/native';
+import { cgroupOfPid, cgroupSubtree as subtree, findCgroup2Mount, isInside } from '../src/kernel/cgroupfs';
+import { native } from '../src/kernel/native';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 /** Set by run.ts: the parent cgroup it made for one benchmark file. */

@@ -14,8 +14,8 @@ import * as path from 'node:path';
 import { spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { BenchCgroups, REPO, sleep, uniqueInstance } from './harness';
 import { alternate, Contender, median, parseArgs, printTable, reportRows, Row, showRaw, wanted } from './table';
-import { request } from '../src/client';
-import { loadChanges } from '../src/change';
+import { request } from '../src/supervisor/client';
+import { loadChanges } from '../src/supervisor/change-runner';
 
 const FILE = 'supervisor';
 const args = parseArgs(process.argv.slice(2));

@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { findCgroup2Mount } from '../src/cgroupfs';
+import { findCgroup2Mount } from '../src/kernel/cgroupfs';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const CLI = path.join(REPO, 'bin', 'snapproc');
@@ -43,7 +43,7 @@ function snapproc(...args: string[]): Promise<string> {
 
 function cleanup(): void {
   spawnSync(process.execPath, [CLI, 'remove', 'hello', '--purge'], { env, stdio: 'ignore' });
-  spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(REPO, 'dist/src/client.js'))}).request(${JSON.stringify(root)}, 'shutdown', {}).catch(() => {})`], { env, stdio: 'ignore' });
+  spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(REPO, 'dist/src/supervisor/client.js'))}).request(${JSON.stringify(root)}, 'shutdown', {}).catch(() => {})`], { env, stdio: 'ignore' });
   if (fs.existsSync(cgroupParent)) {
     try { fs.writeFileSync(path.join(cgroupParent, 'cgroup.kill'), '1'); } catch { /* empty */ }
     const deadline = Date.now() + 5000;

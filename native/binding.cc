@@ -1,6 +1,6 @@
 // binding.cc: the N-API glue. Converts values and nothing else: each function
 // calls one plain function of sys.cc or supervise.cc and, on failure, throws an Error that
-// carries `errno` (negative) and `syscall`; src/native.ts turns that into a
+// carries `errno` (negative) and `syscall`; src/kernel/native.ts turns that into a
 // Node-shaped SnapprocError. Blocking waits run on a thread of their own and
 // settle a promise through a thread-safe function (libuv's pool stays free).
 #include <napi.h>

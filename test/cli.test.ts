@@ -4,9 +4,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { serviceCgroupName } from '../src/names';
-import { readEvent } from '../src/cgroupfs';
-import { killCgroup } from '../src/kill';
+import { serviceCgroupName } from '../src/process/cgroup-names';
+import { readEvent } from '../src/kernel/cgroupfs';
+import { killCgroup } from '../src/kernel/kill';
 import { alive, CLI, cleanupParent, gate, isRoot, makeCgroup, signalsOf, startTree, uniqueSnapName, waitFor } from './helpers';
 
 const test = suite('cli');

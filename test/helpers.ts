@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { findCgroup2Mount } from '../src/cgroupfs';
+import { findCgroup2Mount } from '../src/kernel/cgroupfs';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const RECORDER = path.join(REPO, 'test', 'fixtures', 'recorder.js');

@@ -1,4 +1,4 @@
-// The native layer on its own (src/native.ts, native/*): errors shaped like
+// The native layer on its own (src/kernel/native.ts, native/*): errors shaped like
 // Node's, the supervisor's lock, peer credentials, held listening sockets,
 // the notify socket, reaping orphans as a subreaper, and the snapproc-exec
 // launcher (cgroup before exec, launch files, re-resolving `current`).
@@ -8,12 +8,12 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { spawn, spawnSync, ChildProcess } from 'node:child_process';
-import { native, launcherPath } from '../src/native';
+import { native, launcherPath } from '../src/kernel/native';
 import { cgroupMount, cleanupParent, gate, isRoot, makeCgroup, REPO, tmpdir, uniqueSnapName, waitFor } from './helpers';
 
 const test = suite('native');
 const rootTest = gate(test); // root and cgroup v2
-const NATIVE_JS = path.join(REPO, 'dist', 'src', 'native.js');
+const NATIVE_JS = path.join(REPO, 'dist', 'src', 'kernel', 'native.js');
 const REAPER = path.join(REPO, 'test', 'fixtures', 'native-reaper.js');
 const LISTEN_SERVICE = path.join(REPO, 'test', 'fixtures', 'native-listen-service.js');
 

@@ -3,7 +3,7 @@
 // order and the helpers. Runs alone: node dist/test/snapyaml.test.js
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SnapprocError } from '../src/errors';
+import { SnapprocError } from '../src/util/errors';
 import {
   formatProblem,
   isIgnoreRunning,
@@ -19,7 +19,7 @@ import {
   validateSnapYaml,
   type Problem,
   type SnapYaml,
-} from '../src/snapyaml';
+} from '../src/snap/snap-yaml';
 
 const test = suite('snapyaml');
 

@@ -12,11 +12,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { RevisionStore, defaultRoot, ensureLayout, resolveRoot } from '../src/store';
-import { copyTree, moveAside, restoreAside } from '../src/datacopy';
-import { replaceSymlinkAtomic, tempSibling, writeFileAtomic } from '../src/atomicfile';
-import { appEnvironment, dpkgArchitecture, snapEnvironment } from '../src/snapenv';
-import { hasCode } from '../src/errors';
+import { RevisionStore, defaultRoot, ensureLayout, resolveRoot } from '../src/snap/revision-store';
+import { copyTree, moveAside, restoreAside } from '../src/snap/data-copy';
+import { replaceSymlinkAtomic, tempSibling, writeFileAtomic } from '../src/util/atomic-file';
+import { appEnvironment, dpkgArchitecture, snapEnvironment } from '../src/snap/environment';
+import { hasCode } from '../src/util/errors';
 
 const test = suite('store');
 
@@ -300,7 +300,7 @@ test('snaps.json survives a crash mid-write: a stray temporary file is ignored',
   // A real crash: a process starts replacing snaps.json and is SIGKILLed before the rename.
   const script = `
     const fs = require('fs');
-    const { tempSibling } = require(${built('atomicfile.js')});
+    const { tempSibling } = require(${built('util/atomic-file.js')});
     const fd = fs.openSync(tempSibling(process.argv[1]), 'wx');
     fs.writeSync(fd, '{"format":1,"snaps":{"hello":{"name":"hel');
     process.kill(process.pid, 'SIGKILL');
@@ -397,7 +397,7 @@ test('a failing copy leaves nothing at the target', () => {
   const dst = path.join(base, 'dst');
   // cp is stopped by a file size limit half-way (SIGXFSZ): a real, partial copy.
   const r = runWithFileSizeLimit(`
-    require(${built('datacopy.js')}).copyTree(${JSON.stringify(src)}, ${JSON.stringify(dst)})
+    require(${built('snap/data-copy.js')}).copyTree(${JSON.stringify(src)}, ${JSON.stringify(dst)})
       .then(() => console.log('copied'), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })));
   `);
   const result = JSON.parse(r.stdout) as { code: string; message: string };
@@ -469,7 +469,7 @@ test('copyData: a failing copy restores the moved-aside target', async () => {
   fs.writeFileSync(path.join(b.data, 'keep'), 'x2 own');
   const before = listing(R);
   const r = runWithFileSizeLimit(`
-    const { RevisionStore } = require(${built('store.js')});
+    const { RevisionStore } = require(${built('snap/revision-store.js')});
     new RevisionStore(${JSON.stringify(R)}).copyData('hello', 'x1', 'x2')
       .then(() => console.log('{}'), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })));
   `);
@@ -496,7 +496,7 @@ squashTest('a squashfs .snap is unpacked with its files, modes and hooks', async
   // Where unsquashfs is not installed, the error says which package provides it.
   const R2 = tmp();
   const r2 = spawnSync(process.execPath, ['-e', `
-    const { RevisionStore } = require(${built('store.js')});
+    const { RevisionStore } = require(${built('snap/revision-store.js')});
     new RevisionStore(${JSON.stringify(R2)}).addRevision(${JSON.stringify(file)})
       .then(() => console.log('installed'), (e) => console.log(e.message));
   `], { encoding: 'utf8', env: { PATH: path.join(R2, 'no-such-dir') } });
@@ -579,7 +579,7 @@ test('a failing copy during addRevision removes the partial revision, record unc
   // (Directory mtimes change: the partial copy was there for a while.)
   const before = listing(R);
   const r = runWithFileSizeLimit(`
-    const { RevisionStore } = require(${built('store.js')});
+    const { RevisionStore } = require(${built('snap/revision-store.js')});
     new RevisionStore(${JSON.stringify(R)}).addRevision(${JSON.stringify(src)})
       .then(() => console.log('{}'), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })));
   `);
@@ -590,7 +590,7 @@ test('a failing copy during addRevision removes the partial revision, record unc
   const fresh = makeSnapDir({ name: 'fresh', files: { 'big/blob': '' } });
   fs.writeFileSync(path.join(fresh, 'big', 'blob'), Buffer.alloc(2 * 1024 * 1024, 7));
   runWithFileSizeLimit(`
-    const { RevisionStore } = require(${built('store.js')});
+    const { RevisionStore } = require(${built('snap/revision-store.js')});
     new RevisionStore(${JSON.stringify(R)}).addRevision(${JSON.stringify(fresh)}).catch(() => {});
   `);
   assert.equal(listing(R), before);

@@ -16,11 +16,11 @@ import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Supervisor } from '../src/supervisor/supervisor';
 import type { ServiceRecord } from '../src/supervisor/records';
-import { request } from '../src/client';
+import { request } from '../src/supervisor/client';
 import { answers, socketPath } from '../src/supervisor/control';
-import { serviceCgroupName } from '../src/names';
-import { cgroup2Mount, readEvent } from '../src/cgroupfs';
-import { killCgroup } from '../src/kill';
+import { serviceCgroupName } from '../src/process/cgroup-names';
+import { cgroup2Mount, readEvent } from '../src/kernel/cgroupfs';
+import { killCgroup } from '../src/kernel/kill';
 import { alive, CLI, cleanupParent, gate, makeCgroup, REPO, tmpdir, uniqueSnapName, waitFor } from './helpers';
 
 const test = suite('supervisor');

@@ -1,4 +1,4 @@
-// changes.ts: refresh, revert and remove as changes (see ../change.ts): the
+// changes.ts: refresh, revert and remove as changes (see change-runner.ts): the
 // steps of SPEC 5 and 7, in that order, each with its undo. The refresh is
 // the heart of snapproc: enduring services are never touched (not even by an
 // undo), restart-mode services are stopped by stop-mode, signal-mode services
@@ -8,25 +8,25 @@
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
-import { ChangeRecord, runChange, Step } from '../change';
-import { classifyCgroup } from '../classify';
-import { readEvent } from '../cgroupfs';
-import { protectData, unprotectData } from '../datamount';
-import { findSnapCgroups } from '../discover';
-import { SnapprocError } from '../errors';
-import { signalCgroupVerified, signalVerified } from '../guard';
-import { runHook } from '../hooks';
-import { killCgroup } from '../kill';
-import { stopCgroup } from '../stop';
-import { revisionOf } from '../procinfo';
-import { snapProcesses } from '../snapps';
-import { snapYamlOf } from '../snapsource';
-import { launchDir } from '../launch';
-import { refreshSignal, type SnapYaml } from '../snapyaml';
-import type { StopMode } from '../stop';
-import { logLine } from './logs';
+import { ChangeRecord, runChange, Step } from './change-runner';
+import { classifyCgroup } from '../process/classify';
+import { readEvent } from '../kernel/cgroupfs';
+import { protectData, unprotectData } from '../snap/data-readonly';
+import { findSnapCgroups } from '../process/find-cgroups';
+import { SnapprocError } from '../util/errors';
+import { signalCgroupVerified, signalVerified } from '../kernel/signal-guard';
+import { runHook } from '../snap/hooks';
+import { killCgroup } from '../kernel/kill';
+import { stopCgroup } from '../process/stop';
+import { revisionOf } from '../kernel/procfs';
+import { snapProcesses } from '../process/process-table';
+import { snapYamlOf } from '../snap/snap-from-path';
+import { launchDir } from '../snap/launch-files';
+import { refreshSignal, type SnapYaml } from '../snap/snap-yaml';
+import type { StopMode } from '../process/stop';
+import { logLine } from '../snap/app-logs';
 import type { Service } from './service';
-import type { Supervisor } from './supervisor';
+import type { ChangeHost } from './change-host';
 
 export interface RefreshData {
   snap: string;
@@ -73,7 +73,7 @@ export function newChange<D>(kind: string, snap: string, steps: Step<D>[], point
 const SIGNALS = constants.signals as Record<string, number>;
 
 /** Apps of `snap` (other than services) that run now, unless they may keep running. */
-function busyApps(sup: Supervisor, instance: string, yaml: SnapYaml): { apps: string[]; pids: number[] } {
+function busyApps(sup: ChangeHost, instance: string, yaml: SnapYaml): { apps: string[]; pids: number[] } {
   const apps = new Set<string>();
   const pids: number[] = [];
   for (const cg of findSnapCgroups(instance, { under: sup.cgroupParent })) {
@@ -132,7 +132,7 @@ async function followHandover(svc: Service, to: string, oldMain: number | null, 
   return null;
 }
 
-export function refreshSteps(sup: Supervisor): Step<RefreshData>[] {
+export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
   const store = sup.store;
   const say = (d: RefreshData, line: string) => logLine(sup.changeLog(d.snap), line);
   return [
@@ -390,7 +390,7 @@ export interface RevertData {
   started: string[];
 }
 
-export function revertSteps(sup: Supervisor): Step<RevertData>[] {
+export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
   const store = sup.store;
   return [
     {
@@ -456,7 +456,7 @@ export interface RemoveData {
   killed: number;
 }
 
-export function removeSteps(sup: Supervisor): Step<RemoveData>[] {
+export function removeSteps(sup: ChangeHost): Step<RemoveData>[] {
   const store = sup.store;
   return [
     {

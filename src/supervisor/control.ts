@@ -10,8 +10,8 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { SnapprocError } from '../errors';
-import { native } from '../native';
+import { SnapprocError } from '../util/errors';
+import { native } from '../kernel/native';
 
 export interface RequestContext {
   uid: number;

@@ -6,7 +6,7 @@
 // previous record.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../atomicfile';
+import { writeFileAtomic } from '../util/atomic-file';
 
 export type ServiceState = 'inactive' | 'activating' | 'active' | 'deactivating' | 'failed';
 

@@ -1,7 +1,7 @@
 // restart-policy.ts: whether a service that exited is started again
 // (restart-condition, as systemd's Restart= reads it) and the start limit
 // that turns a crash loop into a failed service instead of a busy loop.
-import type { RestartCondition } from '../snapyaml';
+import type { RestartCondition } from '../snap/snap-yaml';
 
 export interface ExitStatus {
   code: number | null;

@@ -7,24 +7,25 @@
 // supervisor re-adopts it, and serves the control API.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cgroup2Mount, cgroupOfPid, isInside, removeCgroupTree } from '../cgroupfs';
-import { hasCode, SnapprocError, usageError } from '../errors';
-import { runHook } from '../hooks';
-import { writeRevisionLaunchFiles } from '../launch';
-import { serviceCgroupName } from '../names';
-import { findSnapCgroups } from '../discover';
-import { native } from '../native';
-import { snapYamlOf } from '../snapsource';
-import { writeFileAtomic } from '../atomicfile';
-import { appEnvironment, snapEnvironment } from '../snapenv';
-import { startOrder, type AppInfo, type SnapYaml } from '../snapyaml';
-import { parseStopMode, type StopMode, type StopResult } from '../stop';
-import { durationMs } from '../duration';
-import { RevisionStore } from '../store';
+import { cgroup2Mount, cgroupOfPid, isInside, removeCgroupTree } from '../kernel/cgroupfs';
+import { hasCode, SnapprocError, usageError } from '../util/errors';
+import { runHook } from '../snap/hooks';
+import { writeRevisionLaunchFiles } from '../snap/launch-files';
+import { serviceCgroupName } from '../process/cgroup-names';
+import { findSnapCgroups } from '../process/find-cgroups';
+import { native } from '../kernel/native';
+import { snapYamlOf } from '../snap/snap-from-path';
+import { writeFileAtomic } from '../util/atomic-file';
+import { appEnvironment, snapEnvironment } from '../snap/environment';
+import { startOrder, type AppInfo, type SnapYaml } from '../snap/snap-yaml';
+import { parseStopMode, type StopMode, type StopResult } from '../process/stop';
+import { durationMs } from '../util/duration';
+import { RevisionStore } from '../snap/revision-store';
 import { ownChildPids, trackNodeChildren } from './children';
 import { ControlServer, socketPath, type Method } from './control';
-import { LogRotator } from './logs';
+import { LogRotator } from '../snap/app-logs';
 import { loadRecords, saveRecords, serviceKey, type ServiceRecord } from './records';
+import type { ChangeHost } from './change-host';
 import { Service, type ServiceHost } from './service';
 
 export interface SupervisorOptions {
@@ -46,7 +47,7 @@ export function defaultCgroupParent(): string {
   return process.env.SNAPPROC_CGROUP_PARENT || path.join(cgroup2Mount(), 'snapproc.slice');
 }
 
-export class Supervisor implements ServiceHost {
+export class Supervisor implements ServiceHost, ChangeHost {
   readonly root: string;
   readonly cgroupParent: string;
   readonly store: RevisionStore;
@@ -279,7 +280,7 @@ export class Supervisor implements ServiceHost {
 
   /** Completes or undoes every change a crash left unfinished (SPEC 5). */
   private async recoverChanges(): Promise<void> {
-    const { loadChanges, recoveryPlan } = await import('../change');
+    const { loadChanges, recoveryPlan } = await import('./change-runner');
     const { refreshSteps, revertSteps, removeSteps, runChange } = await import('./changes');
     for (const change of loadChanges(this.root)) {
       const plan = recoveryPlan(change);
@@ -506,7 +507,7 @@ export class Supervisor implements ServiceHost {
       revert: { read: false, handler: (p, ctx) => this.serialize(() => this.revert(str(p.snap, 'snap'), ctx.progress)) },
       remove: { read: false, handler: (p, ctx) => this.serialize(() => this.remove(str(p.snap, 'snap'), { purge: p.purge === true }, ctx.progress)) },
       changes: { read: true, handler: async (p) => {
-        const { loadChanges } = await import('../change');
+        const { loadChanges } = await import('./change-runner');
         const snap = opt(p.snap, 'snap');
         return loadChanges(this.root).filter((c) => snap === undefined || c.snap === snap).slice(-20);
       } },

@@ -1,0 +1,23 @@
+// common.ts: what every CLI command shares and that costs nothing to load:
+// the global options' type, the root check and the table printer. Kept apart so that a command loads
+// only the modules it needs (the CLI's start-up is part of every command).
+import { SnapprocError } from '../util/errors';
+
+/** The options every command gets from the program (--root, --no-autostart). */
+export interface GlobalOptions {
+  root: string;
+  /** Start a background supervisor when none answers (false with --no-autostart). */
+  autostart?: boolean;
+}
+
+export function requireRoot(what: string): void {
+  if (process.getuid && process.getuid() !== 0) {
+    throw new SnapprocError('EPERM', `${what} needs root (it acts on processes of other users); run it as root`);
+  }
+}
+
+/** Prints rows as aligned columns (the last column unpadded). */
+export function printTable(rows: string[][]): void {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd() + '\n');
+}

@@ -1,0 +1,11 @@
+// installed.ts: a cheap check whether NAME is installed under the state root,
+// for commands that act differently on supervised snaps (stop) and on
+// cgroups snapproc merely finds (made by snapd/systemd or someone else).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { splitSnapApp } from '../process/cgroup-names';
+
+export function isInstalled(root: string, target: string): boolean {
+  const { instance } = splitSnapApp(target);
+  return fs.existsSync(path.join(root, 'snap', instance, 'current'));
+}

@@ -1,0 +1,204 @@
+// program.ts: the command line (SPEC 9), a thin layer over the library. Each
+// command loads only the modules it needs. Exit status 0 on success, 1 with
+// one `error: ...` line on failure, 2 for usage errors.
+import { Command, CommanderError, Option } from 'commander';
+import type { SnapprocError } from '../util/errors';
+import { defaultRoot, resolveRoot } from '../snap/state-root';
+import type { GlobalOptions } from './common';
+
+
+
+function globals(cmd: Command): GlobalOptions {
+  const opts = cmd.optsWithGlobals() as { root?: string; autostart?: boolean };
+  return { root: resolveRoot(opts.root), autostart: opts.autostart === false ? false : undefined };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('snapproc');
+  // Before any subcommand is added, so they inherit it: usage errors exit 2.
+  program.exitOverride();
+  program
+    .description('process controller for snap-style packages')
+    .version(require('../../../package.json').version, '-V, --version')
+    .option('--root <dir>', `state root (env SNAPPROC_ROOT, default ${defaultRoot})`)
+    .option('--no-autostart', 'do not start a background supervisor when none answers (env SNAPPROC_NO_AUTOSTART=1)')
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ outputError: (str, write) => write(str.split('\n')[0] + '\n') });
+
+  program
+    .command('ps [name]')
+    .description("list a snap's processes (or every snap's) by app cgroup, with role and revision")
+    .option('--json', 'print one JSON document')
+    .action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const { psCommand } = await import('./cgroup-commands');
+      psCommand(globals(cmd), name, opts);
+    });
+
+  program
+    .command('signal <snap.app> <signal>')
+    .description("send a signal to an app's main process, or with --all to every process of its cgroup")
+    .option('--all', 'every process of the cgroup, frozen while signalled')
+    .action(async (target: string, signal: string, opts: { all?: boolean }, cmd: Command) => {
+      const { signalCommand } = await import('./cgroup-commands');
+      signalCommand(globals(cmd), target, signal, opts);
+    });
+
+  for (const verb of ['freeze', 'thaw'] as const) {
+    program
+      .command(`${verb} <name>`)
+      .description(verb === 'freeze' ? "freeze every cgroup of a snap (waits for the kernel's `frozen 1`)" : 'thaw every cgroup of a snap')
+      .action(async (name: string, _opts: unknown, cmd: Command) => {
+        const { freezeCommand } = await import('./cgroup-commands');
+        await freezeCommand(globals(cmd), name, verb === 'freeze');
+      });
+  }
+
+  program
+    .command('stop <name>')
+    .description("stop a snap's services (or one, NAME.APP) by stop-mode")
+    .addOption(new Option('--mode <stop-mode>', 'stop-mode to use instead of the snap\'s'))
+    .option('--timeout <duration>', 'stop timeout instead of the snap\'s (30s, 1m30s, 500ms)')
+    .action(async (name: string, opts: { mode?: string; timeout?: string }, cmd: Command) => {
+      const g = globals(cmd);
+      const { isInstalled } = await import('./installed');
+      if (isInstalled(g.root, name)) {
+        // Validate locally first: a bad option is a usage error before any supervisor starts.
+        const { parseStopMode } = await import('../process/stop');
+        const { durationMs } = await import('../util/duration');
+        const { usageError } = await import('../util/errors');
+        if (opts.mode !== undefined) parseStopMode(opts.mode);
+        if (opts.timeout !== undefined) durationMs(opts.timeout, (m) => usageError(`invalid --timeout: ${m}`));
+        const { requireRoot } = await import('./common');
+        requireRoot('snapproc stop');
+        const { supervisedStop } = await import('./snap-commands');
+        await supervisedStop(g, name, opts, g);
+        return;
+      }
+      const { stopCommand } = await import('./cgroup-commands');
+      await stopCommand(g, name, opts);
+    });
+
+  program
+    .command('install <path>')
+    .description('install a snap from a directory or .snap file (over an installed snap: a refresh)')
+    .action(async (source: string, _opts: unknown, cmd: Command) => {
+      const g = globals(cmd);
+      const { installCommand } = await import('./snap-commands');
+      await installCommand(g, source, g);
+    });
+
+  program
+    .command('refresh <name>')
+    .description('refresh a snap to a new revision (SPEC 5), as one change with undo')
+    .option('--from <path>', 'the new revision: a directory or .snap file')
+    .option('--ignore-running', 'refresh even while apps of the snap run')
+    .action(async (name: string, opts: { from?: string; ignoreRunning?: boolean }, cmd: Command) => {
+      const { refreshCommand } = await import('./snap-commands');
+      await refreshCommand(globals(cmd), name, opts);
+    });
+
+  program
+    .command('revert <name>')
+    .description('go back to the previous retained revision, its data as it was left')
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      const { revertCommand } = await import('./snap-commands');
+      await revertCommand(globals(cmd), name);
+    });
+
+  program
+    .command('remove <name>')
+    .description('stop and kill everything of a snap, run its remove hook, remove its revisions and data')
+    .option('--purge', 'also remove $SNAP_COMMON')
+    .action(async (name: string, opts: { purge?: boolean }, cmd: Command) => {
+      const { removeCommand } = await import('./snap-commands');
+      await removeCommand(globals(cmd), name, opts);
+    });
+
+  program
+    .command('changes [name]')
+    .description('recent changes (refresh, revert, remove) with their steps and outcome')
+    .option('--json', 'print one JSON document')
+    .action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const { changesCommand } = await import('./snap-commands');
+      await changesCommand(globals(cmd), name, opts);
+    });
+
+  for (const verb of ['start', 'restart'] as const) {
+    program
+      .command(`${verb} <name>`)
+      .description(`${verb} a snap's services (or one, NAME.APP)`)
+      .action(async (name: string, _opts: unknown, cmd: Command) => {
+        const g = globals(cmd);
+        const { lifecycleCommand } = await import('./snap-commands');
+        await lifecycleCommand(g, verb, name, g);
+      });
+  }
+
+  program
+    .command('run <snap.app> [args...]')
+    .description('run an app of a snap in a fresh scope cgroup; its exit status is passed through')
+    .passThroughOptions()
+    .allowUnknownOption()
+    .action(async (target: string, args: string[], _opts: unknown, cmd: Command) => {
+      const { runCommand } = await import('./snap-commands');
+      await runCommand(globals(cmd), target, args ?? []);
+    });
+
+  program
+    .command('list')
+    .description('list installed snaps and their revisions')
+    .option('--json', 'print one JSON document')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { listCommand } = await import('./snap-commands');
+      listCommand(globals(cmd), opts);
+    });
+
+  program
+    .command('logs <name>')
+    .description("show a snap's logs (or one app's, NAME.APP)")
+    .option('-f, --follow', 'keep printing new lines')
+    .option('-n, --lines <n>', 'how many lines from the end of each log (default 10)')
+    .action(async (name: string, opts: { follow?: boolean; lines?: string }, cmd: Command) => {
+      const { logsCommand } = await import('./snap-commands');
+      await logsCommand(globals(cmd), name, opts);
+    });
+
+  program
+    .command('validate <path>')
+    .description("check a snap (directory, .snap or snap.yaml) and summarise its apps' lifecycle settings")
+    .action(async (source: string) => {
+      const { validateCommand } = await import('./snap-commands');
+      validateCommand(source);
+    });
+
+  program
+    .command('daemon')
+    .description('run the supervisor in the foreground (can be PID 1 of a container)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { daemonCommand } = await import('./snap-commands');
+      await daemonCommand(globals(cmd));
+    });
+
+  return program;
+}
+
+function exitFor(err: unknown): never {
+  const e = err as SnapprocError;
+  const message = (e && e.message) || String(err);
+  process.stderr.write(`error: ${message.split('\n').join('\n  ')}\n`);
+  process.exit(e && e.code === 'ERR_SNAPPROC_USAGE' ? 2 : 1);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(0);
+      process.exit(2);
+    }
+    exitFor(err);
+  }
+}

@@ -1,0 +1,198 @@
+// snap-commands.ts: the CLI commands about installed snaps. Those that change
+// them go through the supervisor (started in the background if none
+// answers); list, logs, validate and run read or act locally.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { GlobalOptions } from './common';
+import { call } from '../supervisor/client';
+import { SnapprocError, usageError } from '../util/errors';
+import { splitSnapApp } from '../process/cgroup-names';
+import { printTable, requireRoot } from './common';
+import { readSnapYamlFrom } from '../snap/snap-from-path';
+
+export interface MutateOptions {
+  autostart?: boolean;
+}
+
+function progress(line: string): void {
+  process.stdout.write(line + '\n');
+}
+
+export async function installCommand(g: GlobalOptions, source: string, opts: MutateOptions): Promise<void> {
+  requireRoot('snapproc install');
+  const abs = path.resolve(source);
+  if (!fs.existsSync(abs)) throw new SnapprocError('ENOENT', `no such file or directory: ${source}`);
+  const r = (await call(g.root, 'install', { path: abs }, { autostart: opts.autostart, onProgress: progress })) as { snap: string; revision?: string; started?: string[]; from?: string; to?: string };
+  if (r.to !== undefined) return; // a refresh: its last progress line said it all
+  process.stdout.write(`${r.snap} ${r.revision} installed${r.started?.length ? `; started ${r.started.join(', ')}` : ''}\n`);
+}
+
+export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restart', target: string, opts: MutateOptions): Promise<void> {
+  requireRoot(`snapproc ${verb}`);
+  const { instance, app } = splitSnapApp(target);
+  const started = (await call(g.root, verb, { snap: instance, app }, { autostart: opts.autostart, onProgress: progress })) as string[];
+  process.stdout.write(`${verb === 'start' ? 'started' : 'restarted'} ${started.join(', ') || 'nothing'}\n`);
+}
+
+export async function supervisedStop(g: GlobalOptions, target: string, params: { mode?: string; timeout?: string }, opts: MutateOptions): Promise<void> {
+  const { instance, app } = splitSnapApp(target);
+  const results = (await call(g.root, 'stop', { snap: instance, app, ...params }, { autostart: opts.autostart, onProgress: progress })) as Array<{
+    service: string; mode: string; signal: string; target: string; mainPid: number | null; signalled: number; isForcefullyTerminated: boolean; stopped: boolean; durationMs: number;
+  }>;
+  for (const r of results) {
+    const what = r.target === 'main' ? (r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
+    const end = r.isForcefullyTerminated ? 'killed after timeout' : r.stopped ? 'stopped' : 'still running';
+    process.stdout.write(`stopped ${r.service} (${r.mode}): ${r.signal} -> ${what}; ${end} in ${r.durationMs.toFixed(0)} ms\n`);
+  }
+}
+
+export function validateCommand(source: string): void {
+  // Loaded here, not at the top: the yaml parser is the heaviest module, and only validate needs it in the CLI.
+  const { SnapYamlError, summarizeSnap, validateSnapYaml } = require('../snap/snap-yaml') as typeof import('../snap/snap-yaml');
+  const { text, file } = readSnapYamlFrom(source);
+  const r = validateSnapYaml(text, file);
+  if (!r.ok) {
+    // One problem: one line. Several: a heading line and one line each.
+    throw new SnapYamlError(r.problems, file);
+  }
+  process.stdout.write(summarizeSnap(r.snap) + '\n');
+}
+
+export function listCommand(g: GlobalOptions, opts: { json?: boolean }): void {
+  const { RevisionStore } = require('../snap/revision-store') as typeof import('../snap/revision-store');
+  const store = new RevisionStore(g.root);
+  const snaps = fs.existsSync(g.root) ? store.list() : [];
+  if (opts.json) {
+    process.stdout.write(JSON.stringify({ snaps }) + '\n');
+    return;
+  }
+  if (snaps.length === 0) {
+    process.stdout.write(`no snaps installed under ${g.root}\n`);
+    return;
+  }
+  const rows = [['NAME', 'VERSION', 'REV', 'REVISIONS']];
+  for (const s of snaps) rows.push([s.name, s.current ? (s.revisions.find((r) => r.revision === s.current)?.version ?? '-') : '-', s.current ?? '-', s.revisions.map((r) => r.revision).join(',')]);
+  printTable(rows);
+}
+
+export async function logsCommand(g: GlobalOptions, target: string, opts: { follow?: boolean; lines?: string }): Promise<void> {
+  const n = opts.lines === undefined ? 10 : Number(opts.lines);
+  if (!Number.isInteger(n) || n < 0) throw usageError(`invalid -n: expected a whole number of lines, got "${opts.lines}"`);
+  const { instance, app } = splitSnapApp(target);
+  const dir = path.join(g.root, 'log', instance);
+  if (!fs.existsSync(dir)) throw new SnapprocError('ENOENT', `no logs of snap "${instance}" under ${g.root}`);
+  const files = app ? [path.join(dir, `${app}.log`)] : fs.readdirSync(dir).filter((f) => f.endsWith('.log')).sort().map((f) => path.join(dir, f));
+  if (app && !fs.existsSync(files[0])) throw new SnapprocError('ENOENT', `no log of "${instance}.${app}" (${files[0]})`);
+  const label = (f: string) => (app ? '' : `${instance}.${path.basename(f, '.log')}: `);
+  const sizes = new Map<string, number>();
+  for (const f of files) {
+    const text = fs.readFileSync(f, 'utf8');
+    sizes.set(f, Buffer.byteLength(text));
+    const lines = text.split('\n');
+    if (lines[lines.length - 1] === '') lines.pop();
+    for (const l of n === 0 ? [] : lines.slice(-n)) process.stdout.write(label(f) + l + '\n');
+  }
+  if (!opts.follow) return;
+  await new Promise<void>(() => {
+    for (const f of files) {
+      fs.watch(f, () => {
+        const size = fs.statSync(f).size;
+        let from = sizes.get(f) ?? 0;
+        if (size < from) from = 0; // rotated (truncated)
+        if (size === from) return;
+        const buf = Buffer.alloc(size - from);
+        const fd = fs.openSync(f, 'r');
+        fs.readSync(fd, buf, 0, buf.length, from);
+        fs.closeSync(fd);
+        sizes.set(f, size);
+        for (const l of buf.toString('utf8').split('\n').filter(Boolean)) process.stdout.write(label(f) + l + '\n');
+      });
+    }
+  });
+}
+
+export async function runCommand(g: GlobalOptions, target: string, args: string[]): Promise<void> {
+  const { instance, app } = splitSnapApp(target);
+  if (!app) throw usageError(`run needs NAME.APP, got "${target}"`);
+  requireRoot('snapproc run');
+  const { RevisionStore } = await import('../snap/revision-store');
+  const store = new RevisionStore(g.root);
+  const rev = store.currentRevision(instance);
+  if (!rev) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed under ${g.root}`);
+  const yaml = store.readSnapYaml(instance, rev);
+  if (!yaml.apps[app]) throw new SnapprocError('ENOENT', `snap "${instance}" has no app "${app}"`);
+  const { appScopeName } = await import('../process/cgroup-names');
+  const { defaultCgroupParent } = await import('../supervisor/supervisor');
+  const { launcherPath } = await import('../kernel/native');
+  const { spawn } = await import('node:child_process');
+  // Where the supervisor of this root makes its cgroups (remove looks there), else the default.
+  let parent: string;
+  try {
+    parent = fs.readFileSync(path.join(g.root, 'run', 'cgroup-parent'), 'utf8').trim() || defaultCgroupParent();
+  } catch {
+    parent = defaultCgroupParent();
+  }
+  const scope = path.join(parent, appScopeName(instance, app));
+  fs.mkdirSync(scope, { recursive: true });
+  const child = spawn(launcherPath(), ['--cgroup', scope, '--resolve', g.root, instance, app, '--', ...args], { stdio: 'inherit' });
+  // The terminal's SIGINT reaches the app too (same process group); do not die before it.
+  const ignore = () => {};
+  process.on('SIGINT', ignore);
+  const { signalVerified } = await import('../kernel/signal-guard');
+  process.on('SIGTERM', () => {
+    if (child.pid !== undefined) signalVerified(child.pid, 15, scope);
+  });
+  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (c, s) => resolve({ code: c, signal: s })));
+  try {
+    fs.rmdirSync(scope); // left in place if the app left processes behind
+  } catch {
+    /* busy */
+  }
+  const { constants } = await import('node:os');
+  process.exit(signal ? 128 + (constants.signals[signal] ?? 0) : code ?? 1);
+}
+
+export async function daemonCommand(g: GlobalOptions): Promise<void> {
+  requireRoot('snapproc daemon');
+  const { Supervisor } = await import('../supervisor/supervisor');
+  const sup = new Supervisor({ root: g.root, exitOnShutdown: true });
+  await sup.start();
+  // Runs until a signal or the shutdown request ends it.
+}
+
+
+export async function refreshCommand(g: GlobalOptions, name: string, opts: { from?: string; ignoreRunning?: boolean }): Promise<void> {
+  requireRoot('snapproc refresh');
+  const from = opts.from === undefined ? undefined : path.resolve(opts.from);
+  if (from !== undefined && !fs.existsSync(from)) throw new SnapprocError('ENOENT', `no such file or directory: ${opts.from}`);
+  await call(g.root, 'refresh', { snap: name, from, ignoreRunning: !!opts.ignoreRunning }, { autostart: g.autostart, onProgress: progress });
+}
+
+export async function revertCommand(g: GlobalOptions, name: string): Promise<void> {
+  requireRoot('snapproc revert');
+  const r = (await call(g.root, 'revert', { snap: name }, { autostart: g.autostart, onProgress: progress })) as { from: string; to: string };
+  process.stdout.write(`${name} reverted from ${r.from} to ${r.to}\n`);
+}
+
+export async function removeCommand(g: GlobalOptions, name: string, opts: { purge?: boolean }): Promise<void> {
+  requireRoot('snapproc remove');
+  await call(g.root, 'remove', { snap: name, purge: !!opts.purge }, { autostart: g.autostart, onProgress: progress });
+  process.stdout.write(`${name} removed\n`);
+}
+
+export async function changesCommand(g: GlobalOptions, name: string | undefined, opts: { json?: boolean }): Promise<void> {
+  const { loadChanges } = await import('../supervisor/change-runner');
+  const changes = loadChanges(g.root).filter((c) => name === undefined || c.snap === name);
+  if (opts.json) {
+    process.stdout.write(JSON.stringify({ changes }) + '\n');
+    return;
+  }
+  if (changes.length === 0) {
+    process.stdout.write('no changes\n');
+    return;
+  }
+  for (const c of changes) {
+    process.stdout.write(`${c.id}  ${c.kind} ${c.snap}  ${c.status}${c.error ? `: ${c.error}` : ''}\n`);
+    for (const st of c.steps) process.stdout.write(`  ${st.status.padEnd(7)} ${st.name}${st.ms !== undefined ? ` ${st.ms} ms` : ''}${st.summary ? `: ${st.summary}` : ''}${st.error ? ` (${st.error})` : ''}\n`);
+  }
+}

@@ -1,0 +1,284 @@
+// native.ts: the one place that loads the addon. Tries build/Release, then
+// build/Debug, and on failure throws one error listing the paths tried and
+// the fix. Wraps every call so that an errno leaving C++ becomes a
+// Node-shaped SnapprocError. The declaration below is internal: the public
+// API is in index.ts.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { SnapprocError } from '../util/errors';
+
+/** Outcome of a wait that ran off the main thread. */
+export type WaitOutcome = 'done' | 'timeout' | 'cancelled';
+
+interface Addon {
+  kill(pid: number, sig: number): void;
+  killpg(pgid: number, sig: number): void;
+  pidfdOpen(pid: number): number;
+  pidfdSendSignal(pidfd: number, sig: number): void;
+  pidfdExitStatus(pidfd: number): number;
+  pidfdWait(pidfd: number, timeoutMs: number): [Promise<WaitOutcome>, number];
+  cancelWait(token: number): void;
+  syncfs(path: string): [Promise<WaitOutcome>, number];
+  spawnInCgroup(file: string, argv: string[], env: string[], cgroupFd: number, fds: number[], setsid: boolean): { pid: number; pidfd: number };
+  setChildSubreaper(on: boolean): void;
+  getChildSubreaper(): boolean;
+  setPdeathsig(sig: number): void;
+  getPdeathsig(): number;
+  setName(name: string): void;
+  getName(): string;
+  readProcs(dir: string): Int32Array;
+  procIds(pids: Int32Array): Int32Array;
+  setFrozen(dir: string, frozen: number, timeoutMs: number): [Promise<WaitOutcome>, number];
+  waitEvent(dir: string, key: string, want: number, timeoutMs: number): [Promise<WaitOutcome>, number];
+  signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean): { signalled: number; gone: number; cgroups: number; frozen: boolean };
+  lockFile(path: string): number;
+  peerCred(fd: number): PeerCred;
+  listenUnix(path: string, mode: number, backlog: number): number;
+  listenTcp(host: string, port: number, backlog: number): number;
+  socketName(fd: number): { family: 'unix' | 'IPv4' | 'IPv6'; address: string; port: number };
+  /** The callback gets (pid, uid, text) per message, or (0, -1, '', errno, syscall) once if the receiving thread fails. */
+  notifyListen(path: string, cb: (pid: number, uid: number, text: string, errno?: number, syscall?: string) => void): number;
+  notifyClose(id: number): boolean;
+  reapChildren(exclude: Int32Array): Array<{ pid: number; status: number }>;
+}
+
+/** Credentials of the process at the other end of a unix socket (SO_PEERCRED). */
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** A listening socket for bindListen: a unix stream socket or TCP on a numeric address. */
+export type ListenSpec =
+  | { kind: 'unix'; path: string; mode?: number; backlog?: number }
+  | { kind: 'tcp'; host: string; port: number; backlog?: number };
+
+/** Where a socket is bound (getsockname). */
+export type SocketName = { family: 'unix'; path: string } | { family: 'IPv4' | 'IPv6'; address: string; port: number };
+
+/** One process reaped by reapChildren: its pid and raw wait status. */
+export interface Reaped {
+  pid: number;
+  status: number;
+}
+
+/** SOMAXCONN on Linux 5.4 and later: the kernel caps larger values at net.core.somaxconn. */
+const DEFAULT_BACKLOG = 4096;
+
+const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');
+const CANDIDATES = ['build/Release/snapproc.node', 'build/Debug/snapproc.node'];
+const LAUNCHER_CANDIDATES = ['build/Release/snapproc-exec', 'build/Debug/snapproc-exec'];
+
+let loaded: Addon | undefined;
+
+function load(): Addon {
+  if (loaded) return loaded;
+  const tried: string[] = [];
+  for (const rel of CANDIDATES) {
+    const file = path.join(PACKAGE_ROOT, rel);
+    tried.push(file);
+    try {
+      loaded = require(file) as Addon;
+      return loaded;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') {
+        throw new SnapprocError('ERR_SNAPPROC_ADDON', `snapproc's native addon failed to load from ${file}: ${(err as Error).message}; rebuild it with \`npm rebuild snapproc\``, { cause: err });
+      }
+    }
+  }
+  throw new SnapprocError(
+    'ERR_SNAPPROC_ADDON',
+    `snapproc's native addon is not built (tried ${tried.join(', ')}); build it with \`npm rebuild snapproc\` (needs python3, make and g++)`,
+  );
+}
+
+let launcher: string | undefined;
+
+/**
+ * Path of the snapproc-exec launcher (built with the addon, a second
+ * node-gyp target): build/Release, then build/Debug.
+ */
+export function launcherPath(): string {
+  if (launcher) return launcher;
+  const tried: string[] = [];
+  for (const rel of LAUNCHER_CANDIDATES) {
+    const file = path.join(PACKAGE_ROOT, rel);
+    tried.push(file);
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+      launcher = file;
+      return file;
+    } catch {
+      // try the next one
+    }
+  }
+  throw new SnapprocError(
+    'ERR_SNAPPROC_ADDON',
+    `snapproc's launcher snapproc-exec is not built (tried ${tried.join(', ')}); build it with \`npm rebuild snapproc\` (needs python3, make, gcc and g++)`,
+  );
+}
+
+/** Converts an error thrown by the addon (errno + syscall) into a SnapprocError. */
+export function fromAddonError(err: unknown, detail: { path?: string; pid?: number } = {}): unknown {
+  const e = err as { errno?: number; syscall?: string };
+  if (typeof e?.errno === 'number' && typeof e.syscall === 'string') {
+    return SnapprocError.fromErrno(e.errno, e.syscall, { ...detail, cause: err });
+  }
+  return err;
+}
+
+function call<T>(fn: () => T, detail: { path?: string; pid?: number } = {}): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fromAddonError(err, detail);
+  }
+}
+
+/** A wait running on its own thread: await `result`, or `cancel()` it. */
+export interface PendingWait {
+  result: Promise<WaitOutcome>;
+  cancel(): void;
+}
+
+function pending(start: () => [Promise<WaitOutcome>, number], detail: { path?: string; pid?: number }): PendingWait {
+  const [promise, token] = call(start, detail);
+  let settled = false;
+  const result = promise.then(
+    (outcome) => {
+      settled = true;
+      return outcome;
+    },
+    (err) => {
+      settled = true;
+      throw fromAddonError(err, detail);
+    },
+  );
+  return {
+    result,
+    cancel() {
+      // The token is an eventfd that the addon closes when the wait settles:
+      // never write to it after that, its number may belong to another file.
+      if (!settled) load().cancelWait(token);
+    },
+  };
+}
+
+function invalid(message: string): SnapprocError {
+  return new SnapprocError('ERR_INVALID_ARG_VALUE', message);
+}
+
+function checkBacklog(backlog: number | undefined): number {
+  if (backlog === undefined) return DEFAULT_BACKLOG;
+  if (!Number.isInteger(backlog) || backlog < 1) throw invalid(`Expected the "backlog" option to be a positive integer, got ${String(backlog)}`);
+  return Math.min(backlog, 0x7fffffff);
+}
+
+function bindListen(spec: ListenSpec): number {
+  if (spec?.kind === 'unix') {
+    if (typeof spec.path !== 'string' || spec.path === '') throw invalid(`Expected the "path" option to be a non-empty string, got ${String(spec.path)}`);
+    // sun_path holds 108 bytes with the terminating NUL.
+    if (Buffer.byteLength(spec.path) > 107) throw invalid(`Expected the "path" option to be at most 107 bytes (a unix socket address), got ${Buffer.byteLength(spec.path)}: ${spec.path}`);
+    const mode = spec.mode ?? 0o666;
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid(`Expected the "mode" option to be a file mode between 0 and 0o7777, got ${String(spec.mode)}`);
+    const backlog = checkBacklog(spec.backlog);
+    return call(() => load().listenUnix(spec.path, mode, backlog), { path: spec.path });
+  }
+  if (spec?.kind === 'tcp') {
+    if (!Number.isInteger(spec.port) || spec.port < 0 || spec.port > 65535) throw invalid(`Expected the "port" option to be an integer from 0 to 65535, got ${String(spec.port)}`);
+    const host = spec.host === 'localhost' ? '127.0.0.1' : spec.host;
+    const bare = typeof host === 'string' ? host.replace(/^\[(.*)\]$/, '$1').replace(/%.*$/, '') : '';
+    if (net.isIP(bare) === 0) throw invalid(`Expected the "host" option to be a numeric IPv4 or IPv6 address (or localhost), got ${String(spec.host)}`);
+    const backlog = checkBacklog(spec.backlog);
+    try {
+      return load().listenTcp(host, spec.port, backlog);
+    } catch (err) {
+      // Name the address in the message, as Node's EADDRINUSE does; `path` is for files.
+      const e = fromAddonError(err);
+      if (e instanceof SnapprocError && e.errno !== undefined) {
+        const where = host.includes(':') && !host.startsWith('[') ? `[${host}]:${spec.port}` : `${host}:${spec.port}`;
+        throw new SnapprocError(e.code, `${e.code}: ${e.syscall} failed ${where}`, { errno: e.errno, syscall: e.syscall, cause: err });
+      }
+      throw e;
+    }
+  }
+  throw invalid(`Expected the "kind" option to be 'unix' or 'tcp', got ${String((spec as { kind?: unknown })?.kind)}`);
+}
+
+function socketName(fd: number): SocketName {
+  const n = call(() => load().socketName(fd));
+  return n.family === 'unix' ? { family: 'unix', path: n.address } : { family: n.family, address: n.address, port: n.port };
+}
+
+/**
+ * Opens systemd's NOTIFY_SOCKET at `file` and calls `onMessage` with each
+ * datagram and its sender's pid and uid (kernel-supplied, SCM_CREDENTIALS).
+ * Keeps the event loop alive until notifyClose. A callback that throws is
+ * reported as an uncaught exception; a failure of the receiving thread goes to
+ * `onError` (or is thrown the same way) and ends the listener.
+ */
+function notifyListen(file: string, onMessage: (pid: number, uid: number, text: string) => void, onError?: (err: unknown) => void): number {
+  const raise = (err: unknown) => queueMicrotask(() => { throw err; });
+  return call(
+    () =>
+      load().notifyListen(file, (pid, uid, text, errno, syscall) => {
+        try {
+          if (errno !== undefined) {
+            const err = SnapprocError.fromErrno(errno, syscall ?? 'recvmsg', { path: file });
+            if (onError) onError(err);
+            else raise(err);
+            return;
+          }
+          onMessage(pid, uid, text);
+        } catch (err) {
+          raise(err);
+        }
+      }),
+    { path: file },
+  );
+}
+
+export const native = {
+  kill: (pid: number, sig: number) => call(() => load().kill(pid, sig), { pid }),
+  killpg: (pgid: number, sig: number) => call(() => load().killpg(pgid, sig), { pid: pgid }),
+  pidfdOpen: (pid: number) => call(() => load().pidfdOpen(pid), { pid }),
+  pidfdSendSignal: (pidfd: number, sig: number) => call(() => load().pidfdSendSignal(pidfd, sig)),
+  pidfdExitStatus: (pidfd: number) => call(() => load().pidfdExitStatus(pidfd)),
+  /** Starts a child inside a cgroup from its first instant (clone3 CLONE_INTO_CGROUP); fds[i] becomes its fd i. */
+  spawnInCgroup: (file: string, argv: string[], env: string[], cgroupFd: number, fds: number[], setsid: boolean) =>
+    call(() => load().spawnInCgroup(file, argv, env, cgroupFd, fds, setsid), { path: file }),
+  /** Flushes the file system holding `path` (syncfs(2)), off the main thread. */
+  syncfs: (path: string) => pending(() => load().syncfs(path), { path }).result,
+  pidfdWait: (pidfd: number, timeoutMs: number) => pending(() => load().pidfdWait(pidfd, timeoutMs), {}),
+  setChildSubreaper: (on: boolean) => call(() => load().setChildSubreaper(on)),
+  getChildSubreaper: () => call(() => load().getChildSubreaper()),
+  setPdeathsig: (sig: number) => call(() => load().setPdeathsig(sig)),
+  getPdeathsig: () => call(() => load().getPdeathsig()),
+  setName: (name: string) => call(() => load().setName(name)),
+  getName: () => call(() => load().getName()),
+  readProcs: (dir: string) => call(() => load().readProcs(dir), { path: dir }),
+  procIds: (pids: Int32Array) => call(() => load().procIds(pids)),
+  setFrozen: (dir: string, frozen: boolean, timeoutMs: number) => pending(() => load().setFrozen(dir, frozen ? 1 : 0, timeoutMs), { path: dir }),
+  waitEvent: (dir: string, key: 'populated' | 'frozen', want: number, timeoutMs: number) =>
+    pending(() => load().waitEvent(dir, key, want, timeoutMs), { path: dir }),
+  signalAll: (dir: string, sig: number, freezeTimeoutMs: number, alsoCont = false) => call(() => load().signalAll(dir, sig, freezeTimeoutMs, alsoCont), { path: dir }),
+  /** Opens (creating, 0644) `path` and takes an exclusive OFD lock on it; keep the returned fd open to hold it. EAGAIN: another holds it. */
+  lockFile: (file: string): number => call(() => load().lockFile(file), { path: file }),
+  /** SO_PEERCRED of a connected unix socket (for a net.Socket: `socket._handle.fd`). */
+  peerCred: (fd: number): PeerCred => call(() => load().peerCred(fd)),
+  /** Binds and listens (backlog 4096 by default); the fd is for passing on (LISTEN_FDS), never for libuv to accept on. */
+  bindListen,
+  /** Where a socket fd is bound: a unix path, or address and port. */
+  socketName,
+  notifyListen,
+  /** Stops a notify listener and closes its socket; false if it was closed already. Messages not yet delivered are dropped. */
+  notifyClose: (id: number): boolean => call(() => load().notifyClose(id)),
+  /**
+   * Reaps every exited child of this process except those in `exclude`
+   * (children Node spawned: libuv reaps those itself and must see them exit).
+   */
+  reapChildren: (exclude: Int32Array | readonly number[]): Reaped[] =>
+    call(() => load().reapChildren(exclude instanceof Int32Array ? exclude : Int32Array.from(exclude))),
+};

@@ -1,0 +1,58 @@
+// procfs.ts: what /proc says about one process that the kernel's pidfd
+// interface does not: start time (to tell a PID from its reuse), the
+// executable, and the snap revision it executes.
+import * as fs from 'node:fs';
+
+/** Start time of a process in clock ticks since boot (/proc/PID/stat field 22), or null if gone. */
+export function startTimeOf(pid: number): number | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // Fields resume after the last ')' (comm may contain spaces and parens).
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3 (state): field 22 is rest[19].
+  return Number(rest[19]);
+}
+
+/** The command name of a process (comm), or null if gone. */
+export function commOf(pid: number): string | null {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd();
+  } catch {
+    return null;
+  }
+}
+
+/** Revision directories look like `.../snap/NAME/REV/...` with REV `x3` or `42`. */
+const REVISION_IN_PATH = /\/snap\/([a-z0-9-]+(?:_[a-z0-9]{1,10})?)\/(x?\d+)(?:\/|$)/;
+
+/**
+ * The snap revision a process executes: from its executable's path when that
+ * lies in a revision directory, else from the SNAP_REVISION it was executed
+ * with. Null when neither says (or the process is gone or not readable).
+ */
+export function revisionOf(pid: number): string | null {
+  try {
+    const exe = fs.readlinkSync(`/proc/${pid}/exe`);
+    const m = REVISION_IN_PATH.exec(exe);
+    if (m) return m[2];
+  } catch {
+    // kernel threads and processes of other users have no readable exe
+  }
+  try {
+    const env = fs.readFileSync(`/proc/${pid}/environ`, 'latin1');
+    const key = 'SNAP_REVISION=';
+    let at = env.startsWith(key) ? 0 : env.indexOf(`\0${key}`);
+    if (at >= 0) {
+      if (at > 0) at += 1;
+      const end = env.indexOf('\0', at);
+      return env.slice(at + key.length, end < 0 ? undefined : end) || null;
+    }
+  } catch {
+    // gone
+  }
+  return null;
+}

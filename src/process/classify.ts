@@ -1,0 +1,120 @@
+// classify.ts: who is who in an app's cgroup (SPEC 3). A stop-mode without
+// `-all` must hit the main process only, so snapproc has to know which
+// process that is, which ones share its process group, and which escaped it
+// (setsid, daemonised, double-forked). Discovery reads cgroup.procs of the
+// subtree and asks the kernel for each member's ppid and pgid in one native
+// call; /proc is read only for what the kernel offers no cheaper way to learn.
+import { cgroupSubtree } from '../kernel/cgroupfs';
+import { hasCode } from '../util/errors';
+import { native } from '../kernel/native';
+import { revisionOf, startTimeOf } from '../kernel/procfs';
+
+export type ProcessRole = 'main' | 'group' | 'other';
+
+export interface ProcessInfo {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  role: ProcessRole;
+  /** Revision executed (`x2`), when `revisions` was asked for and known. */
+  revision: string | null;
+}
+
+/** A main process as a supervisor records it: PID plus its start time, so a reused PID is not taken for it. */
+export interface MainRecord {
+  pid: number;
+  /** /proc/PID/stat start time (clock ticks since boot); checked when given. */
+  startTime?: number;
+}
+
+export interface ClassifyOptions {
+  /** The main process from a supervisor's record; verified against the cgroup. */
+  main?: MainRecord | number | null;
+  /** Also look up the revision each process executes (reads /proc per process). */
+  revisions?: boolean;
+}
+
+export interface CgroupProcesses {
+  /** The main process's PID, or null when there is none (or it has exited). */
+  mainPid: number | null;
+  /** How mainPid was learned. */
+  mainFrom: 'record' | 'cgroup' | null;
+  processes: ProcessInfo[];
+}
+
+/** PIDs of every process in the cgroup and its sub-cgroups. */
+export function cgroupPids(dir: string): Int32Array {
+  const dirs = cgroupSubtree(dir);
+  if (dirs.length === 1) return native.readProcs(dir);
+  const parts: Int32Array[] = [];
+  for (const d of dirs) {
+    try {
+      parts.push(native.readProcs(d));
+    } catch (err) {
+      if (!(d !== dir && hasCode(err, 'ENOENT'))) throw err;
+    }
+  }
+  const all = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all;
+}
+
+/** True when the recorded main process is alive, still the same process, and in `pids`. */
+function recordHolds(record: MainRecord, members: Set<number>): boolean {
+  if (!members.has(record.pid)) return false;
+  return record.startTime === undefined || startTimeOf(record.pid) === record.startTime;
+}
+
+function earliestStarted(pids: number[]): number | null {
+  let best: { pid: number; start: number } | null = null;
+  for (const pid of pids) {
+    const start = startTimeOf(pid);
+    if (start === null) continue;
+    if (!best || start < best.start || (start === best.start && pid < best.pid)) best = { pid, start };
+  }
+  return best ? best.pid : null;
+}
+
+/**
+ * Classifies every process of an app cgroup (subtree included) as main,
+ * group or other. Without a record, the main process is the one whose parent
+ * is outside the cgroup (the earliest started, if several are).
+ */
+export function classifyCgroup(dir: string, options: ClassifyOptions = {}): CgroupProcesses {
+  const pids = cgroupPids(dir);
+  const ids = native.procIds(pids);
+  const members = new Set<number>();
+  for (let i = 0; i < ids.length; i += 3) members.add(ids[i]);
+
+  const record = typeof options.main === 'number' ? { pid: options.main } : options.main ?? null;
+  let mainPid: number | null = null;
+  let mainFrom: CgroupProcesses['mainFrom'] = null;
+  if (record && recordHolds(record, members)) {
+    mainPid = record.pid;
+    mainFrom = 'record';
+  } else if (!record) {
+    const candidates: number[] = [];
+    for (let i = 0; i < ids.length; i += 3) if (!members.has(ids[i + 1])) candidates.push(ids[i]);
+    mainPid = candidates.length === 1 ? candidates[0] : earliestStarted(candidates);
+    if (mainPid !== null) mainFrom = 'cgroup';
+  }
+  // A record whose process has gone means: no main process now. Guessing
+  // another would aim a main-only stop at a process the author did not mean.
+
+  let mainPgid = -1;
+  for (let i = 0; i < ids.length; i += 3) if (ids[i] === mainPid) mainPgid = ids[i + 2];
+
+  const processes: ProcessInfo[] = [];
+  for (let i = 0; i < ids.length; i += 3) {
+    const pid = ids[i];
+    const pgid = ids[i + 2];
+    const role: ProcessRole = pid === mainPid ? 'main' : pgid === mainPgid ? 'group' : 'other';
+    processes.push({ pid, ppid: ids[i + 1], pgid, role, revision: options.revisions ? revisionOf(pid) : null });
+  }
+  processes.sort((a, b) => a.pid - b.pid);
+  return { mainPid, mainFrom, processes };
+}

@@ -1,0 +1,95 @@
+// launch-files.ts: launch files, one per app and hook of each revision, read by the
+// snapproc-exec launcher. They hold the command line and the environment of
+// that revision, so that whoever executes the launcher (the supervisor, or a
+// service re-executing itself during a graceful refresh) gets the revision
+// `current` points at then, not a stale environment it inherited.
+//   R/state/launch/NAME/REV/APP.launch       apps and services
+//   R/state/launch/NAME/REV/hook.HOOK.launch hooks
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../util/atomic-file';
+import { SnapprocError } from '../util/errors';
+import { launcherPath } from '../kernel/native';
+import type { AppInfo, SnapYaml } from './snap-yaml';
+
+export interface LaunchSpec {
+  argv: string[];
+  env: Record<string, string>;
+  cwd?: string;
+}
+
+export function launchDir(root: string, instance: string, revision: string): string {
+  return path.join(root, 'state', 'launch', instance, revision);
+}
+
+export function launchFile(root: string, instance: string, revision: string, app: string): string {
+  return path.join(launchDir(root, instance, revision), `${app}.launch`);
+}
+
+export function hookLaunchFile(root: string, instance: string, revision: string, hook: string): string {
+  return path.join(launchDir(root, instance, revision), `hook.${hook}.launch`);
+}
+
+/** Expands $VAR and ${VAR} from `env`; unknown variables expand to ''. */
+export function expandVars(text: string, env: Record<string, string>): string {
+  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_, a: string | undefined, b: string | undefined) => env[(a ?? b)!] ?? '');
+}
+
+/**
+ * A snap.yaml command line as argv: words split on white space, variables
+ * expanded, the program taken relative to $SNAP unless it already names a
+ * path under it.
+ */
+export function commandArgv(command: string, env: Record<string, string>): string[] {
+  const words = command.trim().split(/\s+/).map((w) => expandVars(w, env));
+  if (words.length === 0 || words[0] === '') throw new SnapprocError('ERR_SNAPPROC_INVALID_COMMAND', `empty command`);
+  if (!path.isAbsolute(words[0])) words[0] = path.join(env.SNAP, words[0]);
+  return words;
+}
+
+export function renderLaunchFile(spec: LaunchSpec): string {
+  const lines: string[] = [];
+  for (const [k, v] of Object.entries(spec.env)) {
+    if (/[\n\0]/.test(k + v)) throw new SnapprocError('ERR_SNAPPROC_INVALID_ENV', `environment variable ${k} contains a newline`);
+    lines.push(`env ${k}=${v}`);
+  }
+  if (spec.cwd) lines.push(`cwd ${spec.cwd}`);
+  for (const a of spec.argv) lines.push(`arg ${a}`);
+  return lines.join('\n') + '\n';
+}
+
+export function writeLaunchFile(file: string, spec: LaunchSpec): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeFileAtomic(file, renderLaunchFile(spec), 0o644);
+}
+
+/** The launch spec of an app: its command in its environment; services run in $SNAP_DATA. */
+export function appLaunchSpec(app: AppInfo, env: Record<string, string>): LaunchSpec {
+  return { argv: commandArgv(app.command, env), env, cwd: app.isService ? env.SNAP_DATA : undefined };
+}
+
+/** Writes the launch files of every app and hook of a revision. */
+export function writeRevisionLaunchFiles(
+  root: string,
+  instance: string,
+  revision: string,
+  snap: SnapYaml,
+  envOf: (app: AppInfo | null) => Record<string, string>,
+): void {
+  fs.rmSync(launchDir(root, instance, revision), { recursive: true, force: true });
+  for (const app of Object.values(snap.apps)) {
+    const env = envOf(app);
+    // How a service re-executes itself into whatever revision is current then
+    // (graceful refresh, SPEC 6): a JSON argv for the launcher.
+    if (app.isService) env.SNAPPROC_RELAUNCH = JSON.stringify([launcherPath(), '--resolve', root, instance, app.name]);
+    const spec = appLaunchSpec(app, env);
+    writeLaunchFile(launchFile(root, instance, revision, app.name), spec);
+    // stop-command and post-stop-command run in the service's environment and directory.
+    if (app.stopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.stop`), { ...spec, argv: commandArgv(app.stopCommand, env) });
+    if (app.postStopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.post-stop`), { ...spec, argv: commandArgv(app.postStopCommand, env) });
+  }
+  for (const hook of Object.keys(snap.hooks)) {
+    const env = envOf(null);
+    writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: [path.join(env.SNAP, 'meta', 'hooks', hook)], env, cwd: env.SNAP_DATA });
+  }
+}

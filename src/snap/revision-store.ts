@@ -1,0 +1,619 @@
+// revision-store.ts: the installed revisions of every snap under the state root R, and
+// the one record that says which exist. Everything else in snapproc (the
+// supervisor, refresh, revert, remove) reads revisions through this class, so
+// the on-disk layout (SPEC 1) is known in one place:
+//   R/snap/NAME/REV/              the revision's files ($SNAP)
+//   R/snap/NAME/current -> REV
+//   R/var/snap/NAME/REV/          per-revision data ($SNAP_DATA)
+//   R/var/snap/NAME/common/       shared data ($SNAP_COMMON)
+//   R/var/snap/NAME/current -> REV
+//   R/root/snap/NAME/REV|common/  root's $SNAP_USER_DATA / $SNAP_USER_COMMON (HOME, see environment.ts)
+//   R/state/snaps.json            installed snaps, their revisions, versions, numbering
+//   R/run/, R/log/                sockets and logs (made by ensureLayout, used by others)
+//
+// Rules it keeps:
+//   - A snap is validated completely (snap.yaml, hooks, instance name) before
+//     anything is written under R; a rejected snap changes nothing on disk.
+//   - A revision appears under its final name only complete (copied into a
+//     hidden `.REV.partial-HEX/` directory, flushed, then renamed), and is
+//     recorded in snaps.json only after that; a failure removes what it made.
+//   - snaps.json is replaced atomically and durably (../util/atomic-file.ts); a crash
+//     mid-write leaves the previous record.
+//   - `current` links are replaced atomically, the data link before the snap
+//     link; the links (not snaps.json) are the truth about what is current.
+//   - Local revisions are x1, x2, ...; a number once used is never used again
+//     for that instance name, also after the snap was removed (a stale journal,
+//     log or launch file can then never be mistaken for a new revision).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { SnapprocError, usageError } from '../util/errors';
+import { fsyncDir, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
+import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
+import { revisionPaths } from './environment';
+import { hookNames, parseSnapYaml, validateInstanceName } from './snap-yaml';
+import type { HookName, SnapYaml } from './snap-yaml';
+
+export { defaultRoot, resolveRoot } from './state-root';
+
+/** Creates R and its top-level directories (R/snap, R/var/snap, R/state, R/run, R/log). */
+export function ensureLayout(root: string): void {
+  for (const dir of [root, path.join(root, 'snap'), path.join(root, 'var', 'snap'), path.join(root, 'state'), path.join(root, 'run'), path.join(root, 'log')]) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  }
+}
+
+export const NOT_A_SNAP = 'ERR_SNAPPROC_NOT_A_SNAP';
+export const INVALID_SNAP = 'ERR_SNAPPROC_INVALID_SNAP';
+
+export interface InstalledRevision {
+  revision: string;
+  version: string;
+  /** ISO 8601 time the revision was added. */
+  installedAt: string;
+}
+
+export interface InstalledSnap {
+  /** Instance name (`name` or `name_key`): the key of everything under R. */
+  name: string;
+  /** The name in snap.yaml. */
+  snapName: string;
+  /** '' when none. */
+  instanceKey: string;
+  /** In the order they were added (oldest first). */
+  revisions: InstalledRevision[];
+  /** From the `current` symlink; null when unlinked. */
+  current: string | null;
+}
+
+export interface RevisionPaths {
+  snap: string;
+  data: string;
+  common: string;
+  userData: string;
+  userCommon: string;
+  snapCurrent: string;
+  dataCurrent: string;
+}
+
+interface SnapRecord {
+  name: string;
+  snapName: string;
+  instanceKey: string;
+  revisions: InstalledRevision[];
+  /** As last linked by this store (informational: the symlink is the truth). */
+  current: string | null;
+}
+
+interface SnapsFile {
+  format: 1;
+  snaps: Record<string, SnapRecord>;
+  /** Per instance name: the highest local revision number ever used (kept after removal). */
+  highestLocalRevision: Record<string, number>;
+}
+
+const REVISION = /^x?[1-9][0-9]{0,9}$/;
+/** Names in a snap's directories that belong to a revision: x3, .x3.partial-HEX, x3.snapproc-aside-N, .x3.copying-HEX. */
+const LOCAL_REVISION_ENTRY = /^\.?x([1-9][0-9]{0,9})(?:\..*)?$/;
+
+function exists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
+    throw err;
+  }
+}
+
+function isEmptyDir(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isDirectory() && fs.readdirSync(p).length === 0;
+  } catch {
+    return false;
+  }
+}
+
+function readdirOrEmpty(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    throw err;
+  }
+}
+
+function removeTree(p: string): void {
+  fs.rmSync(p, { recursive: true, force: true });
+}
+
+/** rmdir that only succeeds on an empty directory; false otherwise. */
+function rmdirIfEmpty(dir: string): boolean {
+  try {
+    fs.rmdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function checkInstance(name: string): void {
+  const bad = validateInstanceName(name);
+  if (bad !== null) throw usageError(bad.startsWith('invalid') ? bad : `invalid instance name "${name}": ${bad}`);
+}
+
+function checkRevision(rev: string): void {
+  if (!REVISION.test(rev)) throw usageError(`invalid revision: "${rev}" (expected x1, x2, ... or a number)`);
+}
+
+// ---------------------------------------------------------------- reading a snap tree
+
+type SourceKind = 'directory' | 'squashfs';
+
+/** Directory or squashfs file (magic `hsqs` at offset 0); anything else is not a snap. */
+function sourceKind(source: string): SourceKind {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(source);
+  } catch (err) {
+    if (hasErrno(err, 'ENOENT', 'ENOTDIR')) throw new SnapprocError(NOT_A_SNAP, `not a snap: ${source} does not exist`, { path: source, cause: err });
+    throw err;
+  }
+  if (st.isDirectory()) return 'directory';
+  if (st.isFile()) {
+    const head = Buffer.alloc(4);
+    const fd = fs.openSync(source, 'r');
+    try {
+      fs.readSync(fd, head, 0, 4, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (head.toString('latin1') === 'hsqs') return 'squashfs';
+    if (path.basename(source) === 'snap.yaml') {
+      throw new SnapprocError(NOT_A_SNAP, `not a snap: ${source} is a snap.yaml, not a snap (install the directory that holds meta/snap.yaml; \`snapproc validate\` checks a snap.yaml alone)`, { path: source });
+    }
+  }
+  throw new SnapprocError(NOT_A_SNAP, `not a snap: ${source} is neither a directory nor a squashfs file`, { path: source });
+}
+
+function hasErrno(err: unknown, ...codes: string[]): boolean {
+  return codes.includes((err as NodeJS.ErrnoException)?.code ?? '');
+}
+
+/**
+ * Reads and checks a snap tree: meta/snap.yaml (a regular file, valid), and
+ * every file in meta/hooks/ named like a known hook must be an executable
+ * regular file. Hooks present as files but not declared in snap.yaml are
+ * added to `hooks` (snapd's implicit hooks). `label` names the source in
+ * messages (the .snap file for an unpacked squashfs).
+ */
+export function inspectSnapTree(dir: string, label: string = dir): SnapYaml {
+  const yamlFile = path.join(dir, 'meta', 'snap.yaml');
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(yamlFile);
+  } catch (err) {
+    if (hasErrno(err, 'ENOENT', 'ENOTDIR')) throw new SnapprocError(NOT_A_SNAP, `not a snap: ${label} has no meta/snap.yaml`, { path: label });
+    throw err;
+  }
+  if (!st.isFile()) throw new SnapprocError(NOT_A_SNAP, `not a snap: ${path.join(label, 'meta', 'snap.yaml')} is not a regular file`, { path: label });
+  const snap = parseSnapYaml(fs.readFileSync(yamlFile, 'utf8'), path.join(label, 'meta', 'snap.yaml'));
+  const hooksDir = path.join(dir, 'meta', 'hooks');
+  let entries: string[] = [];
+  try {
+    if (!fs.lstatSync(hooksDir).isDirectory()) {
+      throw new SnapprocError(INVALID_SNAP, `invalid snap: ${path.join(label, 'meta', 'hooks')} is not a directory`, { path: label });
+    }
+    entries = fs.readdirSync(hooksDir);
+  } catch (err) {
+    if (!hasErrno(err, 'ENOENT')) throw err;
+  }
+  for (const hook of entries.sort()) {
+    if (!(hookNames as readonly string[]).includes(hook)) continue; // unknown hook names are ignored
+    const shown = path.join(label, 'meta', 'hooks', hook);
+    const hs = fs.lstatSync(path.join(hooksDir, hook));
+    if (!hs.isFile()) throw new SnapprocError(INVALID_SNAP, `hook "${hook}" is not a regular file: ${shown}`, { path: shown });
+    if ((hs.mode & 0o111) === 0) throw new SnapprocError(INVALID_SNAP, `hook "${hook}" is not executable: ${shown}`, { path: shown });
+    if (!snap.hooks[hook as HookName]) snap.hooks[hook as HookName] = { name: hook as HookName };
+  }
+  return snap;
+}
+
+/** Unpacks a squashfs file (all of it, or only `only`) into the new directory `dest`. */
+function unsquash(file: string, dest: string, only: string[] = []): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('unsquashfs', ['-n', '-d', dest, file, ...only], { maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      if (hasErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === 'unsquashfs') {
+        return reject(new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err }));
+      }
+      const said = String(stderr).trim().split('\n').filter(Boolean)[0] ?? `unsquashfs exited with status ${String((err as { code?: unknown }).code)}`;
+      reject(new SnapprocError(NOT_A_SNAP, `cannot unpack ${file}: ${said}`, { path: file, cause: err }));
+    });
+  });
+}
+
+// ---------------------------------------------------------------- the store
+
+export class RevisionStore {
+  readonly root: string;
+  readonly stateFile: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.stateFile = path.join(this.root, 'state', 'snaps.json');
+  }
+
+  // ------------------------------------------------------------ record
+
+  private load(): SnapsFile {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.stateFile, 'utf8');
+    } catch (err) {
+      if (hasErrno(err, 'ENOENT', 'ENOTDIR')) return { format: 1, snaps: {}, highestLocalRevision: {} };
+      throw err;
+    }
+    try {
+      const parsed = JSON.parse(text) as Partial<SnapsFile>;
+      if (typeof parsed !== 'object' || parsed === null || typeof parsed.snaps !== 'object') throw new Error('no "snaps" object');
+      return { format: 1, snaps: parsed.snaps ?? {}, highestLocalRevision: parsed.highestLocalRevision ?? {} };
+    } catch (err) {
+      throw new SnapprocError('ERR_SNAPPROC_STATE', `cannot read ${this.stateFile}: ${(err as Error).message}`, { path: this.stateFile, cause: err });
+    }
+  }
+
+  private save(file: SnapsFile): void {
+    ensureLayout(this.root);
+    writeFileAtomic(this.stateFile, JSON.stringify(file, null, 2) + '\n', 0o644);
+  }
+
+  private toInstalled(rec: SnapRecord): InstalledSnap {
+    return {
+      name: rec.name,
+      snapName: rec.snapName,
+      instanceKey: rec.instanceKey,
+      revisions: rec.revisions.map((r) => ({ ...r })),
+      current: this.currentRevision(rec.name),
+    };
+  }
+
+  /** Installed snaps (instances), by name. Reads only; an absent root has none. */
+  list(): InstalledSnap[] {
+    const file = this.load();
+    return Object.keys(file.snaps).sort().map((name) => this.toInstalled(file.snaps[name]));
+  }
+
+  get(name: string): InstalledSnap | undefined {
+    checkInstance(name);
+    const rec = this.load().snaps[name];
+    return rec ? this.toInstalled(rec) : undefined;
+  }
+
+  paths(name: string, rev: string): RevisionPaths {
+    checkInstance(name);
+    checkRevision(rev);
+    return {
+      ...revisionPaths(this.root, name, rev),
+      snapCurrent: path.join(this.root, 'snap', name, 'current'),
+      dataCurrent: path.join(this.root, 'var', 'snap', name, 'current'),
+    };
+  }
+
+  /** The snap.yaml of an installed revision, with its implicit hooks. */
+  readSnapYaml(name: string, rev: string): SnapYaml {
+    const p = this.paths(name, rev);
+    if (!exists(path.join(p.snap, 'meta', 'snap.yaml'))) {
+      throw new SnapprocError('ENOENT', `revision ${rev} of snap "${name}" is not installed (no ${path.join(p.snap, 'meta', 'snap.yaml')})`, { path: p.snap });
+    }
+    return inspectSnapTree(p.snap);
+  }
+
+  /** One past the highest local revision ever used for `name` (recorded, or found on disk). */
+  nextRevision(name: string): string {
+    checkInstance(name);
+    const file = this.load();
+    let highest = file.highestLocalRevision[name] ?? 0;
+    for (const r of file.snaps[name]?.revisions ?? []) {
+      const m = LOCAL_REVISION_ENTRY.exec(r.revision);
+      if (m) highest = Math.max(highest, Number(m[1]));
+    }
+    // Also what a crash may have left without a record.
+    for (const dir of [path.join(this.root, 'snap', name), path.join(this.root, 'var', 'snap', name), path.join(this.root, 'root', 'snap', name)]) {
+      for (const entry of readdirOrEmpty(dir)) {
+        const m = LOCAL_REVISION_ENTRY.exec(entry);
+        if (m) highest = Math.max(highest, Number(m[1]));
+      }
+    }
+    return `x${highest + 1}`;
+  }
+
+  /**
+   * Adds a revision from a directory holding meta/snap.yaml or a squashfs
+   * .snap file, as the next local revision. Validates everything before
+   * writing anything; does not link `current` (the caller decides).
+   */
+  async addRevision(sourcePath: string, opts: { instanceKey?: string } = {}): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
+    const source = path.resolve(sourcePath);
+    const kind = sourceKind(source);
+    let snap: SnapYaml;
+    if (kind === 'squashfs') {
+      // Only meta/ is unpacked, outside R, to validate before anything is written under R.
+      const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-meta-'));
+      try {
+        await unsquash(source, path.join(stage, 'tree'), ['meta']);
+        snap = inspectSnapTree(path.join(stage, 'tree'), source);
+      } finally {
+        removeTree(stage);
+      }
+    } else {
+      snap = inspectSnapTree(source);
+    }
+    const key = opts.instanceKey ?? '';
+    const instance = key === '' ? snap.name : `${snap.name}_${key}`;
+    checkInstance(instance);
+
+    // Valid: from here on R is written, and a failure removes what was made.
+    ensureLayout(this.root);
+    const revision = this.nextRevision(instance);
+    const p = this.paths(instance, revision);
+    const snapParent = path.dirname(p.snap);
+    const made: string[] = []; // directories this call created, removed again on failure
+    const mkdir = (dir: string, mode = 0o755) => {
+      if (exists(dir)) return;
+      fs.mkdirSync(dir, { mode });
+      fs.chmodSync(dir, mode);
+      made.push(dir);
+    };
+    // The partial directory, made before the first await, also reserves the
+    // number: a concurrent addRevision's nextRevision sees it and moves on.
+    const partial = path.join(snapParent, `.${revision}.partial-${randomBytes(4).toString('hex')}`);
+    const staged = path.join(partial, 'tree');
+    try {
+      mkdir(snapParent);
+      fs.mkdirSync(partial, { mode: 0o700 });
+      if (kind === 'squashfs') {
+        await unsquash(source, staged);
+        await syncFilesystem(staged);
+      } else {
+        await copyTree(source, staged);
+      }
+      // What was copied is what gets installed: read it again (the source may have changed meanwhile).
+      const copied = inspectSnapTree(staged, source);
+      if (copied.name !== snap.name) {
+        throw new SnapprocError(INVALID_SNAP, `${source} changed while it was copied (snap "${snap.name}" became "${copied.name}")`, { path: source });
+      }
+      snap = copied;
+      fs.renameSync(staged, p.snap);
+      made.push(p.snap);
+      fs.rmdirSync(partial);
+      fsyncDir(snapParent);
+      mkdir(path.dirname(p.data));
+      mkdir(p.data);
+      mkdir(p.common);
+      mkdir(path.join(this.root, 'root'), 0o700);
+      mkdir(path.join(this.root, 'root', 'snap'));
+      mkdir(path.dirname(p.userData));
+      mkdir(p.userData);
+      mkdir(p.userCommon);
+      fsyncDir(path.dirname(p.data));
+
+      const file = this.load();
+      const rec: SnapRecord = file.snaps[instance] ?? { name: instance, snapName: snap.name, instanceKey: key, revisions: [], current: null };
+      rec.revisions.push({ revision, version: snap.version, installedAt: new Date().toISOString() });
+      file.snaps[instance] = rec;
+      file.highestLocalRevision[instance] = Math.max(file.highestLocalRevision[instance] ?? 0, Number(revision.slice(1)));
+      this.save(file);
+    } catch (err) {
+      removeTree(partial);
+      for (const dir of made.reverse()) removeTree(dir);
+      throw err;
+    }
+    return { snap, instance, revision, dir: p.snap };
+  }
+
+  // ------------------------------------------------------------ current
+
+  /** The revision `R/snap/NAME/current` points at; null when there is no link. */
+  currentRevision(name: string): string | null {
+    checkInstance(name);
+    try {
+      return path.basename(fs.readlinkSync(path.join(this.root, 'snap', name, 'current')));
+    } catch (err) {
+      if (hasErrno(err, 'ENOENT', 'ENOTDIR', 'EINVAL')) return null;
+      throw err;
+    }
+  }
+
+  /** Points both `current` links at `rev`, atomically each: the data link first, then the snap link. */
+  linkCurrent(name: string, rev: string): void {
+    const p = this.paths(name, rev);
+    if (!exists(p.snap)) throw new SnapprocError('ENOENT', `cannot link revision ${rev} of snap "${name}": it is not installed`, { path: p.snap });
+    this.ensureDataDirs(p);
+    replaceSymlinkAtomic(p.dataCurrent, rev);
+    replaceSymlinkAtomic(p.snapCurrent, rev);
+    this.setRecordedCurrent(name, rev);
+  }
+
+  /** Removes both `current` links (the snap link first); no error when there are none. */
+  unlinkCurrent(name: string): void {
+    checkInstance(name);
+    removeSymlink(path.join(this.root, 'snap', name, 'current'));
+    removeSymlink(path.join(this.root, 'var', 'snap', name, 'current'));
+    this.setRecordedCurrent(name, null);
+  }
+
+  /** $SNAP_DATA and root's $SNAP_USER_DATA of a revision exist (R/root private to root). */
+  private ensureDataDirs(p: RevisionPaths): void {
+    const home = path.join(this.root, 'root');
+    if (!exists(home)) {
+      fs.mkdirSync(home, { mode: 0o700 });
+      fs.chmodSync(home, 0o700);
+    }
+    for (const dir of [p.data, p.userData]) if (!exists(dir)) fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  }
+
+  private setRecordedCurrent(name: string, rev: string | null): void {
+    const file = this.load();
+    const rec = file.snaps[name];
+    if (!rec || rec.current === rev) return;
+    rec.current = rev;
+    this.save(file);
+  }
+
+  // ------------------------------------------------------------ data
+
+  /**
+   * Copies $SNAP_DATA (and root's $SNAP_USER_DATA) of `fromRev` to `toRev`.
+   * A target that holds anything is first moved aside to
+   * `REV.snapproc-aside-N` (one N for both), returned as `movedAside` (the
+   * $SNAP_DATA one); an empty target is simply replaced. On failure the
+   * targets are as they were. Undo with removeData + restoreData.
+   */
+  async copyData(name: string, fromRev: string, toRev: string): Promise<{ movedAside?: string }> {
+    const from = this.paths(name, fromRev);
+    const to = this.paths(name, toRev);
+    if (fromRev === toRev) throw usageError(`cannot copy the data of revision ${fromRev} of snap "${name}" onto itself`);
+    const pairs: Array<[string, string]> = [[from.data, to.data], [from.userData, to.userData]];
+    let stamp = Date.now();
+    while (pairs.some(([, dst]) => exists(asideName(dst, stamp)))) stamp += 1;
+    let movedAny = false;
+    const done: Array<{ dst: string; aside: string | null; wasEmptyDir: boolean }> = [];
+    try {
+      for (const [src, dst] of pairs) {
+        if (!exists(src)) {
+          this.ensureDataDirs(to);
+          continue;
+        }
+        let aside: string | null = null;
+        const wasEmptyDir = isEmptyDir(dst);
+        if (wasEmptyDir) {
+          fs.rmdirSync(dst);
+        } else if (exists(dst)) {
+          aside = asideName(dst, stamp);
+          fs.renameSync(dst, aside);
+          fsyncDir(path.dirname(dst));
+          movedAny = true;
+        }
+        done.push({ dst, aside, wasEmptyDir });
+        await copyTree(src, dst);
+      }
+    } catch (err) {
+      for (const d of done.reverse()) {
+        removeTree(d.dst);
+        if (d.aside) restoreAside(d.aside, d.dst);
+        else if (d.wasEmptyDir && !exists(d.dst)) fs.mkdirSync(d.dst, { mode: 0o755 });
+      }
+      throw err;
+    }
+    return movedAny ? { movedAside: asideName(to.data, stamp) } : {};
+  }
+
+  /** Removes $SNAP_DATA and root's $SNAP_USER_DATA of `rev` (not their moved-aside copies). */
+  removeData(name: string, rev: string): void {
+    const p = this.paths(name, rev);
+    for (const dir of [p.data, p.userData]) {
+      removeTree(dir);
+      if (exists(path.dirname(dir))) fsyncDir(path.dirname(dir));
+    }
+  }
+
+  private asidePair(name: string, rev: string, movedAside: string): { dir: string; aside: string }[] {
+    const p = this.paths(name, rev);
+    const base = path.basename(movedAside);
+    if (path.resolve(movedAside) !== path.join(path.dirname(p.data), base) || !new RegExp(`^${rev}\\.snapproc-aside-\\d+$`).test(base)) {
+      throw usageError(`"${movedAside}" is not a moved-aside data directory of revision ${rev} of snap "${name}"`);
+    }
+    return [
+      { dir: p.data, aside: path.join(path.dirname(p.data), base) },
+      { dir: p.userData, aside: path.join(path.dirname(p.userData), base) },
+    ];
+  }
+
+  /** Puts the data that copyData moved aside back in place of whatever is at `rev`'s data now. */
+  restoreData(name: string, rev: string, movedAside: string): void {
+    for (const { dir, aside } of this.asidePair(name, rev, movedAside)) if (exists(aside)) restoreAside(aside, dir);
+  }
+
+  /** Deletes what copyData moved aside, once the refresh that moved it is done. */
+  discardMovedAside(name: string, rev: string, movedAside: string): void {
+    for (const { aside } of this.asidePair(name, rev, movedAside)) removeTree(aside);
+  }
+
+  // ------------------------------------------------------------ removal
+
+  /**
+   * Removes one revision: its files, data, root's user data, anything moved
+   * aside for it, and its record. Refuses the current revision.
+   */
+  removeRevision(name: string, rev: string): void {
+    const p = this.paths(name, rev);
+    if (this.currentRevision(name) === rev) {
+      throw new SnapprocError('ERR_SNAPPROC_BUSY', `cannot remove revision ${rev} of snap "${name}": it is the current revision`);
+    }
+    // The record first: a crash then leaves unlisted files (harmless, numbering skips them), never a listed revision without files.
+    const file = this.load();
+    const rec = file.snaps[name];
+    if (rec && rec.revisions.some((r) => r.revision === rev)) {
+      rec.revisions = rec.revisions.filter((r) => r.revision !== rev);
+      if (rec.current === rev) rec.current = null;
+      this.save(file);
+    }
+    for (const dir of [path.dirname(p.snap), path.dirname(p.data), path.dirname(p.userData)]) {
+      let changed = false;
+      for (const entry of readdirOrEmpty(dir)) {
+        if (entry === rev || entry.startsWith(`${rev}.snapproc-aside-`) || entry.startsWith(`.${rev}.`)) {
+          removeTree(path.join(dir, entry));
+          changed = true;
+        }
+      }
+      if (changed) fsyncDir(dir);
+    }
+  }
+
+  /**
+   * Removes the oldest revisions so that at most `retain` are left, counting
+   * the current one, which is always kept. Returns the removed revisions.
+   */
+  prune(name: string, retain = 2): string[] {
+    if (!Number.isInteger(retain) || retain < 1) throw usageError(`retain must be a whole number of at least 1, got ${retain}`);
+    const snap = this.get(name);
+    if (!snap) return [];
+    const keep = new Set<string>();
+    if (snap.current) keep.add(snap.current);
+    for (let i = snap.revisions.length - 1; i >= 0 && keep.size < retain; i--) keep.add(snap.revisions[i].revision);
+    const drop = snap.revisions.map((r) => r.revision).filter((r) => !keep.has(r));
+    for (const rev of drop) this.removeRevision(name, rev);
+    return drop;
+  }
+
+  /**
+   * Removes a snap: `current` links, every revision, its data and its record
+   * (the revision numbering is kept). `purge` also removes $SNAP_COMMON and
+   * root's $SNAP_USER_COMMON, which are kept otherwise.
+   */
+  removeSnap(name: string, opts: { purge?: boolean } = {}): void {
+    checkInstance(name);
+    this.unlinkCurrent(name);
+    const file = this.load();
+    if (file.snaps[name]) {
+      delete file.snaps[name];
+      this.save(file);
+    }
+    removeTree(path.join(this.root, 'snap', name));
+    for (const dir of [path.join(this.root, 'var', 'snap', name), path.join(this.root, 'root', 'snap', name)]) {
+      if (opts.purge) {
+        removeTree(dir);
+      } else {
+        for (const entry of readdirOrEmpty(dir)) if (entry !== 'common') removeTree(path.join(dir, entry));
+        rmdirIfEmpty(dir);
+      }
+    }
+    for (const parent of ['snap', 'var/snap', 'root/snap']) {
+      const dir = path.join(this.root, parent);
+      if (exists(dir)) fsyncDir(dir);
+    }
+  }
+}

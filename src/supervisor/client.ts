@@ -1,0 +1,100 @@
+// client.ts: talking to the supervisor over its control socket, and starting
+// one in the background when none answers (as PM2 does), unless
+// SNAPPROC_NO_AUTOSTART=1 or --no-autostart says not to.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { SnapprocError } from '../util/errors';
+import { answers, socketPath } from './control';
+
+export interface CallOptions {
+  /** Start a supervisor in the background when none answers (default: unless SNAPPROC_NO_AUTOSTART=1). */
+  autostart?: boolean;
+  /** Called with each progress line. */
+  onProgress?: (line: string) => void;
+}
+
+let nextId = 1;
+
+/** The code of a request that reached no supervisor (as opposed to an error the supervisor answered). */
+export const NO_SUPERVISOR = 'ERR_SNAPPROC_NO_SUPERVISOR';
+
+/** Sends one request and resolves with its result (rejects with the supervisor's error). */
+export function request(root: string, method: string, params: Record<string, unknown> = {}, onProgress?: (line: string) => void): Promise<unknown> {
+  const file = socketPath(root);
+  return new Promise((resolve, reject) => {
+    const id = nextId++;
+    const socket = net.connect(file);
+    let buffer = '';
+    let settled = false;
+    socket.setEncoding('utf8');
+    socket.once('connect', () => socket.write(JSON.stringify({ id, method, params }) + '\n'));
+    socket.on('error', (err) => {
+      if (settled) return;
+      settled = true;
+      reject(new SnapprocError(NO_SUPERVISOR, `no supervisor answers on ${file} (${(err as NodeJS.ErrnoException).code})`, { path: file, cause: err }));
+    });
+    socket.on('data', (chunk: string) => {
+      buffer += chunk;
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const msg = JSON.parse(buffer.slice(0, nl));
+        buffer = buffer.slice(nl + 1);
+        if (msg.id !== id) continue;
+        if (msg.progress !== undefined) {
+          onProgress?.(msg.progress);
+          continue;
+        }
+        settled = true;
+        socket.end();
+        if (msg.ok) resolve(msg.result);
+        else reject(new SnapprocError(msg.error.code, msg.error.message));
+      }
+    });
+    socket.on('close', () => {
+      if (!settled) reject(new SnapprocError('ECONNRESET', `the supervisor closed the connection on ${file} before answering`));
+    });
+  });
+}
+
+function autostartAllowed(options: CallOptions): boolean {
+  if (options.autostart === false) return false;
+  return process.env.SNAPPROC_NO_AUTOSTART !== '1';
+}
+
+/** Starts `snapproc daemon` detached, logging to R/log/snapproc.log, and waits until it answers. */
+export async function startBackgroundSupervisor(root: string, timeoutMs = 10_000): Promise<void> {
+  const logFile = path.join(root, 'log', 'snapproc.log');
+  fs.mkdirSync(path.dirname(logFile), { recursive: true });
+  const out = fs.openSync(logFile, 'a', 0o640);
+  const bin = path.resolve(__dirname, '..', '..', '..', 'bin', 'snapproc');
+  const child = spawn(process.execPath, [bin, '--root', root, 'daemon'], { detached: true, stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  child.unref();
+  let exited: number | null = null;
+  child.once('exit', (code) => (exited = code ?? 1));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await answers(socketPath(root), 500)) return;
+    if (exited !== null) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const tail = fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-1)[0] ?? '';
+  throw new SnapprocError('ERR_SNAPPROC_NO_SUPERVISOR', `could not start a supervisor for ${root}${tail ? `: ${tail}` : ''} (see ${logFile})`);
+}
+
+/** A request to the supervisor, starting one first if allowed and none answers. */
+export async function call(root: string, method: string, params: Record<string, unknown> = {}, options: CallOptions = {}): Promise<unknown> {
+  try {
+    return await request(root, method, params, options.onProgress);
+  } catch (err) {
+    // Only a connection that failed means "no supervisor": an answered error (ENOENT for an unknown snap) is just that.
+    if ((err as SnapprocError).code !== NO_SUPERVISOR) throw err;
+    if (!autostartAllowed(options)) {
+      throw new SnapprocError(NO_SUPERVISOR, `no supervisor answers on ${socketPath(root)}; start one with \`snapproc --root ${root} daemon\` (autostart is off)`);
+    }
+    await startBackgroundSupervisor(root);
+    return request(root, method, params, options.onProgress);
+  }
+}

@@ -1,0 +1,88 @@
+// atomic-file.ts: replacing a file or a symlink so that a crash or a
+// concurrent reader never sees a half state. snapproc's records (snaps.json,
+// journals, launch files) and the `current` links are read by other processes
+// while they change and must survive a power cut: the new content goes under
+// a temporary name in the same directory, is fsynced, rename(2)d over the old
+// name (atomic within one file system), and the directory is fsynced so the
+// rename itself is durable. A crash before the rename leaves the old content
+// and a stray `.NAME.tmp-*` file that readers never look at.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+/** A name in the same directory as `file`, unique to this call: `.BASE.tmp-PID-HEX`. */
+export function tempSibling(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/** True for the temporary names tempSibling makes (for cleanup and for readers that list directories). */
+export function isTempSibling(base: string): boolean {
+  return /^\..+\.tmp-\d+-[0-9a-f]{8}$/.test(base);
+}
+
+/** Makes the directory entries of `dir` durable (after a create, rename or unlink in it). */
+export function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Replaces `file` with `data` atomically and durably. `mode` is applied
+ * exactly (not filtered by the umask); default 0644. With `durable: false`
+ * the write is still atomic (a reader, or a process killed mid-write, never
+ * sees half a file) but not flushed: for records that a power loss makes
+ * moot anyway, such as which processes are running.
+ */
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, options: { durable?: boolean } = {}): void {
+  const durable = options.durable ?? true;
+  const temp = tempSibling(file);
+  let fd: number | null = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
+  try {
+    fs.fchmodSync(fd, mode);
+    fs.writeFileSync(fd, data);
+    if (durable) fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = null;
+    fs.renameSync(temp, file);
+  } catch (err) {
+    if (fd !== null) fs.closeSync(fd);
+    fs.rmSync(temp, { force: true });
+    throw err;
+  }
+  if (durable) fsyncDir(path.dirname(file));
+}
+
+/**
+ * Points the symlink `linkPath` at `target` (written as given: pass a
+ * relative target for links that must survive the tree being moved). The new
+ * link is made under a temporary name and renamed over the old one, so a
+ * concurrent reader sees either the old target or the new one, never a
+ * missing link. Fails (EISDIR) if `linkPath` is a real directory.
+ */
+export function replaceSymlinkAtomic(linkPath: string, target: string): void {
+  const temp = tempSibling(linkPath);
+  fs.symlinkSync(target, temp);
+  try {
+    fs.renameSync(temp, linkPath);
+  } catch (err) {
+    fs.rmSync(temp, { force: true });
+    throw err;
+  }
+  fsyncDir(path.dirname(linkPath));
+}
+
+/** Removes the symlink `linkPath` durably; false when there was none. Never removes a directory. */
+export function removeSymlink(linkPath: string): boolean {
+  try {
+    fs.unlinkSync(linkPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  fsyncDir(path.dirname(linkPath));
+  return true;
+}
