@@ -140,3 +140,13 @@ export function alive(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * The reliability suite (test/rel-*.test.ts) runs a bounded number of trials
+ * inside `npm test` and the full number under `npm run test:reliability`
+ * (SNAPPROC_RELIABILITY=full). Each part prints its figure either way.
+ */
+export const reliabilityFull = process.env.SNAPPROC_RELIABILITY === 'full';
+export function trials(bounded: number, full: number): number {
+  return reliabilityFull ? full : bounded;
+}
