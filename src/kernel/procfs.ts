@@ -17,6 +17,22 @@ export function startTimeOf(pid: number): number | null {
   return Number(rest[19]);
 }
 
+/**
+ * Like startTimeOf, but null for a zombie (or dead) process too: a zombie
+ * keeps its PID and start time until it is reaped, yet it runs no more.
+ */
+export function liveStartTimeOf(pid: number): number | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  if (rest[0] === 'Z' || rest[0] === 'X' || rest[0] === 'x') return null;
+  return Number(rest[19]);
+}
+
 /** The command name of a process (comm), or null if gone. */
 export function commOf(pid: number): string | null {
   try {

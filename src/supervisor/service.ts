@@ -14,7 +14,8 @@ import { cgroupOfPid, isInside, readEvent } from '../kernel/cgroupfs';
 import { SnapprocError, hasCode } from '../util/errors';
 import { launchFile } from '../snap/launch-files';
 import { launcherPath, native, PendingWait } from '../kernel/native';
-import { startTimeOf } from '../kernel/procfs';
+import { liveStartTimeOf, startTimeOf } from '../kernel/procfs';
+import { cloneIntoKilledCgroupDies, recreateEmptyCgroup } from '../kernel/clone-quirk';
 import { signalName } from '../kernel/signal-names';
 import type { AppInfo } from '../snap/snap-yaml';
 import { signalVerified } from '../kernel/signal-guard';
@@ -40,6 +41,17 @@ const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 /** Whether clone3(CLONE_INTO_CGROUP) works here; learned at the first start. */
 let clone3IntoCgroup: boolean | undefined;
+
+/**
+ * How long a main process must live after its start before the start counts
+ * (SNAPPROC_SETTLE_MS, default 100 ms): a command that dies at once (a bad
+ * configuration, a missing library, a kernel that kills it at birth) makes
+ * the start fail, with its exit status, instead of reporting success.
+ */
+export function settleMs(): number {
+  const v = Number(process.env.SNAPPROC_SETTLE_MS);
+  return Number.isFinite(v) && v >= 0 ? v : 100;
+}
 
 /** Decodes a raw wait status. */
 export function decodeWaitStatus(status: number): ExitStatus {
@@ -185,11 +197,12 @@ export class Service {
         const timeoutMs = this.app.startTimeoutMs;
         try {
           await new Promise<void>((resolve, reject) => {
-            this.ready = { resolve, reject };
             const timer = setTimeout(() => reject(new Error(`no READY=1 within ${timeoutMs} ms`)), timeoutMs);
-            exited.then((s) => this.ready?.reject(new Error(`exited before READY=1: ${describeExit(s)}`)));
             const done = () => clearTimeout(timer);
-            this.ready = { resolve: () => (done(), resolve()), reject: (e) => (done(), reject(e)) };
+            const mine = { resolve: () => (done(), resolve()), reject: (e: Error) => (done(), reject(e)) };
+            this.ready = mine;
+            // This start's process only: a previous main's exit, told late, is not this one's.
+            exited.then((s) => this.ready === mine && mine.reject(new Error(`exited before READY=1: ${describeExit(s)}`)));
           });
         } catch (err) {
           this.ready = null;
@@ -204,6 +217,16 @@ export class Service {
       }
       default: {
         this.setMain(pid);
+        // Up only once it lives past the settle time: an exit within it is a failed start.
+        const settle = settleMs();
+        const early = settle > 0 ? await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), settle))]) : null;
+        if (early) {
+          // Not up: the start fails and says why. What follows is the
+          // restart-condition's (with the start limit), as for any exit.
+          await this.onExit(pid, early);
+          if (options.auto) return;
+          throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', `${this.name} failed: main process ${pid} ${describeExit(early)} within ${settle} ms of its start`);
+        }
         void exited.then((s) => this.onExit(pid, s));
         this.setState('active');
       }
@@ -227,7 +250,8 @@ export class Service {
   mainAlive(): boolean {
     const pid = this.record.mainPid;
     if (pid === null) return this.app.daemon === 'oneshot' && this.record.state === 'active';
-    return this.record.mainStartTime !== null && startTimeOf(pid) === this.record.mainStartTime;
+    // A zombie keeps its start time: it is not alive (the service must start again).
+    return this.record.mainStartTime !== null && liveStartTimeOf(pid) === this.record.mainStartTime;
   }
 
   /** Watches a main process that is not our direct child (adopted, forked, MAINPID=). */
@@ -271,7 +295,14 @@ export class Service {
     const args = ['--resolve', this.host.root, this.record.snap, this.record.app];
     const out = openLog(this.logFile);
     try {
-      if (clone3IntoCgroup !== false) {
+      // Where the kernel kills children cloned into a cgroup that was once
+      // cgroup.kill'ed, clone only into a freshly re-created one; a cgroup
+      // that cannot be re-created (not empty) gets the launcher moved in.
+      let cloneHere = clone3IntoCgroup !== false;
+      if (cloneHere && (await cloneIntoKilledCgroupDies(path.dirname(this.cgroup), (p) => this.host.reapedStatus(p)))) {
+        cloneHere = recreateEmptyCgroup(this.cgroup);
+      }
+      if (cloneHere) {
         const cgroupFd = fs.openSync(this.cgroup, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
         try {
           const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
