@@ -38,9 +38,10 @@ function loadServiceRecords(root: string): RecordSummary[] {
 }
 
 /** Main processes as the supervisor recorded them (verified against the cgroup by classify). */
-function recordedMains(records: RecordSummary[]): Map<string, MainRecord> {
-  const out = new Map<string, MainRecord>();
-  for (const s of records) if (s.mainPid !== null) out.set(s.cgroup, { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
+/** Main processes by cgroup as the supervisor records them; null where it records none (then none is guessed). */
+function recordedMains(records: RecordSummary[]): Map<string, MainRecord | null> {
+  const out = new Map<string, MainRecord | null>();
+  for (const s of records) out.set(s.cgroup, s.mainPid === null ? null : { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
   return out;
 }
 
@@ -72,7 +73,7 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
   printTable(rows);
 }
 
-export function signalCommand(g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): void {
+export async function signalCommand(g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): Promise<void> {
   const { instance, app } = splitSnapApp(target);
   if (!app) throw usageError(`signal needs NAME.APP, got "${target}"`);
   const sig = parseSignal(signal);
@@ -81,9 +82,10 @@ export function signalCommand(g: GlobalOptions, target: string, signal: string, 
   // The supervisor's record of the main process wins over a guess (after MAINPID= or a hand-over they differ).
   const mains = recordedMains(loadServiceRecords(g.root));
   for (const cg of cgroups) {
-    const r = signalApp(cg.path, sig.number, { all: opts.all, main: mains.get(cg.path) });
+    const r = await signalApp(cg.path, sig.number, { all: opts.all, main: mains.get(cg.path) });
+    if (r.freezeSkipped) process.stdout.write(`${instance}.${app}: the freeze did not complete within 1 s: signalled without it\n`);
     const who = r.target === 'cgroup' ? `${r.signalled} process${r.signalled === 1 ? '' : 'es'}` : r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`;
-    process.stdout.write(`${sig.name} -> ${instance}.${app} (${cg.kind}): ${r.signalled ? who : r.mainPid === null && r.target === 'main' ? 'nothing sent: no main process' : `nothing sent (${r.gone} already gone)`}\n`);
+    process.stdout.write(`${sig.name} -> ${instance}.${app} (${cg.kind}): ${r.signalled ? who : r.mainPid === null && r.target === 'main' ? 'nothing sent: main process already gone' : `nothing sent (${r.gone} already gone)`}\n`);
   }
 }
 
@@ -105,7 +107,7 @@ export async function stopCommand(_g: GlobalOptions, name: string, opts: { mode?
   const services = cgroupsOf(instance, app, ['service']);
   for (const cg of services) {
     const r = await stopCgroup(cg.path, { mode, timeoutMs });
-    const what = r.target === 'main' ? (r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
+    const what = r.target === 'main' ? (r.mainPid === null ? 'nothing sent, main process already gone' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
     const end = r.isForcefullyTerminated ? `killed after ${r.timedOut ? 'timeout' : 'signal'}` : r.stopped ? 'stopped' : 'still running';
     process.stdout.write(`stopped ${instance}.${cg.app} (${r.mode}): ${r.signal} -> ${what}; ${end} in ${r.durationMs.toFixed(0)} ms\n`);
   }

@@ -40,7 +40,7 @@ export async function supervisedStop(g: GlobalOptions, target: string, params: {
     service: string; mode: string; signal: string; target: string; mainPid: number | null; signalled: number; isForcefullyTerminated: boolean; stopped: boolean; durationMs: number;
   }>;
   for (const r of results) {
-    const what = r.target === 'main' ? (r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
+    const what = r.target === 'main' ? (r.mainPid === null ? 'nothing sent, main process already gone' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
     const end = r.isForcefullyTerminated ? 'killed after timeout' : r.stopped ? 'stopped' : 'still running';
     process.stdout.write(`stopped ${r.service} (${r.mode}): ${r.signal} -> ${what}; ${end} in ${r.durationMs.toFixed(0)} ms\n`);
   }
@@ -54,6 +54,11 @@ export function validateCommand(source: string): void {
   if (!r.ok) {
     // One problem: one line. Several: a heading line and one line each.
     throw new SnapYamlError(r.problems, file);
+  }
+  // snapd's container check: every command exists in the snap and is executable.
+  if (fs.statSync(source).isDirectory()) {
+    const { checkCommands } = require('../snap/command-check') as typeof import('../snap/command-check');
+    checkCommands(source, r.snap);
   }
   process.stdout.write(summarizeSnap(r.snap) + '\n');
 }

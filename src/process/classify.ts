@@ -28,7 +28,12 @@ export interface MainRecord {
 }
 
 export interface ClassifyOptions {
-  /** The main process from a supervisor's record; verified against the cgroup. */
+  /**
+   * The main process from a supervisor's record; verified against the
+   * cgroup. null: the supervisor records none (it exited): then there is no
+   * main process, and none is guessed. Absent: no record, the main process
+   * is found from the cgroup.
+   */
   main?: MainRecord | number | null;
   /** Also look up the revision each process executes (reads /proc per process). */
   revisions?: boolean;
@@ -91,12 +96,13 @@ export function classifyCgroup(dir: string, options: ClassifyOptions = {}): Cgro
   for (let i = 0; i < ids.length; i += 3) members.add(ids[i]);
 
   const record = typeof options.main === 'number' ? { pid: options.main } : options.main ?? null;
+  const recordedNone = options.main === null;
   let mainPid: number | null = null;
   let mainFrom: CgroupProcesses['mainFrom'] = null;
   if (record && recordHolds(record, members)) {
     mainPid = record.pid;
     mainFrom = 'record';
-  } else if (!record) {
+  } else if (!record && !recordedNone) {
     const candidates: number[] = [];
     for (let i = 0; i < ids.length; i += 3) if (!members.has(ids[i + 1])) candidates.push(ids[i]);
     mainPid = candidates.length === 1 ? candidates[0] : earliestStarted(candidates);

@@ -31,6 +31,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SnapprocError, usageError } from '../util/errors';
 import { fsyncDir, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
+import { checkCommands } from './command-check';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
 import { revisionPaths } from './environment';
 import { hookNames, parseSnapYaml, validateInstanceName } from './snap-yaml';
@@ -335,7 +336,7 @@ export class RevisionStore {
    * .snap file, as the next local revision. Validates everything before
    * writing anything; does not link `current` (the caller decides).
    */
-  async addRevision(sourcePath: string, opts: { instanceKey?: string } = {}): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
+  async addRevision(sourcePath: string, opts: { instanceKey?: string; revision?: string } = {}): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
     const source = path.resolve(sourcePath);
     const kind = sourceKind(source);
     let snap: SnapYaml;
@@ -350,6 +351,7 @@ export class RevisionStore {
       }
     } else {
       snap = inspectSnapTree(source);
+      checkCommands(source, snap);
     }
     const key = opts.instanceKey ?? '';
     const instance = key === '' ? snap.name : `${snap.name}_${key}`;
@@ -357,7 +359,11 @@ export class RevisionStore {
 
     // Valid: from here on R is written, and a failure removes what was made.
     ensureLayout(this.root);
-    const revision = this.nextRevision(instance);
+    // A revision the caller reserved (and journalled) must still be free.
+    const revision = opts.revision ?? this.nextRevision(instance);
+    if (opts.revision !== undefined && (!REVISION.test(revision) || this.nextRevision(instance) !== revision)) {
+      throw new SnapprocError('ERR_SNAPPROC_INTERNAL', `revision ${revision} of snap "${instance}" is not the next free one (${this.nextRevision(instance)})`);
+    }
     const p = this.paths(instance, revision);
     const snapParent = path.dirname(p.snap);
     const made: string[] = []; // directories this call created, removed again on failure
@@ -382,6 +388,7 @@ export class RevisionStore {
       }
       // What was copied is what gets installed: read it again (the source may have changed meanwhile).
       const copied = inspectSnapTree(staged, source);
+      checkCommands(staged, copied, source);
       if (copied.name !== snap.name) {
         throw new SnapprocError(INVALID_SNAP, `${source} changed while it was copied (snap "${snap.name}" became "${copied.name}")`, { path: source });
       }

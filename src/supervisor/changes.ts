@@ -8,13 +8,13 @@
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
-import { ChangeRecord, runChange, Step } from './change-runner';
+import { ChangeRecord, crashPoint, runChange, Step } from './change-runner';
 import { classifyCgroup } from '../process/classify';
 import { readEvent } from '../kernel/cgroupfs';
 import { protectData, unprotectData } from '../snap/data-readonly';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { SnapprocError } from '../util/errors';
-import { signalCgroupVerified, signalVerified } from '../kernel/signal-guard';
+import { signalCgroup, signalVerified } from '../kernel/signal-guard';
 import { runHook } from '../snap/hooks';
 import { killCgroup } from '../kernel/kill';
 import { stopCgroup } from '../process/stop';
@@ -132,13 +132,27 @@ async function followHandover(svc: Service, to: string, oldMain: number | null, 
   return null;
 }
 
+/**
+ * Starts a service for a change; when it does not come up, stops what is
+ * left of it (and any restart its restart-condition scheduled) before the
+ * change is undone: an undo must not race a restart of the failed service.
+ */
+async function startOrStop(svc: Service): Promise<void> {
+  try {
+    await svc.start();
+  } catch (err) {
+    await svc.stop({ keepWanted: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
 export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
   const store = sup.store;
   const say = (d: RefreshData, line: string) => logLine(sup.changeLog(d.snap), line);
   return [
     {
       name: 'validate',
-      async do(d) {
+      async do(d, ctx) {
         const fromYaml = store.readSnapYaml(d.snap, d.from);
         if (!d.ignoreRunning) {
           const busy = busyApps(sup, d.snap, fromYaml);
@@ -152,8 +166,12 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           const { name } = snapYamlOf(d.source);
           const expected = d.snap.split('_')[0];
           if (name !== expected) throw new SnapprocError('ERR_SNAPPROC_USAGE', `${d.source} is snap "${name}", not "${expected}"`);
-          const added = await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined });
-          d.to = added.revision;
+          // The number reaches the journal before anything is written under it:
+          // a crash anywhere in the copy leaves files the undo knows to remove.
+          d.to = store.nextRevision(d.snap);
+          ctx.save();
+          await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined, revision: d.to });
+          crashPoint('validate', 'written');
         }
         sup.writeLaunchFiles(d.snap, d.to);
         const v = store.readSnapYaml(d.snap, d.to).version;
@@ -279,7 +297,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           if (!svc.record.wanted) continue;
           if (svc.mainAlive()) continue;
           const t0 = performance.now();
-          await svc.start();
+          await startOrStop(svc);
           if (!d.started.includes(app)) d.started.push(app);
           parts.push(`${app} started (PID ${svc.record.mainPid ?? '-'}, ${Math.round(performance.now() - t0)} ms)`);
         }
@@ -300,7 +318,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           svc.beginHandover();
           let newMain: number | null = null;
           try {
-            if (sig.all) signalCgroupVerified(svc.cgroup, SIGNALS[sig.signal]);
+            if (sig.all) await signalCgroup(svc.cgroup, SIGNALS[sig.signal]);
             else if (oldMain !== null) signalVerified(oldMain, SIGNALS[sig.signal], svc.cgroup, oldStart);
             newMain = await followHandover(svc, d.to!, oldMain, sig.stopTimeoutMs);
             if (newMain === null) {
@@ -320,7 +338,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
             d.handedOver.push(app);
             parts.push(`${app}: ${sig.signal} -> main ${oldMain} handed over to ${newMain} (${d.to}) in ${Math.round(performance.now() - t0)} ms`);
           } else {
-            await svc.start();
+            await startOrStop(svc);
             if (!d.started.includes(app)) d.started.push(app);
             parts.push(`${app}: no hand-over within ${sig.stopTimeoutMs} ms after ${sig.signal}, restarted instead (PID ${svc.record.mainPid})`);
           }
@@ -436,7 +454,7 @@ export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
         const parts: string[] = [];
         for (const svc of sup.servicesOf(d.snap)) {
           if (!svc.record.wanted || svc.mainAlive()) continue;
-          await svc.start();
+          await startOrStop(svc);
           d.started.push(svc.record.app);
           parts.push(`${svc.record.app} (PID ${svc.record.mainPid ?? '-'})`);
         }

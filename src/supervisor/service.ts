@@ -461,13 +461,23 @@ export class Service {
     this.setState('deactivating');
     const timeoutMs = options.timeoutMs ?? this.app.stopTimeoutMs;
     try {
+      // Never started (no cgroup yet): nothing runs, nothing to stop. A stop,
+      // refresh or remove of such a service must not fail on it.
+      if (!fs.existsSync(path.join(this.cgroup, 'cgroup.procs'))) {
+        this.record.mainPid = null;
+        this.record.mainStartTime = null;
+        this.setState('inactive');
+        const { signal, all } = stopModeSignal(options.mode ?? this.app.stopMode);
+        return { mode: options.mode ?? this.app.stopMode, signal, target: all ? 'cgroup' : 'main', mainPid: null, signalled: 0, gone: 0, timedOut: false, isForcefullyTerminated: false, stopped: true, durationMs: 0, note: 'never started' };
+      }
       if (this.app.stopCommand) await this.runAuxiliary('stop', timeoutMs);
       const main = this.record.mainPid !== null ? { pid: this.record.mainPid, startTime: this.record.mainStartTime ?? undefined } : null;
       const result = await stopCgroup(this.cgroup, { mode: options.mode ?? this.app.stopMode, timeoutMs, main });
       this.mainWait?.cancel();
       this.mainWait = null;
       if (this.app.postStopCommand) await this.runAuxiliary('post-stop', timeoutMs).catch(() => undefined);
-      logLine(this.logFile, `stopped ${this.name} (${result.mode}: ${result.signal} to ${result.target === 'main' ? `main process ${result.mainPid}` : `${result.signalled} processes`}${result.isForcefullyTerminated ? ', SIGKILL after timeout' : ''})`);
+      const to = result.target === 'main' ? (result.mainPid === null ? 'nobody: main process already gone' : `main process ${result.mainPid}`) : `${result.signalled} processes`;
+      logLine(this.logFile, `stopped ${this.name} (${result.mode}: ${result.signal} to ${to}${result.isForcefullyTerminated ? ', SIGKILL after timeout' : ''}${result.note && result.mainPid !== null ? `; ${result.note}` : ''})`);
       this.record.mainPid = null;
       this.record.mainStartTime = null;
       this.setState('inactive');
