@@ -33,6 +33,7 @@ import { SnapprocError, usageError } from '../util/errors';
 import { fsyncDir, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
 import { revisionPaths } from './environment';
+import { native } from '../kernel/native';
 import { hookNames, parseSnapYaml, validateInstanceName } from './snap-yaml';
 import type { HookName, SnapYaml } from './snap-yaml';
 
@@ -361,10 +362,10 @@ export class RevisionStore {
     const p = this.paths(instance, revision);
     const snapParent = path.dirname(p.snap);
     const made: string[] = []; // directories this call created, removed again on failure
-    const mkdir = (dir: string, mode = 0o755) => {
+    const mkdir = (dir: string, mode = 0o755, subvolume = false) => {
       if (exists(dir)) return;
-      fs.mkdirSync(dir, { mode });
-      fs.chmodSync(dir, mode);
+      // $SNAP_DATA and $SNAP_USER_DATA: btrfs subvolumes where they can be, so that a refresh's copy is one snapshot.
+      native.makeDataDir(dir, mode, subvolume);
       made.push(dir);
     };
     // The partial directory, made before the first await, also reserves the
@@ -391,12 +392,12 @@ export class RevisionStore {
       fs.rmdirSync(partial);
       fsyncDir(snapParent);
       mkdir(path.dirname(p.data));
-      mkdir(p.data);
+      mkdir(p.data, 0o755, true);
       mkdir(p.common);
       mkdir(path.join(this.root, 'root'), 0o700);
       mkdir(path.join(this.root, 'root', 'snap'));
       mkdir(path.dirname(p.userData));
-      mkdir(p.userData);
+      mkdir(p.userData, 0o755, true);
       mkdir(p.userCommon);
       fsyncDir(path.dirname(p.data));
 
@@ -498,7 +499,7 @@ export class RevisionStore {
           movedAny = true;
         }
         done.push({ dst, aside, wasEmptyDir });
-        await copyTree(src, dst);
+        await copyTree(src, dst, { subvolume: true });
       }
     } catch (err) {
       for (const d of done.reverse()) {
