@@ -27,16 +27,24 @@ export async function installCommand(g: GlobalOptions, source: string, opts: Mut
   process.stdout.write(`${r.snap} ${r.revision} installed${r.started?.length ? `; started ${r.started.join(', ')}` : ''}\n`);
 }
 
-export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restart', target: string, opts: MutateOptions): Promise<void> {
+/** The request parameters naming the targets: one snap (the form every supervisor answers), several, or all. */
+function targetParams(targets: string[] | { all: true }): Record<string, unknown> {
+  if (!Array.isArray(targets)) return { all: true };
+  const parsed = targets.map((t) => {
+    const { instance, app } = splitSnapApp(t);
+    return { snap: instance, app };
+  });
+  return parsed.length === 1 ? parsed[0] : { targets: parsed };
+}
+
+export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restart', targets: string[] | { all: true }, opts: MutateOptions): Promise<void> {
   requireRoot(`snapproc ${verb}`);
-  const { instance, app } = splitSnapApp(target);
-  const started = (await call(g.root, verb, { snap: instance, app }, { autostart: opts.autostart, onProgress: progress })) as string[];
+  const started = (await call(g.root, verb, targetParams(targets), { autostart: opts.autostart, onProgress: progress })) as string[];
   process.stdout.write(`${verb === 'start' ? 'started' : 'restarted'} ${started.join(', ') || 'nothing'}\n`);
 }
 
-export async function supervisedStop(g: GlobalOptions, target: string, params: { mode?: string; timeout?: string }, opts: MutateOptions): Promise<void> {
-  const { instance, app } = splitSnapApp(target);
-  const results = (await call(g.root, 'stop', { snap: instance, app, ...params }, { autostart: opts.autostart, onProgress: progress })) as Array<{
+export async function supervisedStop(g: GlobalOptions, targets: string[] | { all: true }, params: { mode?: string; timeout?: string }, opts: MutateOptions): Promise<void> {
+  const results = (await call(g.root, 'stop', { ...targetParams(targets), ...params }, { autostart: opts.autostart, onProgress: progress })) as Array<{
     service: string; mode: string; signal: string; target: string; mainPid: number | null; signalled: number; isForcefullyTerminated: boolean; stopped: boolean; durationMs: number;
   }>;
   for (const r of results) {

@@ -40,7 +40,7 @@ export function readSnapYamlFrom(source: string): { text: string; file: string }
 
 /** The parsed snap.yaml of a snap given by path (throws SnapYamlError when invalid). */
 export function snapYamlOf(source: string): SnapYaml {
-  const { parseSnapYaml } = require('./snap-yaml') as typeof import('./snap-yaml');
+  const { parseSnapYamlCached } = require('./snap-yaml-cache') as typeof import('./snap-yaml-cache');
   const { text, file } = readSnapYamlFrom(source);
-  return parseSnapYaml(text, file);
+  return parseSnapYamlCached(text, file);
 }

@@ -23,6 +23,8 @@ export interface ChangeHost {
   syncServices(instance: string, rev: string): void;
   /** Drops every Service object of a snap. */
   forgetServices(instance: string): void;
+  /** Deletes a snap's retired revisions and discarded data in the background (not awaited: off the change's path). */
+  sweepTrash(instance: string): void;
   /** Removes launch files, empty cgroups and held sockets of a removed snap. */
   removeSnapState(instance: string): void;
 }

@@ -64,6 +64,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   private onStopSignal = (sig: NodeJS.Signals) => void this.handleStopSignal(sig);
   private say: (line: string) => void;
   private busy: Promise<unknown> = Promise.resolve();
+  private sweeping: Promise<void> = Promise.resolve();
   /** Revisions kept per snap (SPEC 1: 2). */
   retain = 2;
 
@@ -109,6 +110,8 @@ export class Supervisor implements ServiceHost, ChangeHost {
     // left no `current`): adopt what runs of them before starting the rest.
     this.adoptRunning();
     await this.startWanted();
+    // What a crash left in the trash goes now, in the background.
+    this.sweepTrash();
     this.control = new ControlServer(socketPath(this.root), this.methods());
     await this.control.listen();
     this.say(`supervising ${this.services.size} service(s) under ${this.root} (cgroups in ${this.cgroupParent}), pid ${process.pid}`);
@@ -360,6 +363,19 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.save();
   }
 
+  /** Deletes a snap's trash (retired revisions, discarded data) in the background, one sweep at a time. */
+  sweepTrash(instance?: string): void {
+    this.sweeping = this.sweeping.then(() => this.store.sweepTrash(instance)).then(
+      () => undefined,
+      (err) => this.say(`deleting old revisions${instance ? ` of ${instance}` : ''}: ${(err as Error).message} (tried again later)`),
+    );
+  }
+
+  /** Resolves when the background deletions started so far are done (for tests and benchmarks). */
+  trashSwept(): Promise<void> {
+    return this.sweeping;
+  }
+
   /** Removes what snapproc kept about a removed snap: launch files, empty cgroups, held sockets. */
   removeSnapState(instance: string): void {
     fs.rmSync(path.join(this.root, 'state', 'launch', instance), { recursive: true, force: true });
@@ -432,6 +448,40 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return started;
   }
 
+  /**
+   * Starts the services of several snaps (or apps): the snaps side by side,
+   * each snap's services in its start order. Resolves with the services
+   * started; rejects naming every failure after all have been tried.
+   */
+  async startMany(targets: Target[]): Promise<string[]> {
+    const started: string[] = [];
+    const errors: string[] = [];
+    await Promise.all(
+      bySnap(targets).map(async ([snap, apps]) => {
+        for (const app of apps) {
+          try {
+            started.push(...(await this.startSnap(snap, app)));
+          } catch (err) {
+            errors.push((err as Error).message);
+          }
+        }
+      }),
+    );
+    if (errors.length) throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', errors.join('; '));
+    return started;
+  }
+
+  /** Stops the services of several snaps (or apps) by stop-mode: the snaps side by side, each in reverse start order. */
+  async stopMany(targets: Target[], opts: { mode?: StopMode; timeoutMs?: number }): Promise<Array<{ service: string } & StopResult>> {
+    const out: Array<{ service: string } & StopResult> = [];
+    await Promise.all(
+      bySnap(targets).map(async ([snap, apps]) => {
+        for (const app of apps) out.push(...(await this.stopSnap(snap, app, opts)));
+      }),
+    );
+    return out;
+  }
+
   async stopSnap(instance: string, app: string | undefined, opts: { mode?: StopMode; timeoutMs?: number }, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
     const out: Array<{ service: string } & StopResult> = [];
     for (const svc of this.servicesOf(instance, app).reverse()) {
@@ -495,6 +545,21 @@ export class Supervisor implements ServiceHost, ChangeHost {
       mode: p.mode === undefined ? undefined : parseStopMode(str(p.mode, 'mode')),
       timeoutMs: p.timeout === undefined ? undefined : durationMs(str(p.timeout, 'timeout'), (m) => usageError(`invalid timeout: ${m}`)),
     });
+    const targetsOf = (p: Record<string, unknown>): Target[] => {
+      let targets: Target[];
+      if (p.all === true) targets = this.store.list().map((snap) => ({ snap: snap.name }));
+      else if (p.targets !== undefined) {
+        if (!Array.isArray(p.targets) || p.targets.length === 0 || p.targets.length > 100_000) throw usageError('"targets" must be a non-empty list of {snap, app}');
+        targets = p.targets.map((t: unknown, i: number) => {
+          if (typeof t !== 'object' || t === null) throw usageError(`"targets[${i}]" must be an object {snap, app}`);
+          const o = t as Record<string, unknown>;
+          return { snap: str(o.snap, `targets[${i}].snap`), app: opt(o.app, `targets[${i}].app`) };
+        });
+      } else targets = [{ snap: str(p.snap, 'snap'), app: opt(p.app, 'app') }];
+      // Every name is checked before anything is done: a bad one changes nothing.
+      for (const t of targets) this.servicesOf(t.snap, t.app);
+      return targets;
+    };
     return {
       ping: { read: true, handler: () => ({ pid: process.pid, root: this.root }) },
       status: { read: true, handler: (p) => this.status(opt(p.snap, 'snap')) },
@@ -511,16 +576,16 @@ export class Supervisor implements ServiceHost, ChangeHost {
         const snap = opt(p.snap, 'snap');
         return loadChanges(this.root).filter((c) => snap === undefined || c.snap === snap).slice(-20);
       } },
-      start: { read: false, handler: (p) => this.serialize(() => this.startSnap(str(p.snap, 'snap'), opt(p.app, 'app'))) },
-      stop: { read: false, handler: (p) => this.serialize(() => this.stopSnap(str(p.snap, 'snap'), opt(p.app, 'app'), stopOpts(p))) },
+      // One target ({snap, app}), several ({targets: [{snap, app?}, ...]}), or every installed snap ({all: true}).
+      start: { read: false, handler: (p) => this.serialize(() => this.startMany(targetsOf(p))) },
+      stop: { read: false, handler: (p) => this.serialize(() => this.stopMany(targetsOf(p), stopOpts(p))) },
       restart: {
         read: false,
         handler: (p) =>
           this.serialize(async () => {
-            const snap = str(p.snap, 'snap');
-            const app = opt(p.app, 'app');
-            await this.stopSnap(snap, app, {});
-            return this.startSnap(snap, app);
+            const targets = targetsOf(p);
+            await this.stopMany(targets, {});
+            return this.startMany(targets);
           }),
       },
       shutdown: {
@@ -532,6 +597,25 @@ export class Supervisor implements ServiceHost, ChangeHost {
       },
     };
   }
+}
+
+/** A snap, or one app of it, named in a start/stop/restart request. */
+export interface Target {
+  snap: string;
+  app?: string;
+}
+
+/** Targets grouped by snap, in the order given; a snap named whole once covers its apps. */
+function bySnap(targets: Target[]): Array<[string, Array<string | undefined>]> {
+  const m = new Map<string, Array<string | undefined>>();
+  for (const t of targets) {
+    const apps = m.get(t.snap) ?? [];
+    if (apps.includes(undefined)) continue;
+    if (t.app === undefined) apps.length = 0;
+    if (!apps.includes(t.app)) apps.push(t.app);
+    m.set(t.snap, apps);
+  }
+  return [...m];
 }
 
 /** Removes the cgroups of a snap's services that are empty (after a remove). */
