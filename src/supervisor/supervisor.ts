@@ -24,7 +24,7 @@ import { RevisionStore } from '../snap/revision-store';
 import { ownChildPids, trackNodeChildren } from './children';
 import { ControlServer, socketPath, type Method } from './control';
 import { LogRotator } from '../snap/app-logs';
-import { loadRecords, saveRecords, serviceKey, type ServiceRecord } from './records';
+import { loadRecords, recordsWriter, saveRecords, serviceKey, type ServiceRecord } from './records';
 import type { ChangeHost } from './change-host';
 import { Service, type ServiceHost } from './service';
 
@@ -54,6 +54,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   readonly services = new Map<string, Service>();
   notifySocket: string | null = null;
   private records = new Map<string, ServiceRecord>();
+  private recordsFile;
   private lockFd: number | null = null;
   private control: ControlServer | null = null;
   private notifyHandle: number | null = null;
@@ -72,6 +73,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.root = path.resolve(options.root);
     this.cgroupParent = options.cgroupParent ?? defaultCgroupParent();
     this.store = new RevisionStore(this.root);
+    this.recordsFile = recordsWriter(this.root);
     this.rotator = new LogRotator(options.logMaxBytes);
     this.say = options.log ?? ((line) => process.stderr.write(`snapproc: ${line}\n`));
   }
@@ -126,6 +128,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     }
     for (const svc of this.services.values()) svc.detach();
     this.save();
+    this.recordsFile.close();
     if (this.notifyHandle !== null) native.notifyClose(this.notifyHandle);
     this.notifyHandle = null;
     for (const h of this.held.values()) fs.closeSync(h.fd);
@@ -192,7 +195,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   // ---------------------------------------------------------------- services
 
   private save(): void {
-    saveRecords(this.root, [...this.services.values()].map((s) => s.record));
+    saveRecords(this.recordsFile, [...this.services.values()].map((s) => s.record));
   }
 
   private envOf(instance: string, revision: string, snap: SnapYaml) {
