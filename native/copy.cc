@@ -308,6 +308,25 @@ std::string base_of(const std::string& p) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
+// True when the directory has no entry but . and .. (or cannot be read: then the copy will tell).
+bool is_empty_dir(int fd) {
+  int scan = dup(fd);
+  if (scan < 0) return false;
+  DIR* dir = fdopendir(scan);
+  if (!dir) {
+    close(scan);
+    return false;
+  }
+  bool empty = true;
+  while (struct dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0'))) continue;
+    empty = false;
+    break;
+  }
+  closedir(dir);
+  return empty;
+}
+
 bool on_btrfs(int fd) {
   struct statfs sf;
   return fstatfs(fd, &sf) == 0 && sf.f_type == BTRFS_SUPER_MAGIC;
@@ -357,8 +376,14 @@ int copy_tree(const char* src, const char* dst, int flags, copy_stats* stats, st
   }
   int rc = 0;
   // btrfs: a subvolume is copied as one writable snapshot (it shares every
-  // extent until either side writes). The snapshot is committed by the ioctl.
-  if (!(flags & COPY_NO_SNAPSHOT) && is_subvolume_root(s) && on_btrfs(p) && !has_nested_subvolumes(s) && name.size() < BTRFS_SUBVOL_NAME_MAX) {
+  // extent until either side writes). The snapshot is committed by the ioctl
+  // (a transaction commit, ~10-30 ms; so is flushing a new subvolume): an
+  // empty tree is copied as a plain directory, which costs no commit, and
+  // becomes a subvolume at the first copy that has something to copy.
+  bool empty = is_empty_dir(s);
+  bool subvolume = !empty && is_subvolume_root(s);
+  if (empty) flags &= ~COPY_SUBVOLUME;
+  if (!(flags & COPY_NO_SNAPSHOT) && subvolume && on_btrfs(p) && !has_nested_subvolumes(s) && name.size() < BTRFS_SUBVOL_NAME_MAX) {
     struct btrfs_ioctl_vol_args_v2 args;
     memset(&args, 0, sizeof(args));
     args.fd = s;
@@ -371,6 +396,7 @@ int copy_tree(const char* src, const char* dst, int flags, copy_stats* stats, st
     }
     // EXDEV (another file system), EPERM, ...: copy file by file below.
   }
+  if (subvolume) flags |= COPY_SUBVOLUME;
   stats->method = COPY_METHOD_FILES;
   // The top directory: a subvolume of its own on btrfs (when asked), so that the next copy is a snapshot.
   bool made = false;
