@@ -14,6 +14,7 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yam
 import type { Document, Node, Pair, Scalar } from 'yaml';
 import { posix } from 'node:path';
 import { SnapprocError } from '../util/errors';
+import { validateAppName, validateSnapName } from './names';
 import { formatDuration, parseDuration } from '../util/duration';
 import { DEFAULT_STOP_MODE, DEFAULT_STOP_TIMEOUT_MS, STOP_MODES, stopModeSignal as stopModeOf, type StopMode } from '../process/stop';
 
@@ -154,10 +155,7 @@ export const DEFAULT_START_TIMEOUT_MS = 90_000;
 export const DEFAULT_RESTART_DELAY_MS = 100;
 export const DEFAULT_REFRESH_MODE: RefreshMode = 'restart';
 
-const SNAP_NAME = /^[a-z0-9-]*[a-z][a-z0-9-]*$/;
-const INSTANCE_KEY = /^[a-z0-9]{1,10}$/;
 const VERSION = /^[a-zA-Z0-9](?:[a-zA-Z0-9:.+~-]{0,30}[a-zA-Z0-9+~])?$/;
-const APP_NAME = /^[a-zA-Z0-9](?:-?[a-zA-Z0-9])*$/;
 const HOOK_NAME = /^[a-z](?:-?[a-z0-9])*$/;
 const SOCKET_NAME = /^[a-z](?:-?[a-z0-9])*$/;
 /** snapd's appContentWhitelist, widened by `=%@+,` (arguments such as --port=80). */
@@ -173,32 +171,8 @@ const SERVICE_ONLY = [
 
 // ---------------------------------------------------------------- names
 
-/** null when `name` is a valid snap name, else snapd's message. */
-export function validateSnapName(name: string): string | null {
-  if (
-    name.length < 2 ||
-    name.length > 40 ||
-    !SNAP_NAME.test(name) ||
-    name.startsWith('-') ||
-    name.endsWith('-') ||
-    name.includes('--')
-  ) {
-    return `invalid snap name: ${q(name)}`;
-  }
-  return null;
-}
-
-/** null when `name` is a valid instance name (`NAME` or `NAME_KEY`), else the message. */
-export function validateInstanceName(name: string): string | null {
-  const us = name.indexOf('_');
-  if (us < 0) return validateSnapName(name);
-  const snap = name.slice(0, us);
-  const key = name.slice(us + 1);
-  const bad = validateSnapName(snap);
-  if (bad !== null) return `invalid instance name: ${q(name)}: ${bad}`;
-  if (!INSTANCE_KEY.test(key)) return `invalid instance key: ${q(key)}`;
-  return null;
-}
+// Snap, instance and app names: one definition for snap.yaml and every command (./names.ts).
+export { validateSnapName, validateInstanceName, validateAppName } from './names';
 
 /** null when `version` is a valid snap version, else snapd's message. */
 export function validateVersion(version: string): string | null {
@@ -577,8 +551,9 @@ function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
     } else {
       for (const e of ctx.entries(appsE.value, 'apps')) {
         const path = `apps.${e.key}`;
-        if (!APP_NAME.test(e.key)) {
-          ctx.add(path, `invalid app name: ${q(e.key)}`, e.keyNode);
+        const badApp = validateAppName(e.key);
+        if (badApp !== null) {
+          ctx.add(path, badApp, e.keyNode);
           continue;
         }
         const r = readApp(ctx, e, path, environment);

@@ -15,6 +15,7 @@ import { serviceCgroupName } from '../process/cgroup-names';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { native } from '../kernel/native';
 import { snapYamlOf } from '../snap/snap-from-path';
+import { checkInstanceName, validateAppName } from '../snap/names';
 import { writeFileAtomic } from '../util/atomic-file';
 import { appEnvironment, snapEnvironment } from '../snap/environment';
 import { startOrder, type AppInfo, type SnapYaml } from '../snap/snap-yaml';
@@ -491,34 +492,43 @@ export class Supervisor implements ServiceHost, ChangeHost {
       return v;
     };
     const opt = (v: unknown, what: string): string | undefined => (v === undefined || v === null ? undefined : str(v, what));
+    // Names are checked before anything touches a file (../names.ts), whoever the client is.
+    const snapName = (v: unknown): string => checkInstanceName(v);
+    const optSnap = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : checkInstanceName(v));
+    const optApp = (v: unknown): string | undefined => {
+      if (v === undefined || v === null) return undefined;
+      const bad = validateAppName(str(v, 'app'));
+      if (bad !== null) throw usageError(bad);
+      return v as string;
+    };
     const stopOpts = (p: Record<string, unknown>) => ({
       mode: p.mode === undefined ? undefined : parseStopMode(str(p.mode, 'mode')),
       timeoutMs: p.timeout === undefined ? undefined : durationMs(str(p.timeout, 'timeout'), (m) => usageError(`invalid timeout: ${m}`)),
     });
     return {
       ping: { read: true, handler: () => ({ pid: process.pid, root: this.root }) },
-      status: { read: true, handler: (p) => this.status(opt(p.snap, 'snap')) },
+      status: { read: true, handler: (p) => this.status(optSnap(p.snap)) },
       list: { read: true, handler: () => this.store.list() },
       install: { read: false, handler: (p, ctx) => this.serialize(() => this.installOrRefresh(str(p.path, 'path'), ctx.progress)) },
       refresh: {
         read: false,
-        handler: (p, ctx) => this.serialize(() => this.refresh(str(p.snap, 'snap'), opt(p.from, 'from') ?? null, { ignoreRunning: p.ignoreRunning === true }, ctx.progress)),
+        handler: (p, ctx) => this.serialize(() => this.refresh(snapName(p.snap), opt(p.from, 'from') ?? null, { ignoreRunning: p.ignoreRunning === true }, ctx.progress)),
       },
-      revert: { read: false, handler: (p, ctx) => this.serialize(() => this.revert(str(p.snap, 'snap'), ctx.progress)) },
-      remove: { read: false, handler: (p, ctx) => this.serialize(() => this.remove(str(p.snap, 'snap'), { purge: p.purge === true }, ctx.progress)) },
+      revert: { read: false, handler: (p, ctx) => this.serialize(() => this.revert(snapName(p.snap), ctx.progress)) },
+      remove: { read: false, handler: (p, ctx) => this.serialize(() => this.remove(snapName(p.snap), { purge: p.purge === true }, ctx.progress)) },
       changes: { read: true, handler: async (p) => {
         const { loadChanges } = await import('./change-runner');
-        const snap = opt(p.snap, 'snap');
+        const snap = optSnap(p.snap);
         return loadChanges(this.root).filter((c) => snap === undefined || c.snap === snap).slice(-20);
       } },
-      start: { read: false, handler: (p) => this.serialize(() => this.startSnap(str(p.snap, 'snap'), opt(p.app, 'app'))) },
-      stop: { read: false, handler: (p) => this.serialize(() => this.stopSnap(str(p.snap, 'snap'), opt(p.app, 'app'), stopOpts(p))) },
+      start: { read: false, handler: (p) => this.serialize(() => this.startSnap(snapName(p.snap), optApp(p.app))) },
+      stop: { read: false, handler: (p) => this.serialize(() => this.stopSnap(snapName(p.snap), optApp(p.app), stopOpts(p))) },
       restart: {
         read: false,
         handler: (p) =>
           this.serialize(async () => {
-            const snap = str(p.snap, 'snap');
-            const app = opt(p.app, 'app');
+            const snap = snapName(p.snap);
+            const app = optApp(p.app);
             await this.stopSnap(snap, app, {});
             return this.startSnap(snap, app);
           }),
