@@ -49,12 +49,14 @@ export async function supervisedStop(g: GlobalOptions, target: string, params: {
 export function validateCommand(source: string): void {
   // Loaded here, not at the top: the yaml parser is the heaviest module, and only validate needs it in the CLI.
   const { SnapYamlError, summarizeSnap, validateSnapYaml } = require('../snap/snap-yaml') as typeof import('../snap/snap-yaml');
-  const { text, file } = readSnapYamlFrom(source);
+  // The same rules as install: special files, setuid bits, links out of the snap, hooks (../snap/snap-from-path.ts).
+  const { text, file, hooks } = readSnapYamlFrom(source);
   const r = validateSnapYaml(text, file);
   if (!r.ok) {
     // One problem: one line. Several: a heading line and one line each.
     throw new SnapYamlError(r.problems, file);
   }
+  for (const hook of hooks) r.snap.hooks[hook as keyof typeof r.snap.hooks] ??= { name: hook as never };
   process.stdout.write(summarizeSnap(r.snap) + '\n');
 }
 
