@@ -30,7 +30,9 @@ export async function installCommand(g: GlobalOptions, source: string, opts: Mut
 export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restart', target: string, opts: MutateOptions): Promise<void> {
   requireRoot(`snapproc ${verb}`);
   const { instance, app } = splitSnapApp(target);
-  const started = (await call(g.root, verb, { snap: instance, app }, { autostart: opts.autostart, onProgress: progress })) as string[];
+  const started = (await call(g.root, verb, { snap: instance, app }, { autostart: opts.autostart, onProgress: progress })) as string[] | { queued: string };
+  // From a hook during its change: it happens right after the hook.
+  if (!Array.isArray(started)) return void process.stdout.write(`${started.queued}\n`);
   process.stdout.write(`${verb === 'start' ? 'started' : 'restarted'} ${started.join(', ') || 'nothing'}\n`);
 }
 
@@ -38,7 +40,8 @@ export async function supervisedStop(g: GlobalOptions, target: string, params: {
   const { instance, app } = splitSnapApp(target);
   const results = (await call(g.root, 'stop', { snap: instance, app, ...params }, { autostart: opts.autostart, onProgress: progress })) as Array<{
     service: string; mode: string; signal: string; target: string; mainPid: number | null; signalled: number; isForcefullyTerminated: boolean; stopped: boolean; durationMs: number;
-  }>;
+  }> | { queued: string };
+  if (!Array.isArray(results)) return void process.stdout.write(`${results.queued}\n`);
   for (const r of results) {
     const what = r.target === 'main' ? (r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
     const end = r.isForcefullyTerminated ? 'killed after timeout' : r.stopped ? 'stopped' : 'still running';

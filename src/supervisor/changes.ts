@@ -15,7 +15,6 @@ import { protectData, unprotectData } from '../snap/data-readonly';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { SnapprocError } from '../util/errors';
 import { signalCgroupVerified, signalVerified } from '../kernel/signal-guard';
-import { runHook } from '../snap/hooks';
 import { killCgroup } from '../kernel/kill';
 import { stopCgroup } from '../process/stop';
 import { revisionOf } from '../kernel/procfs';
@@ -169,7 +168,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     {
       name: 'pre-refresh',
       async do(d) {
-        const r = await runHook({ root: sup.root, instance: d.snap, revision: d.from, hook: 'pre-refresh', cgroupParent: sup.cgroupParent });
+        const r = await sup.runHook(d.snap, d.from, 'pre-refresh', (l) => say(d, l));
         return r.ran ? `pre-refresh hook of ${d.from}` : `no pre-refresh hook in ${d.from}`;
       },
     },
@@ -260,7 +259,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     {
       name: 'post-refresh',
       async do(d) {
-        const r = await runHook({ root: sup.root, instance: d.snap, revision: d.to!, hook: 'post-refresh', cgroupParent: sup.cgroupParent });
+        const r = await sup.runHook(d.snap, d.to!, 'post-refresh', (l) => say(d, l));
         return r.ran ? `post-refresh hook of ${d.to}` : `no post-refresh hook in ${d.to}`;
       },
     },
@@ -491,7 +490,7 @@ export function removeSteps(sup: ChangeHost): Step<RemoveData>[] {
       async do(d) {
         if (!d.revision) return 'no remove hook';
         try {
-          const r = await runHook({ root: sup.root, instance: d.snap, revision: d.revision, hook: 'remove', cgroupParent: sup.cgroupParent });
+          const r = await sup.runHook(d.snap, d.revision, 'remove', (l) => logLine(sup.changeLog(d.snap), l));
           return r.ran ? `remove hook of ${d.revision}` : 'no remove hook';
         } catch (err) {
           // As snapd: a failing remove hook does not keep the snap installed.

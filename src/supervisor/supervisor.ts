@@ -9,14 +9,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cgroup2Mount, cgroupOfPid, isInside, removeCgroupTree } from '../kernel/cgroupfs';
 import { hasCode, SnapprocError, usageError } from '../util/errors';
-import { runHook } from '../snap/hooks';
+import { runHook, type HookResult } from '../snap/hooks';
 import { writeRevisionLaunchFiles } from '../snap/launch-files';
-import { serviceCgroupName } from '../process/cgroup-names';
+import { hookScopeName, serviceCgroupName } from '../process/cgroup-names';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { native } from '../kernel/native';
 import { snapYamlOf } from '../snap/snap-from-path';
 import { writeFileAtomic } from '../util/atomic-file';
-import { appEnvironment, snapEnvironment } from '../snap/environment';
+import { appEnvironment, snapctlDir, snapEnvironment } from '../snap/environment';
 import { startOrder, type AppInfo, type SnapYaml } from '../snap/snap-yaml';
 import { parseStopMode, type StopMode, type StopResult } from '../process/stop';
 import { durationMs } from '../util/duration';
@@ -27,6 +27,8 @@ import { LogRotator } from '../snap/app-logs';
 import { loadRecords, saveRecords, serviceKey, type ServiceRecord } from './records';
 import type { ChangeHost } from './change-host';
 import { Service, type ServiceHost } from './service';
+import { callerOf, describeAction, HookRuns, resolveServiceNames, type ServiceAction, type ServiceActionRequest } from './snapctl-server';
+import type { RequestContext } from './control';
 
 export interface SupervisorOptions {
   /** State root R. */
@@ -64,6 +66,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   private onStopSignal = (sig: NodeJS.Signals) => void this.handleStopSignal(sig);
   private say: (line: string) => void;
   private busy: Promise<unknown> = Promise.resolve();
+  private hookRuns = new HookRuns();
   /** Revisions kept per snap (SPEC 1: 2). */
   retain = 2;
 
@@ -109,6 +112,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     // left no `current`): adopt what runs of them before starting the rest.
     this.adoptRunning();
     await this.startWanted();
+    this.writeSnapctl();
     this.control = new ControlServer(socketPath(this.root), this.methods());
     await this.control.listen();
     this.say(`supervising ${this.services.size} service(s) under ${this.root} (cgroups in ${this.cgroupParent}), pid ${process.pid}`);
@@ -234,6 +238,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
         cgroup: path.join(this.cgroupParent, serviceCgroupName(instance, name)),
         state: 'inactive',
         wanted: app.installMode !== 'disable',
+        enabled: app.installMode !== 'disable',
         mainPid: null,
         mainStartTime: null,
         since: null,
@@ -460,9 +465,12 @@ export class Supervisor implements ServiceHost, ChangeHost {
     try {
       writeRevisionLaunchFiles(this.root, instance, revision, snap, this.envOf(instance, revision, snap));
       this.store.linkCurrent(instance, revision);
+      // Known before the hook runs: it may start, stop or restart them through snapctl.
+      this.attachServices(instance, revision);
       step(2, 4, `install hook of ${instance} ${revision}`);
-      await runHook({ root: this.root, instance, revision, hook: 'install', cgroupParent: this.cgroupParent });
+      await this.runHook(instance, revision, 'install', progress);
     } catch (err) {
+      this.forgetServices(instance);
       this.store.unlinkCurrent(instance);
       this.store.removeSnap(instance, { purge: true });
       throw err;
@@ -477,6 +485,114 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.save();
     step(4, 4, `installed ${instance} ${snap.version} (${revision}) in ${(performance.now() - t0).toFixed(0)} ms`);
     return { snap: instance, revision, started };
+  }
+
+  /**
+   * Runs a hook of a revision in its own scope. Service commands the hook
+   * asks for through snapctl meanwhile are queued and run right after it
+   * returns (snapd's way: the change that runs the hook waits for it, so
+   * they cannot wait for the change); a hook that fails drops them.
+   */
+  async runHook(instance: string, revision: string, hook: string, progress: (line: string) => void = () => {}): Promise<HookResult> {
+    const scope = path.join(this.cgroupParent, hookScopeName(instance, hook));
+    this.hookRuns.begin(scope, instance, hook);
+    let queued: ServiceActionRequest[];
+    let result: HookResult;
+    try {
+      result = await runHook({ root: this.root, instance, revision, hook, cgroupParent: this.cgroupParent, scope });
+    } finally {
+      queued = this.hookRuns.end(scope);
+    }
+    if (queued.length) {
+      // What is current now (after post-refresh: the new revision) is what a restart starts.
+      const current = this.store.currentRevision(instance);
+      if (current) this.syncServices(instance, current);
+      for (const req of queued) {
+        const done = await this.serviceAction(instance, req);
+        progress(`  ${hook} hook asked for ${describeAction(instance, req)}: done (${done.join(', ') || 'nothing'})`);
+      }
+    }
+    return result;
+  }
+
+  /** start, stop or restart services of one snap now (the caller holds the change lock or is a queued hook command). */
+  async serviceAction(instance: string, req: ServiceActionRequest): Promise<string[]> {
+    const services = req.apps === undefined ? this.servicesOf(instance) : req.apps.flatMap((a) => this.servicesOf(instance, a));
+    const done: string[] = [];
+    const errors: string[] = [];
+    if (req.action !== 'start') {
+      for (const svc of [...services].reverse()) {
+        if (req.disable) svc.record.enabled = false;
+        await svc.stop({ keepWanted: req.action === 'restart' });
+        if (req.action === 'stop') done.push(svc.name);
+      }
+    }
+    if (req.action !== 'stop') {
+      for (const svc of services) {
+        if (req.enable) svc.record.enabled = true;
+        try {
+          await svc.start();
+          done.push(svc.name);
+        } catch (err) {
+          errors.push((err as Error).message);
+        }
+      }
+    }
+    this.save();
+    if (errors.length) throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', errors.join('; '));
+    return done;
+  }
+
+  /**
+   * A state-changing request from inside a running hook: a service command
+   * for the hook's own snap is queued to run right after the hook; anything
+   * else would wait for the change that waits for the hook, and is refused.
+   * Returns null when the caller is no running hook.
+   */
+  private fromRunningHook(ctx: RequestContext, method: string, instance: string | undefined, req?: ServiceActionRequest): { queued: string } | null {
+    const caller = callerOf(ctx.pid, this.cgroupParent);
+    if (!caller || caller.kind !== 'hook') return null;
+    const run = this.hookRuns.find(caller.cgroup);
+    if (!run) return null;
+    if (req && instance === run.instance) {
+      // Unknown names fail now, in the hook, not later in the change.
+      if (req.apps === undefined) this.servicesOf(instance);
+      else for (const a of req.apps) this.servicesOf(instance, a);
+      run.queue.push(req);
+      return { queued: `${describeAction(instance, req)} queued to run after the ${run.hook} hook of ${run.instance}` };
+    }
+    throw new SnapprocError('ERR_SNAPPROC_HOOK_CALL', `cannot ${method}${instance ? ` "${instance}"` : ''} from the ${run.hook} hook of "${run.instance}": the change running the hook waits for it (a hook may only start, stop or restart services of its own snap, which then happens after the hook)`);
+  }
+
+  /** `snapctl` on the PATH of the snaps' hooks and apps: a wrapper that knows this root. */
+  private writeSnapctl(): void {
+    const dir = snapctlDir(this.root);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const script = path.resolve(__dirname, '..', 'cli', 'snapctl.js');
+    writeFileAtomic(path.join(dir, 'snapctl'), `#!/bin/sh\n# snapctl for the snaps of the snapproc supervisor of ${this.root}\nSNAPPROC_ROOT=${q(this.root)} exec ${q(process.execPath)} ${q(script)} "$@"\n`, 0o755, { durable: false });
+  }
+
+  /** What `snapctl` asks (services, start, stop, restart), for the snap the caller's cgroup belongs to. */
+  private async snapctl(p: Record<string, unknown>, ctx: RequestContext): Promise<unknown> {
+    const caller = callerOf(ctx.pid, this.cgroupParent);
+    if (!caller) throw new SnapprocError('EPERM', `snapctl: PID ${ctx.pid} is not a process of a snap run by this supervisor (its cgroup is not a snap's under ${this.cgroupParent})`);
+    const instance = caller.instance;
+    if (!this.store.get(instance)) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
+    const command = p.command;
+    const names = Array.isArray(p.names) ? p.names.map(String) : [];
+    const serviceNames = this.servicesOf(instance).map((s) => s.record.app);
+    const apps = resolveServiceNames(instance, names, serviceNames);
+    if (command === 'services') {
+      const { serviceStatus } = await import('./service-status');
+      return serviceStatus(this.root, instance).filter((row) => apps === undefined || apps.includes(row.app));
+    }
+    if (command !== 'start' && command !== 'stop' && command !== 'restart') throw usageError(`snapctl: unknown command ${JSON.stringify(command)}; commands: services, start, stop, restart`);
+    if (names.length === 0) throw usageError(`snapctl ${command}: the required argument <service> was not provided`);
+    const req: ServiceActionRequest = { action: command as ServiceAction, apps, enable: command === 'start' && p.enable === true, disable: command === 'stop' && p.disable === true };
+    const queued = this.fromRunningHook(ctx, command, instance, req);
+    if (queued) return queued;
+    return { done: await this.serialize(() => this.serviceAction(instance, req)) };
   }
 
   status(instance?: string): ServiceRecord[] {
@@ -499,23 +615,43 @@ export class Supervisor implements ServiceHost, ChangeHost {
       ping: { read: true, handler: () => ({ pid: process.pid, root: this.root }) },
       status: { read: true, handler: (p) => this.status(opt(p.snap, 'snap')) },
       list: { read: true, handler: () => this.store.list() },
-      install: { read: false, handler: (p, ctx) => this.serialize(() => this.installOrRefresh(str(p.path, 'path'), ctx.progress)) },
+      install: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'install', undefined), this.serialize(() => this.installOrRefresh(str(p.path, 'path'), ctx.progress))) },
       refresh: {
         read: false,
-        handler: (p, ctx) => this.serialize(() => this.refresh(str(p.snap, 'snap'), opt(p.from, 'from') ?? null, { ignoreRunning: p.ignoreRunning === true }, ctx.progress)),
+        handler: (p, ctx) => (this.fromRunningHook(ctx, 'refresh', str(p.snap, 'snap')), this.serialize(() => this.refresh(str(p.snap, 'snap'), opt(p.from, 'from') ?? null, { ignoreRunning: p.ignoreRunning === true }, ctx.progress))),
       },
-      revert: { read: false, handler: (p, ctx) => this.serialize(() => this.revert(str(p.snap, 'snap'), ctx.progress)) },
-      remove: { read: false, handler: (p, ctx) => this.serialize(() => this.remove(str(p.snap, 'snap'), { purge: p.purge === true }, ctx.progress)) },
+      revert: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'revert', str(p.snap, 'snap')), this.serialize(() => this.revert(str(p.snap, 'snap'), ctx.progress))) },
+      remove: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'remove', str(p.snap, 'snap')), this.serialize(() => this.remove(str(p.snap, 'snap'), { purge: p.purge === true }, ctx.progress))) },
+      // Open to every user: it acts only on the caller's own snap, found from the caller's cgroup.
+      snapctl: { read: true, handler: (p, ctx) => this.snapctl(p, ctx) },
       changes: { read: true, handler: async (p) => {
         const { loadChanges } = await import('./change-runner');
         const snap = opt(p.snap, 'snap');
         return loadChanges(this.root).filter((c) => snap === undefined || c.snap === snap).slice(-20);
       } },
-      start: { read: false, handler: (p) => this.serialize(() => this.startSnap(str(p.snap, 'snap'), opt(p.app, 'app'))) },
-      stop: { read: false, handler: (p) => this.serialize(() => this.stopSnap(str(p.snap, 'snap'), opt(p.app, 'app'), stopOpts(p))) },
+      start: {
+        read: false,
+        handler: (p, ctx) => {
+          const snap = str(p.snap, 'snap');
+          const app = opt(p.app, 'app');
+          return this.fromRunningHook(ctx, 'start', snap, { action: 'start', apps: app === undefined ? undefined : [app] }) ?? this.serialize(() => this.startSnap(snap, app));
+        },
+      },
+      stop: {
+        read: false,
+        handler: (p, ctx) => {
+          const snap = str(p.snap, 'snap');
+          const app = opt(p.app, 'app');
+          const o = stopOpts(p);
+          // A stop with its own mode or timeout cannot be queued as a plain service command.
+          const queue = o.mode === undefined && o.timeoutMs === undefined ? { action: 'stop' as const, apps: app === undefined ? undefined : [app] } : undefined;
+          return this.fromRunningHook(ctx, 'stop', snap, queue) ?? this.serialize(() => this.stopSnap(snap, app, o));
+        },
+      },
       restart: {
         read: false,
-        handler: (p) =>
+        handler: (p, ctx) =>
+          this.fromRunningHook(ctx, 'restart', str(p.snap, 'snap'), { action: 'restart', apps: opt(p.app, 'app') === undefined ? undefined : [str(p.app, 'app')] }) ??
           this.serialize(async () => {
             const snap = str(p.snap, 'snap');
             const app = opt(p.app, 'app');
