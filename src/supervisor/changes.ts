@@ -368,8 +368,12 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     if (d.movedAside) store.discardMovedAside(d.snap, d.to!, d.movedAside);
     // An enduring process of an older revision keeps that revision.
     for (const p of snapProcesses(d.snap, { under: sup.cgroupParent })) for (const proc of p.processes) if (proc.revision) keep.add(proc.revision);
-    const revisions = store.get(d.snap)!.revisions.map((r) => r.revision);
-    const droppable = revisions.slice(0, Math.max(0, revisions.length - sup.retain)).filter((r) => !keep.has(r));
+    const all = store.get(d.snap)!.revisions.map((r) => r.revision);
+    // As snapd: the revisions after `from` in the sequence (left by a revert) go first, then the oldest beyond retain.
+    const at = all.indexOf(d.from);
+    const ahead = at < 0 ? [] : all.slice(at + 1).filter((r) => r !== d.to);
+    const revisions = all.filter((r) => !ahead.includes(r));
+    const droppable = [...ahead, ...revisions.slice(0, Math.max(0, revisions.length - sup.retain))].filter((r) => !keep.has(r));
     for (const rev of droppable) {
       unprotectData(store.paths(d.snap, rev).data);
       store.removeRevision(d.snap, rev);

@@ -21,6 +21,7 @@ import { startOrder, type AppInfo, type SnapYaml } from '../snap/snap-yaml';
 import { parseStopMode, type StopMode, type StopResult } from '../process/stop';
 import { durationMs } from '../util/duration';
 import { RevisionStore } from '../snap/revision-store';
+import { inhibit, release } from '../snap/inhibit';
 import { ownChildPids, trackNodeChildren } from './children';
 import { ControlServer, socketPath, type Method } from './control';
 import { LogRotator } from '../snap/app-logs';
@@ -390,7 +391,9 @@ export class Supervisor implements ServiceHost, ChangeHost {
       started: [], handedOver: [], fellBack: [], pruned: [],
     });
     const t0 = performance.now();
-    const done = await runChange(this.root, change, steps, { progress });
+    // `snapproc run` of this snap waits meanwhile (snapd's inhibit lock).
+    inhibit(this.root, instance, 'refresh');
+    const done = await runChange(this.root, change, steps, { progress }).finally(() => release(this.root, instance));
     progress(`refreshed ${instance} ${from} -> ${done.data.to} in ${(performance.now() - t0).toFixed(0)} ms`);
     return { snap: instance, from, to: done.data.to, change: done.id, enduring: done.data.enduring, handedOver: done.data.handedOver, fellBack: done.data.fellBack };
   }
@@ -406,7 +409,8 @@ export class Supervisor implements ServiceHost, ChangeHost {
     if (!to) throw new SnapprocError('ERR_SNAPPROC_NO_REVISION', `snap "${instance}" has no revision before ${from} to revert to`);
     const steps = revertSteps(this);
     const change = newChange('revert', instance, steps, 1, { snap: instance, from, to, stopped: [], enduring: [], started: [] });
-    await runChange(this.root, change, steps, { progress });
+    inhibit(this.root, instance, 'revert');
+    await runChange(this.root, change, steps, { progress }).finally(() => release(this.root, instance));
     return { snap: instance, from, to, change: change.id };
   }
 
@@ -452,8 +456,39 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return this.install(source, progress);
   }
 
-  /** First install of a snap (an install over an installed snap is a refresh). */
+  /** First install of a snap (an install over an installed snap is a refresh); journalled as a change, so `changes` lists it. */
   async install(source: string, progress: (line: string) => void = () => {}): Promise<{ snap: string; revision: string; started: string[] }> {
+    const { saveChange } = await import('./change-runner');
+    const startedAt = new Date().toISOString();
+    const steps: Array<{ name: string; status: 'done' | 'error'; summary?: string }> = [];
+    const journal = (snap: string | null, status: 'done' | 'undone', error?: string) => {
+      if (!snap) return;
+      const id = `${startedAt.replace(/[:.]/g, '-')}-install-${snap}-${process.pid.toString(16)}`;
+      saveChange(this.root, { id, kind: 'install', snap, status, pointOfNoReturn: 0, steps, data: { source }, startedAt, endedAt: new Date().toISOString(), error });
+    };
+    const say = (line: string) => {
+      const m = /^\[\d+\/\d+\] (.*)$/.exec(line);
+      if (m) steps.push({ name: m[1].split(' ')[0], status: 'done', summary: m[1] });
+      progress(line);
+    };
+    try {
+      const r = await this.installNow(source, say);
+      journal(r.snap, 'done');
+      return r;
+    } catch (err) {
+      if (steps.length) steps[steps.length - 1].status = 'error';
+      let name: string | null = null;
+      try {
+        name = snapYamlOf(source).name;
+      } catch {
+        // not even a snap: nothing to list it under
+      }
+      journal(name, 'undone', (err as Error).message);
+      throw err;
+    }
+  }
+
+  private async installNow(source: string, progress: (line: string) => void): Promise<{ snap: string; revision: string; started: string[] }> {
     const t0 = performance.now();
     const step = (n: number, total: number, text: string) => progress(`[${n}/${total}] ${text}`);
     step(1, 4, `validate and unpack ${source}`);
