@@ -12,7 +12,7 @@ import { SnapprocError, usageError } from '../util/errors';
 import { freezeCgroup, thawCgroup } from '../kernel/freeze';
 import { cgroup2Mount, readEvent } from '../kernel/cgroupfs';
 import { revisionOf, startTimeOf } from '../kernel/procfs';
-import { splitSnapApp } from '../process/cgroup-names';
+import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { signalApp } from '../process/signal-app';
 import { snapProcesses } from '../process/process-table';
 import { parseStopMode, stopCgroup, StopMode } from '../process/stop';
@@ -46,6 +46,7 @@ function recordedMains(records: RecordSummary[]): Map<string, MainRecord> {
 }
 
 export function psCommand(g: GlobalOptions, name: string | undefined, opts: { json?: boolean }): void {
+  if (name !== undefined) checkInstanceName(name);
   cgroup2Mount();
   const records = loadServiceRecords(g.root).filter((r) => name === undefined || r.snap === name);
   const apps = snapProcesses(name, { mainRecords: recordedMains(records) });
@@ -84,8 +85,7 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
 }
 
 export function signalCommand(g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): void {
-  const { instance, app } = splitSnapApp(target);
-  if (!app) throw usageError(`signal needs NAME.APP, got "${target}"`);
+  const { instance, app } = parseSnapTarget(target, { app: 'required', what: 'signal' }) as { instance: string; app: string };
   const sig = parseSignal(signal);
   requireRoot('snapproc signal');
   const cgroups = cgroupsOf(instance, app, ['service', 'app']);
@@ -99,8 +99,8 @@ export function signalCommand(g: GlobalOptions, target: string, signal: string, 
 }
 
 export async function freezeCommand(_g: GlobalOptions, name: string, freeze: boolean): Promise<void> {
+  const { instance, app } = parseSnapTarget(name);
   requireRoot(`snapproc ${freeze ? 'freeze' : 'thaw'}`);
-  const { instance, app } = splitSnapApp(name);
   for (const cg of cgroupsOf(instance, app)) {
     const r = freeze ? await freezeCgroup(cg.path) : await thawCgroup(cg.path);
     if (!r.done) throw new SnapprocError('ETIMEDOUT', `${cg.path} did not report ${freeze ? 'frozen 1' : 'frozen 0'} within 5s`);
@@ -111,8 +111,8 @@ export async function freezeCommand(_g: GlobalOptions, name: string, freeze: boo
 export async function stopCommand(_g: GlobalOptions, name: string, opts: { mode?: string; timeout?: string }): Promise<void> {
   const mode: StopMode | undefined = opts.mode === undefined ? undefined : parseStopMode(opts.mode);
   const timeoutMs = opts.timeout === undefined ? undefined : durationMs(opts.timeout, (m) => usageError(`invalid --timeout: ${m}`));
+  const { instance, app } = parseSnapTarget(name);
   requireRoot('snapproc stop');
-  const { instance, app } = splitSnapApp(name);
   const services = cgroupsOf(instance, app, ['service']);
   for (const cg of services) {
     const r = await stopCgroup(cg.path, { mode, timeoutMs });

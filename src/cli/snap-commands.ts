@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { GlobalOptions } from './common';
 import { call } from '../supervisor/client';
 import { SnapprocError, usageError } from '../util/errors';
-import { splitSnapApp } from '../process/cgroup-names';
+import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { printTable, requireRoot } from './common';
 import { readSnapYamlFrom } from '../snap/snap-from-path';
 
@@ -28,8 +28,8 @@ export async function installCommand(g: GlobalOptions, source: string, opts: Mut
 }
 
 export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restart', target: string, opts: MutateOptions): Promise<void> {
+  const { instance, app } = parseSnapTarget(target);
   requireRoot(`snapproc ${verb}`);
-  const { instance, app } = splitSnapApp(target);
   const started = (await call(g.root, verb, { snap: instance, app }, { autostart: opts.autostart, onProgress: progress })) as string[] | { queued: string };
   // From a hook during its change: it happens right after the hook.
   if (!Array.isArray(started)) return void process.stdout.write(`${started.queued}\n`);
@@ -37,7 +37,7 @@ export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restar
 }
 
 export async function supervisedStop(g: GlobalOptions, target: string, params: { mode?: string; timeout?: string }, opts: MutateOptions): Promise<void> {
-  const { instance, app } = splitSnapApp(target);
+  const { instance, app } = parseSnapTarget(target);
   const results = (await call(g.root, 'stop', { snap: instance, app, ...params }, { autostart: opts.autostart, onProgress: progress })) as Array<{
     service: string; mode: string; signal: string; target: string; mainPid: number | null; signalled: number; isForcefullyTerminated: boolean; stopped: boolean; durationMs: number;
   }> | { queued: string };
@@ -94,8 +94,7 @@ export function listCommand(g: GlobalOptions, opts: { json?: boolean }): void {
 }
 
 export async function runCommand(g: GlobalOptions, target: string, args: string[]): Promise<void> {
-  const { instance, app } = splitSnapApp(target);
-  if (!app) throw usageError(`run needs NAME.APP, got "${target}"`);
+  const { instance, app } = parseSnapTarget(target, { app: 'required', what: 'run' }) as { instance: string; app: string };
   requireRoot('snapproc run');
   // As `snap run` during a refresh: wait for it to end rather than race it.
   const { waitUninhibited } = await import('../snap/inhibit');
@@ -147,6 +146,7 @@ export async function daemonCommand(g: GlobalOptions): Promise<void> {
 
 
 export async function refreshCommand(g: GlobalOptions, name: string, opts: { from?: string; ignoreRunning?: boolean }): Promise<void> {
+  checkInstanceName(name);
   requireRoot('snapproc refresh');
   const from = opts.from === undefined ? undefined : path.resolve(opts.from);
   if (from !== undefined && !fs.existsSync(from)) throw new SnapprocError('ENOENT', `no such file or directory: ${opts.from}`);
@@ -154,18 +154,21 @@ export async function refreshCommand(g: GlobalOptions, name: string, opts: { fro
 }
 
 export async function revertCommand(g: GlobalOptions, name: string): Promise<void> {
+  checkInstanceName(name);
   requireRoot('snapproc revert');
   const r = (await call(g.root, 'revert', { snap: name }, { autostart: g.autostart, onProgress: progress })) as { from: string; to: string };
   process.stdout.write(`${name} reverted from ${r.from} to ${r.to}\n`);
 }
 
 export async function removeCommand(g: GlobalOptions, name: string, opts: { purge?: boolean }): Promise<void> {
+  checkInstanceName(name);
   requireRoot('snapproc remove');
   await call(g.root, 'remove', { snap: name, purge: !!opts.purge }, { autostart: g.autostart, onProgress: progress });
   process.stdout.write(`${name} removed\n`);
 }
 
 export async function changesCommand(g: GlobalOptions, name: string | undefined, opts: { json?: boolean }): Promise<void> {
+  if (name !== undefined) checkInstanceName(name);
   const { loadChanges } = await import('../supervisor/change-runner');
   const changes = loadChanges(g.root).filter((c) => name === undefined || c.snap === name);
   if (opts.json) {

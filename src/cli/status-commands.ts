@@ -8,17 +8,12 @@ import * as path from 'node:path';
 import type { GlobalOptions } from './common';
 import { printTable } from './common';
 import { SnapprocError, usageError } from '../util/errors';
-import { splitSnapApp } from '../process/cgroup-names';
+import { parseSnapTarget } from '../snap/names';
 
-/** NAME or NAME.APP as the commands take it (a name with a path in it, or empty, is refused). */
-function checkTarget(target: string): string {
-  if (!/^[a-z0-9][a-z0-9+_-]*(\.[a-zA-Z0-9][a-zA-Z0-9-]*)?$/.test(target)) throw usageError(`invalid snap name: ${JSON.stringify(target)}`);
-  return target;
-}
 
 export function servicesCommand(g: GlobalOptions, target: string | undefined, opts: { json?: boolean }): void {
   const { serviceStatus, serviceTable } = require('../supervisor/service-status') as typeof import('../supervisor/service-status');
-  const { instance, app } = target === undefined ? { instance: undefined, app: undefined } : splitSnapApp(checkTarget(target));
+  const { instance, app } = target === undefined ? { instance: undefined, app: undefined } : parseSnapTarget(target);
   if (instance !== undefined && !fs.existsSync(path.join(g.root, 'snap', instance, 'current'))) {
     throw new SnapprocError('ENOENT', `snap "${instance}" is not installed under ${g.root}`);
   }
@@ -51,8 +46,7 @@ interface InfoApp {
 }
 
 export function infoCommand(g: GlobalOptions, name: string, opts: { json?: boolean }): void {
-  checkTarget(name);
-  if (name.includes('.')) throw usageError(`info takes a snap name, got "${name}"`);
+  parseSnapTarget(name, { app: 'none', what: 'info' });
   const { RevisionStore } = require('../snap/revision-store') as typeof import('../snap/revision-store');
   const { formatDuration } = require('../util/duration') as typeof import('../util/duration');
   const { snapProcesses } = require('../process/process-table') as typeof import('../process/process-table');
@@ -225,7 +219,7 @@ function logFiles(root: string, instance?: string, app?: string): Array<[string,
 export async function logsCommand(g: GlobalOptions, target: string | undefined, opts: { follow?: boolean; lines?: string }): Promise<void> {
   const n = opts.lines === undefined ? 10 : Number(opts.lines);
   if (!Number.isInteger(n) || n < 0) throw usageError(`invalid -n: expected a whole number of lines, got "${opts.lines}"`);
-  const { instance, app } = target === undefined ? { instance: undefined, app: undefined } : splitSnapApp(checkTarget(target));
+  const { instance, app } = target === undefined ? { instance: undefined, app: undefined } : parseSnapTarget(target);
   if (instance !== undefined && !fs.existsSync(path.join(g.root, 'log', instance))) throw new SnapprocError('ENOENT', `no logs of snap "${instance}" under ${g.root}`);
   const files = logFiles(g.root, instance, app);
   const one = app !== undefined;

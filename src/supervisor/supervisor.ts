@@ -15,6 +15,7 @@ import { hookScopeName, serviceCgroupName } from '../process/cgroup-names';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { native } from '../kernel/native';
 import { snapYamlOf } from '../snap/snap-from-path';
+import { checkInstanceName, validateAppName } from '../snap/names';
 import { writeFileAtomic } from '../util/atomic-file';
 import { appEnvironment, snapctlDir, snapEnvironment } from '../snap/environment';
 import { startOrder, type AppInfo, type SnapYaml } from '../snap/snap-yaml';
@@ -642,41 +643,50 @@ export class Supervisor implements ServiceHost, ChangeHost {
       return v;
     };
     const opt = (v: unknown, what: string): string | undefined => (v === undefined || v === null ? undefined : str(v, what));
+    // Names are checked before anything touches a file (../names.ts), whoever the client is.
+    const snapName = (v: unknown): string => checkInstanceName(v);
+    const optSnap = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : checkInstanceName(v));
+    const optApp = (v: unknown): string | undefined => {
+      if (v === undefined || v === null) return undefined;
+      const bad = validateAppName(str(v, 'app'));
+      if (bad !== null) throw usageError(bad);
+      return v as string;
+    };
     const stopOpts = (p: Record<string, unknown>) => ({
       mode: p.mode === undefined ? undefined : parseStopMode(str(p.mode, 'mode')),
       timeoutMs: p.timeout === undefined ? undefined : durationMs(str(p.timeout, 'timeout'), (m) => usageError(`invalid timeout: ${m}`)),
     });
     return {
       ping: { read: true, handler: () => ({ pid: process.pid, root: this.root }) },
-      status: { read: true, handler: (p) => this.status(opt(p.snap, 'snap')) },
+      status: { read: true, handler: (p) => this.status(optSnap(p.snap)) },
       list: { read: true, handler: () => this.store.list() },
       install: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'install', undefined), this.serialize(() => this.installOrRefresh(str(p.path, 'path'), ctx.progress))) },
       refresh: {
         read: false,
-        handler: (p, ctx) => (this.fromRunningHook(ctx, 'refresh', str(p.snap, 'snap')), this.serialize(() => this.refresh(str(p.snap, 'snap'), opt(p.from, 'from') ?? null, { ignoreRunning: p.ignoreRunning === true }, ctx.progress))),
+        handler: (p, ctx) => (this.fromRunningHook(ctx, 'refresh', snapName(p.snap)), this.serialize(() => this.refresh(snapName(p.snap), opt(p.from, 'from') ?? null, { ignoreRunning: p.ignoreRunning === true }, ctx.progress))),
       },
-      revert: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'revert', str(p.snap, 'snap')), this.serialize(() => this.revert(str(p.snap, 'snap'), ctx.progress))) },
-      remove: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'remove', str(p.snap, 'snap')), this.serialize(() => this.remove(str(p.snap, 'snap'), { purge: p.purge === true }, ctx.progress))) },
+      revert: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'revert', snapName(p.snap)), this.serialize(() => this.revert(snapName(p.snap), ctx.progress))) },
+      remove: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'remove', snapName(p.snap)), this.serialize(() => this.remove(snapName(p.snap), { purge: p.purge === true }, ctx.progress))) },
       // Open to every user: it acts only on the caller's own snap, found from the caller's cgroup.
       snapctl: { read: true, handler: (p, ctx) => this.snapctl(p, ctx) },
       changes: { read: true, handler: async (p) => {
         const { loadChanges } = await import('./change-runner');
-        const snap = opt(p.snap, 'snap');
+        const snap = optSnap(p.snap);
         return loadChanges(this.root).filter((c) => snap === undefined || c.snap === snap).slice(-20);
       } },
       start: {
         read: false,
         handler: (p, ctx) => {
-          const snap = str(p.snap, 'snap');
-          const app = opt(p.app, 'app');
+          const snap = snapName(p.snap);
+          const app = optApp(p.app);
           return this.fromRunningHook(ctx, 'start', snap, { action: 'start', apps: app === undefined ? undefined : [app] }) ?? this.serialize(() => this.startSnap(snap, app));
         },
       },
       stop: {
         read: false,
         handler: (p, ctx) => {
-          const snap = str(p.snap, 'snap');
-          const app = opt(p.app, 'app');
+          const snap = snapName(p.snap);
+          const app = optApp(p.app);
           const o = stopOpts(p);
           // A stop with its own mode or timeout cannot be queued as a plain service command.
           const queue = o.mode === undefined && o.timeoutMs === undefined ? { action: 'stop' as const, apps: app === undefined ? undefined : [app] } : undefined;
@@ -686,10 +696,10 @@ export class Supervisor implements ServiceHost, ChangeHost {
       restart: {
         read: false,
         handler: (p, ctx) =>
-          this.fromRunningHook(ctx, 'restart', str(p.snap, 'snap'), { action: 'restart', apps: opt(p.app, 'app') === undefined ? undefined : [str(p.app, 'app')] }) ??
+          this.fromRunningHook(ctx, 'restart', snapName(p.snap), { action: 'restart', apps: optApp(p.app) === undefined ? undefined : [optApp(p.app)!] }) ??
           this.serialize(async () => {
-            const snap = str(p.snap, 'snap');
-            const app = opt(p.app, 'app');
+            const snap = snapName(p.snap);
+            const app = optApp(p.app);
             await this.stopSnap(snap, app, {});
             return this.startSnap(snap, app);
           }),
