@@ -10,7 +10,8 @@ import { findSnapCgroups, SnapCgroup } from '../process/find-cgroups';
 import { durationMs } from '../util/duration';
 import { SnapprocError, usageError } from '../util/errors';
 import { freezeCgroup, thawCgroup } from '../kernel/freeze';
-import { cgroup2Mount } from '../kernel/cgroupfs';
+import { cgroup2Mount, readEvent } from '../kernel/cgroupfs';
+import { revisionOf, startTimeOf } from '../kernel/procfs';
 import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { signalApp } from '../process/signal-app';
 import { snapProcesses } from '../process/process-table';
@@ -56,7 +57,17 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
   if (records.length) {
     // What the supervisor knows: state, main process and restarts of each service.
     const rows = [['SERVICE', 'STATE', 'MAIN', 'RESTARTS', 'REV', 'NOTE']];
-    for (const r of records) rows.push([`${r.snap}.${r.app}`, r.state, r.mainPid === null ? '-' : String(r.mainPid), String(r.restarts), r.revision, r.reason ?? '']);
+    for (const r of records) {
+      // The state the kernel shows (a frozen cgroup), and the revision the main process really executes (an enduring one runs the old).
+      let state = r.state;
+      try {
+        if (readEvent(r.cgroup, 'frozen') === 1 && readEvent(r.cgroup, 'populated') === 1) state = 'frozen';
+      } catch {
+        // no cgroup: nothing runs
+      }
+      const runs = r.mainPid !== null && startTimeOf(r.mainPid) === r.mainStartTime ? revisionOf(r.mainPid) : null;
+      rows.push([`${r.snap}.${r.app}`, state, r.mainPid === null ? '-' : String(r.mainPid), String(r.restarts), runs ?? r.revision, runs && runs !== r.revision ? `runs ${runs}, current ${r.revision}${r.reason ? `; ${r.reason}` : ''}` : r.reason ?? '']);
+    }
     printTable(rows);
     process.stdout.write('\n');
   }
