@@ -60,6 +60,7 @@ struct Copier {
   // Extended attributes: every name the source lists (namespaces the caller may read).
   // `fd` >= 0: by descriptor; else by path (symlinks, special files), not following.
   int copy_xattrs(int sfd, int dfd, const std::string& spath, const std::string& dpath, const std::string& rel) {
+    if (flags & COPY_NO_XATTRS) return 0;
     std::vector<char> names(1024);
     ssize_t n;
     for (;;) {

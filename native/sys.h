@@ -134,6 +134,7 @@ enum {
   COPY_NO_SNAPSHOT = 2,  // never a btrfs snapshot
   COPY_SUBVOLUME = 4,    // on btrfs, make the new top directory a subvolume
   COPY_NO_SYNC = 8,      // do not flush (the caller does)
+  COPY_NO_XATTRS = 16,   // keep no extended attributes (cp -a --no-preserve=xattr)
 };
 enum { COPY_METHOD_FILES = 0, COPY_METHOD_SNAPSHOT = 1, COPY_METHOD_FILES_INTO_SUBVOLUME = 2 };
 struct copy_stats {

@@ -62,7 +62,7 @@ export interface CopyStats {
 }
 
 /** Flags of native.copyTree. */
-export const COPY = { NO_CLONE: 1, NO_SNAPSHOT: 2, SUBVOLUME: 4, NO_SYNC: 8 } as const;
+export const COPY = { NO_CLONE: 1, NO_SNAPSHOT: 2, SUBVOLUME: 4, NO_SYNC: 8, NO_XATTRS: 16 } as const;
 
 /** Credentials of the process at the other end of a unix socket (SO_PEERCRED). */
 export interface PeerCred {

@@ -41,6 +41,8 @@ export interface CopyOptions {
   subvolume?: boolean;
   /** Never clone or snapshot (a full copy of every byte): for tests and benchmarks. */
   plain?: boolean;
+  /** Keep extended attributes (default true; an install does not keep a snap's, so no file capability takes effect). */
+  xattrs?: boolean;
 }
 
 function exists(p: string): boolean {
@@ -62,6 +64,8 @@ export function isCopyingName(base: string): boolean {
  * Copies the tree `src` to `dst`, which must not exist yet (its parent must).
  * On failure nothing is left at `dst` and a SnapprocError (code
  * ERR_SNAPPROC_COPY_FAILED) names both paths and what cp reported.
+ * `xattrs: false` (a snap's files, whose file capabilities must not take
+ * effect, as a nosuid mount ignores them) copies no extended attributes.
  */
 export async function copyTree(src: string, dst: string, options: CopyOptions = {}): Promise<CopyStats> {
   const srcStat = fs.lstatSync(src); // ENOENT here is the caller's error, shaped by fs
@@ -74,7 +78,7 @@ export async function copyTree(src: string, dst: string, options: CopyOptions = 
   // Written under a hidden name that is renamed to `dst` when complete, so
   // even a SIGKILL mid-copy never leaves a partial tree at `dst`.
   const partial = path.join(path.dirname(dst), `.${path.basename(dst)}.copying-${randomBytes(4).toString('hex')}`);
-  const flags = (options.subvolume ? COPY.SUBVOLUME : 0) | (options.plain ? COPY.NO_CLONE | COPY.NO_SNAPSHOT : 0);
+  const flags = (options.subvolume ? COPY.SUBVOLUME : 0) | (options.plain ? COPY.NO_CLONE | COPY.NO_SNAPSHOT : 0) | (options.xattrs === false ? COPY.NO_XATTRS | COPY.NO_SNAPSHOT : 0);
   let stats: CopyStats;
   try {
     stats = await native.copyTree(src, partial, flags);

@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { SnapprocError } from '../util/errors';
+import { SnapprocError, usageError } from '../util/errors';
 import { native } from '../kernel/native';
 
 export interface RequestContext {
@@ -27,8 +27,15 @@ export interface Method {
   handler: Handler;
 }
 
+/** sun_path holds 108 bytes with the NUL; Node would silently cut a longer path (another root's socket). */
+export const MAX_SOCKET_PATH = 107;
+
 export function socketPath(root: string): string {
-  return path.join(root, 'run', 'snapproc.socket');
+  const file = path.join(root, 'run', 'snapproc.socket');
+  if (Buffer.byteLength(file) > MAX_SOCKET_PATH) {
+    throw usageError(`the state root ${root.length > 60 ? `${root.slice(0, 40)}...` : root} is too long for its control socket: ${Buffer.byteLength(file)} bytes in ${file.length > 60 ? '.../run/snapproc.socket' : file}, at most ${MAX_SOCKET_PATH} (use a shorter --root)`);
+  }
+  return file;
 }
 
 function peerOf(socket: net.Socket): { uid: number; pid: number } {
