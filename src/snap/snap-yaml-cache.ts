@@ -10,8 +10,8 @@ const MAX = 64;
 const cache = new Map<string, SnapYaml>();
 
 /** parseSnapYaml, remembered for identical text: throws as it does (failures are not kept). */
-export function parseSnapYamlCached(text: string, source?: string): SnapYaml {
-  const key = `${source ?? ''}\0${text}`;
+export function parseSnapYamlCached(text: string | Buffer, source?: string): SnapYaml {
+  const key = `${source ?? ''}\0${typeof text === 'string' ? 'S' + text : 'B' + text.toString('latin1')}`;
   let snap = cache.get(key);
   if (snap) {
     cache.delete(key); // most recently used last
