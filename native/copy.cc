@@ -270,6 +270,7 @@ struct Copier {
       close(scan);
       return rc;
     }
+    rewinddir(dir);  // the offset is shared with every dup of the fd: start from the first entry
     int rc = 0;
     errno = 0;
     while (struct dirent* e = readdir(dir)) {
@@ -318,12 +319,14 @@ bool is_empty_dir(int fd) {
     close(scan);
     return false;
   }
+  rewinddir(dir);
   bool empty = true;
   while (struct dirent* e = readdir(dir)) {
     if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0'))) continue;
     empty = false;
     break;
   }
+  rewinddir(dir);  // leave the shared offset at the start for the copy
   closedir(dir);
   return empty;
 }

@@ -127,6 +127,20 @@ int sup_reap_children(const std::vector<int32_t>& exclude, std::vector<reaped>* 
 int spawn_in_cgroup(const char* file, char* const* argv, char* const* envp, int cgroup_fd, const int* fds, int nfds,
                     int setsid_too, int* pidfd_out, const char** syscall_out);
 
+// ---- process details for discovery (procinfo.cc) ----------------------------
+
+struct proc_info {
+  int32_t pid = 0;
+  int32_t ppid = 0;
+  int32_t pgid = 0;
+  bool zombie = false;
+  unsigned long long start = 0;  // /proc/PID/stat field 22: clock ticks since boot
+  std::string revision;          // empty: not known
+};
+// One read of /proc/PID/stat per pid (gone ones are left out); with
+// `revisions`, the snap revision each executes (exe path, else SNAP_REVISION).
+void proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out);
+
 // ---- tree copy (copy.cc) -----------------------------------------------------
 
 enum {

@@ -42,7 +42,20 @@ interface Addon {
   notifyClose(id: number): boolean;
   reapChildren(exclude: Int32Array): Array<{ pid: number; status: number }>;
   copyTree(src: string, dst: string, flags: number): Promise<CopyStats>;
+  procInfo(pids: Int32Array, revisions: boolean): ProcInfo;
   makeDataDir(path: string, mode: number, subvolume: number): boolean;
+}
+
+/** What native.procInfo read of each process that was still there, in the order given. */
+export interface ProcInfo {
+  /** pid, ppid, pgid of each. */
+  ids: Int32Array;
+  /** /proc/PID/stat start time (clock ticks since boot) of each. */
+  start: Float64Array;
+  /** 1 for a zombie (exited, not yet reaped). */
+  zombie: Uint8Array;
+  /** With `revisions`: the snap revision each executes, or null. */
+  revisions?: Array<string | null>;
 }
 
 /** How native.copyTree made its copy, and what it copied. */
@@ -295,6 +308,8 @@ export const native = {
   getName: () => call(() => load().getName()),
   readProcs: (dir: string) => call(() => load().readProcs(dir), { path: dir }),
   procIds: (pids: Int32Array) => call(() => load().procIds(pids)),
+  /** ppid, pgid and start time of each process from one read of /proc/PID/stat, and with `revisions` the revision it executes (exe path, else SNAP_REVISION). */
+  procInfo: (pids: Int32Array, revisions = false): ProcInfo => call(() => load().procInfo(pids, revisions)),
   setFrozen: (dir: string, frozen: boolean, timeoutMs: number) => pending(() => load().setFrozen(dir, frozen ? 1 : 0, timeoutMs), { path: dir }),
   waitEvent: (dir: string, key: 'populated' | 'frozen', want: number, timeoutMs: number) =>
     pending(() => load().waitEvent(dir, key, want, timeoutMs), { path: dir }),
