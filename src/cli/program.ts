@@ -55,14 +55,19 @@ export function buildProgram(): Command {
   }
 
   program
-    .command('stop <name>')
-    .description("stop a snap's services (or one, NAME.APP) by stop-mode")
+    .command('stop [names...]')
+    .description("stop snaps' services (or single ones, NAME.APP) by stop-mode; --all: every installed snap's")
     .addOption(new Option('--mode <stop-mode>', 'stop-mode to use instead of the snap\'s'))
     .option('--timeout <duration>', 'stop timeout instead of the snap\'s (30s, 1m30s, 500ms)')
-    .action(async (name: string, opts: { mode?: string; timeout?: string }, cmd: Command) => {
+    .option('--all', 'every installed snap (as `supervisorctl stop all`)')
+    .action(async (names: string[], opts: { mode?: string; timeout?: string; all?: boolean }, cmd: Command) => {
       const g = globals(cmd);
+      const { checkNames } = await import('./targets');
+      checkNames('stop', names, opts.all === true);
       const { isInstalled } = await import('./installed');
-      if (isInstalled(g.root, name)) {
+      const supervised = opts.all ? [] : names.filter((n) => isInstalled(g.root, n));
+      const found = opts.all ? [] : names.filter((n) => !isInstalled(g.root, n));
+      if (opts.all || supervised.length) {
         // Validate locally first: a bad option is a usage error before any supervisor starts.
         const { parseStopMode } = await import('../process/stop');
         const { durationMs } = await import('../util/duration');
@@ -72,11 +77,13 @@ export function buildProgram(): Command {
         const { requireRoot } = await import('./common');
         requireRoot('snapproc stop');
         const { supervisedStop } = await import('./snap-commands');
-        await supervisedStop(g, name, opts, g);
-        return;
+        await supervisedStop(g, opts.all ? { all: true } : supervised, { mode: opts.mode, timeout: opts.timeout }, g);
       }
-      const { stopCommand } = await import('./cgroup-commands');
-      await stopCommand(g, name, opts);
+      // Snaps snapproc does not supervise (run by snapd/systemd, or left behind): stopped by their cgroups.
+      if (found.length) {
+        const { stopCommand } = await import('./cgroup-commands');
+        for (const name of found) await stopCommand(g, name, opts);
+      }
     });
 
   program
@@ -126,12 +133,15 @@ export function buildProgram(): Command {
 
   for (const verb of ['start', 'restart'] as const) {
     program
-      .command(`${verb} <name>`)
-      .description(`${verb} a snap's services (or one, NAME.APP)`)
-      .action(async (name: string, _opts: unknown, cmd: Command) => {
+      .command(`${verb} [names...]`)
+      .description(`${verb} snaps' services (or single ones, NAME.APP); --all: every installed snap's`)
+      .option('--all', `every installed snap (as \`supervisorctl ${verb} all\`)`)
+      .action(async (names: string[], opts: { all?: boolean }, cmd: Command) => {
         const g = globals(cmd);
+        const { checkNames } = await import('./targets');
+        checkNames(verb, names, opts.all === true);
         const { lifecycleCommand } = await import('./snap-commands');
-        await lifecycleCommand(g, verb, name, g);
+        await lifecycleCommand(g, verb, opts.all ? { all: true } : names, g);
       });
   }
 
@@ -155,21 +165,40 @@ export function buildProgram(): Command {
     });
 
   program
-    .command('logs <name>')
-    .description("show a snap's logs (or one app's, NAME.APP)")
+    .command('logs [name]')
+    .description("show the logs of every snap, of a snap or of one app (NAME.APP), interleaved by time, each line with its time")
     .option('-f, --follow', 'keep printing new lines')
     .option('-n, --lines <n>', 'how many lines from the end of each log (default 10)')
-    .action(async (name: string, opts: { follow?: boolean; lines?: string }, cmd: Command) => {
-      const { logsCommand } = await import('./snap-commands');
+    .action(async (name: string | undefined, opts: { follow?: boolean; lines?: string }, cmd: Command) => {
+      const { logsCommand } = await import('./status-commands');
       await logsCommand(globals(cmd), name, opts);
+    });
+
+  program
+    .command('services [name]')
+    .description("a snap's services (or every snap's, or one NAME.APP) with startup, current state and notes, as `snap services`")
+    .option('--json', 'print one JSON document')
+    .action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const { servicesCommand } = await import('./status-commands');
+      servicesCommand(globals(cmd), name, opts);
+    });
+
+  program
+    .command('info <name>')
+    .description('revisions, apps with their kind and modes, hooks, and running processes per revision of a snap')
+    .option('--json', 'print one JSON document')
+    .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
+      const { infoCommand } = await import('./status-commands');
+      infoCommand(globals(cmd), name, opts);
     });
 
   program
     .command('validate <path>')
     .description("check a snap (directory, .snap or snap.yaml) and summarise its apps' lifecycle settings")
-    .action(async (source: string) => {
+    .option('--json', 'print one JSON document: {"ok":true,"snap":{...}} or {"ok":false,"problems":[...]}')
+    .action(async (source: string, opts: { json?: boolean }) => {
       const { validateCommand } = await import('./snap-commands');
-      validateCommand(source);
+      validateCommand(source, opts);
     });
 
   program
@@ -190,7 +219,23 @@ function exitFor(err: unknown): never {
   process.exit(e && e.code === 'ERR_SNAPPROC_USAGE' ? 2 : 1);
 }
 
+/**
+ * A reader that went away (`snapproc changes | head -3`) ends the command
+ * quietly, as SIGPIPE ends a C program, instead of an EPIPE stack trace; Node
+ * ignores SIGPIPE, so the write error arrives as an 'error' event. What the
+ * command asked a supervisor to do goes on there.
+ */
+export function exitQuietlyOnEpipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      process.exitCode = 1;
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
+  exitQuietlyOnEpipe();
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });

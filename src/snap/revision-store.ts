@@ -33,8 +33,11 @@ import { SnapprocError, usageError } from '../util/errors';
 import { fsyncDir, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
 import { checkCommands } from './command-check';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
+import { checkSnapTree, readTreeSnapYaml, treeHooks } from './snap-from-path';
 import { revisionPaths } from './environment';
-import { hookNames, parseSnapYaml, validateInstanceName } from './snap-yaml';
+import { native } from '../kernel/native';
+import { validateInstanceName } from './snap-yaml';
+import { parseSnapYamlCached } from './snap-yaml-cache';
 import type { HookName, SnapYaml } from './snap-yaml';
 
 export { defaultRoot, resolveRoot } from './state-root';
@@ -107,6 +110,11 @@ function exists(p: string): boolean {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
     throw err;
   }
+}
+
+/** Names retireRevision gives to what is to be deleted: `.REV.trash-HEX`. */
+export function isTrashName(base: string): boolean {
+  return /^\.x?[1-9][0-9]{0,9}\.trash-[0-9a-f]{8}$/.test(base);
 }
 
 function isEmptyDir(p: string): boolean {
@@ -186,37 +194,14 @@ function hasErrno(err: unknown, ...codes: string[]): boolean {
 /**
  * Reads and checks a snap tree: meta/snap.yaml (a regular file, valid), and
  * every file in meta/hooks/ named like a known hook must be an executable
- * regular file. Hooks present as files but not declared in snap.yaml are
+ * regular file (./snap-from-path.ts). Hooks present as files but not declared in snap.yaml are
  * added to `hooks` (snapd's implicit hooks). `label` names the source in
- * messages (the .snap file for an unpacked squashfs).
+ * messages (the .snap file for an unpacked squashfs). The tree itself
+ * (special files, setuid bits, links out of it) is checked by checkSnapTree.
  */
 export function inspectSnapTree(dir: string, label: string = dir): SnapYaml {
-  const yamlFile = path.join(dir, 'meta', 'snap.yaml');
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(yamlFile);
-  } catch (err) {
-    if (hasErrno(err, 'ENOENT', 'ENOTDIR')) throw new SnapprocError(NOT_A_SNAP, `not a snap: ${label} has no meta/snap.yaml`, { path: label });
-    throw err;
-  }
-  if (!st.isFile()) throw new SnapprocError(NOT_A_SNAP, `not a snap: ${path.join(label, 'meta', 'snap.yaml')} is not a regular file`, { path: label });
-  const snap = parseSnapYaml(fs.readFileSync(yamlFile, 'utf8'), path.join(label, 'meta', 'snap.yaml'));
-  const hooksDir = path.join(dir, 'meta', 'hooks');
-  let entries: string[] = [];
-  try {
-    if (!fs.lstatSync(hooksDir).isDirectory()) {
-      throw new SnapprocError(INVALID_SNAP, `invalid snap: ${path.join(label, 'meta', 'hooks')} is not a directory`, { path: label });
-    }
-    entries = fs.readdirSync(hooksDir);
-  } catch (err) {
-    if (!hasErrno(err, 'ENOENT')) throw err;
-  }
-  for (const hook of entries.sort()) {
-    if (!(hookNames as readonly string[]).includes(hook)) continue; // unknown hook names are ignored
-    const shown = path.join(label, 'meta', 'hooks', hook);
-    const hs = fs.lstatSync(path.join(hooksDir, hook));
-    if (!hs.isFile()) throw new SnapprocError(INVALID_SNAP, `hook "${hook}" is not a regular file: ${shown}`, { path: shown });
-    if ((hs.mode & 0o111) === 0) throw new SnapprocError(INVALID_SNAP, `hook "${hook}" is not executable: ${shown}`, { path: shown });
+  const snap = parseSnapYamlCached(readTreeSnapYaml(dir, label), path.join(label, 'meta', 'snap.yaml'));
+  for (const hook of treeHooks(dir, label)) {
     if (!snap.hooks[hook as HookName]) snap.hooks[hook as HookName] = { name: hook as HookName };
   }
   return snap;
@@ -225,7 +210,7 @@ export function inspectSnapTree(dir: string, label: string = dir): SnapYaml {
 /** Unpacks a squashfs file (all of it, or only `only`) into the new directory `dest`. */
 function unsquash(file: string, dest: string, only: string[] = []): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile('unsquashfs', ['-n', '-d', dest, file, ...only], { maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) => {
+    execFile('unsquashfs', ['-n', '-no-xattrs', '-d', dest, file, ...only], { maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) => {
       if (!err) return resolve();
       if (hasErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === 'unsquashfs') {
         return reject(new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err }));
@@ -266,9 +251,9 @@ export class RevisionStore {
     }
   }
 
-  private save(file: SnapsFile): void {
+  private save(file: SnapsFile, options: { durable?: boolean } = {}): void {
     ensureLayout(this.root);
-    writeFileAtomic(this.stateFile, JSON.stringify(file, null, 2) + '\n', 0o644);
+    writeFileAtomic(this.stateFile, JSON.stringify(file, null, 2) + '\n', 0o644, options);
   }
 
   private toInstalled(rec: SnapRecord): InstalledSnap {
@@ -340,19 +325,35 @@ export class RevisionStore {
     const source = path.resolve(sourcePath);
     const kind = sourceKind(source);
     let snap: SnapYaml;
+    // A .snap is unpacked whole outside R (a private 0700 directory) and its
+    // tree checked there, so that a refused one writes nothing under R; the
+    // unpacked tree is then moved into R (or, across file systems, unpacked again).
+    let stage: string | null = null;
     if (kind === 'squashfs') {
-      // Only meta/ is unpacked, outside R, to validate before anything is written under R.
-      const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-meta-'));
+      stage = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-unpack-'));
       try {
-        await unsquash(source, path.join(stage, 'tree'), ['meta']);
+        await unsquash(source, path.join(stage, 'tree'));
+        checkSnapTree(path.join(stage, 'tree'), source, { strip: true });
         snap = inspectSnapTree(path.join(stage, 'tree'), source);
-      } finally {
+        checkCommands(path.join(stage, 'tree'), snap, source);
+      } catch (err) {
         removeTree(stage);
+        throw err;
       }
     } else {
+      checkSnapTree(source, source);
       snap = inspectSnapTree(source);
       checkCommands(source, snap);
     }
+    try {
+      return await this.installTree(source, kind, stage, snap, opts);
+    } finally {
+      if (stage !== null) removeTree(stage);
+    }
+  }
+
+  private async installTree(source: string, kind: SourceKind, stage: string | null, checked: SnapYaml, opts: { instanceKey?: string; revision?: string }): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
+    let snap = checked;
     const key = opts.instanceKey ?? '';
     const instance = key === '' ? snap.name : `${snap.name}_${key}`;
     checkInstance(instance);
@@ -367,10 +368,10 @@ export class RevisionStore {
     const p = this.paths(instance, revision);
     const snapParent = path.dirname(p.snap);
     const made: string[] = []; // directories this call created, removed again on failure
-    const mkdir = (dir: string, mode = 0o755) => {
+    const mkdir = (dir: string, mode = 0o755, subvolume = false) => {
       if (exists(dir)) return;
-      fs.mkdirSync(dir, { mode });
-      fs.chmodSync(dir, mode);
+      // $SNAP_DATA and $SNAP_USER_DATA: btrfs subvolumes where they can be, so that a refresh's copy is one snapshot.
+      native.makeDataDir(dir, mode, subvolume);
       made.push(dir);
     };
     // The partial directory, made before the first await, also reserves the
@@ -381,12 +382,20 @@ export class RevisionStore {
       mkdir(snapParent);
       fs.mkdirSync(partial, { mode: 0o700 });
       if (kind === 'squashfs') {
-        await unsquash(source, staged);
+        try {
+          fs.renameSync(path.join(stage!, 'tree'), staged);
+        } catch (err) {
+          if (!hasErrno(err, 'EXDEV')) throw err;
+          await unsquash(source, staged);
+        }
         await syncFilesystem(staged);
       } else {
-        await copyTree(source, staged);
+        await copyTree(source, staged, { xattrs: false });
       }
-      // What was copied is what gets installed: read it again (the source may have changed meanwhile).
+      // What was copied is what gets installed: check and read it again (the
+      // source may have changed meanwhile): no special files, no links out of
+      // it, setuid/setgid bits cleared, before it gets its world-readable name.
+      checkSnapTree(staged, source, { strip: true });
       const copied = inspectSnapTree(staged, source);
       checkCommands(staged, copied, source);
       if (copied.name !== snap.name) {
@@ -398,12 +407,12 @@ export class RevisionStore {
       fs.rmdirSync(partial);
       fsyncDir(snapParent);
       mkdir(path.dirname(p.data));
-      mkdir(p.data);
+      mkdir(p.data, 0o755, true);
       mkdir(p.common);
       mkdir(path.join(this.root, 'root'), 0o700);
       mkdir(path.join(this.root, 'root', 'snap'));
       mkdir(path.dirname(p.userData));
-      mkdir(p.userData);
+      mkdir(p.userData, 0o755, true);
       mkdir(p.userCommon);
       fsyncDir(path.dirname(p.data));
 
@@ -467,7 +476,8 @@ export class RevisionStore {
     const rec = file.snaps[name];
     if (!rec || rec.current === rev) return;
     rec.current = rev;
-    this.save(file);
+    // Informational (the links are the truth, and they are flushed): atomic, not flushed.
+    this.save(file, { durable: false });
   }
 
   // ------------------------------------------------------------ data
@@ -505,7 +515,7 @@ export class RevisionStore {
           movedAny = true;
         }
         done.push({ dst, aside, wasEmptyDir });
-        await copyTree(src, dst);
+        await copyTree(src, dst, { subvolume: true });
       }
     } catch (err) {
       for (const d of done.reverse()) {
@@ -544,9 +554,9 @@ export class RevisionStore {
     for (const { dir, aside } of this.asidePair(name, rev, movedAside)) if (exists(aside)) restoreAside(aside, dir);
   }
 
-  /** Deletes what copyData moved aside, once the refresh that moved it is done. */
+  /** Deletes what copyData moved aside, once the refresh that moved it is done (renamed to the trash at once: see sweepTrash). */
   discardMovedAside(name: string, rev: string, movedAside: string): void {
-    for (const { aside } of this.asidePair(name, rev, movedAside)) removeTree(aside);
+    for (const { aside } of this.asidePair(name, rev, movedAside)) this.toTrash(aside, rev);
   }
 
   // ------------------------------------------------------------ removal
@@ -578,6 +588,64 @@ export class RevisionStore {
       }
       if (changed) fsyncDir(dir);
     }
+  }
+
+  /**
+   * Retires one revision as removeRevision removes it (the record first, then
+   * the files), except that its files (snap, data, root's user data, what was
+   * moved aside for it) are only renamed to hidden trash names
+   * (`.REV.trash-HEX`) next to where they were: deleting gigabytes is left to
+   * sweepTrash, off the caller's path. A crash before the sweep leaves trash
+   * that the next sweep deletes; the revision number stays used.
+   */
+  retireRevision(name: string, rev: string): void {
+    const p = this.paths(name, rev);
+    if (this.currentRevision(name) === rev) {
+      throw new SnapprocError('ERR_SNAPPROC_BUSY', `cannot remove revision ${rev} of snap "${name}": it is the current revision`);
+    }
+    const file = this.load();
+    const rec = file.snaps[name];
+    if (rec && rec.revisions.some((r) => r.revision === rev)) {
+      rec.revisions = rec.revisions.filter((r) => r.revision !== rev);
+      if (rec.current === rev) rec.current = null;
+      this.save(file);
+    }
+    for (const dir of [path.dirname(p.snap), path.dirname(p.data), path.dirname(p.userData)]) {
+      for (const entry of readdirOrEmpty(dir)) {
+        if (entry === rev || entry.startsWith(`${rev}.snapproc-aside-`) || (entry.startsWith(`.${rev}.`) && !isTrashName(entry))) {
+          this.toTrash(path.join(dir, entry), rev);
+        }
+      }
+    }
+  }
+
+  private toTrash(p: string, rev: string): void {
+    try {
+      fs.renameSync(p, path.join(path.dirname(p), `.${rev}.trash-${randomBytes(4).toString('hex')}`));
+    } catch (err) {
+      if (!hasErrno(err, 'ENOENT')) throw err;
+    }
+  }
+
+  /**
+   * Deletes the trash of one snap (or of every snap): what retireRevision
+   * and discardMovedAside renamed, and what a crash left of it. Resolves with
+   * the number of trees deleted; runs on libuv's threads, not the caller's path.
+   */
+  async sweepTrash(name?: string): Promise<number> {
+    const parents = [path.join(this.root, 'snap'), path.join(this.root, 'var', 'snap'), path.join(this.root, 'root', 'snap')];
+    let n = 0;
+    for (const parent of parents) {
+      const snaps = name === undefined ? readdirOrEmpty(parent) : [name];
+      for (const snap of snaps) {
+        const dir = path.join(parent, snap);
+        for (const entry of readdirOrEmpty(dir)) {
+          if (!isTrashName(entry)) continue;
+          await fs.promises.rm(path.join(dir, entry), { recursive: true, force: true }).then(() => n++, () => undefined);
+        }
+      }
+    }
+    return n;
   }
 
   /**

@@ -4,26 +4,22 @@
 // undo), restart-mode services are stopped by stop-mode, signal-mode services
 // are told to upgrade in place once `current` points at the new revision and
 // followed until their successor runs it, and any failure before the new
-// revision is linked leaves the snap exactly as it was.
+// revision is linked leaves the snap exactly as it was. The hand-over itself
+// (signal, follow, drain, roll back) is in handover.ts.
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:os';
 import { ChangeRecord, crashPoint, runChange, Step } from './change-runner';
+import { handOver, type HandoverSettings } from './handover';
 import { classifyCgroup } from '../process/classify';
 import { readEvent } from '../kernel/cgroupfs';
 import { protectData, unprotectData } from '../snap/data-readonly';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { SnapprocError } from '../util/errors';
-import { signalCgroup, signalVerified } from '../kernel/signal-guard';
-import { runHook } from '../snap/hooks';
 import { killCgroup } from '../kernel/kill';
-import { stopCgroup } from '../process/stop';
-import { revisionOf } from '../kernel/procfs';
 import { snapProcesses } from '../process/process-table';
 import { snapYamlOf } from '../snap/snap-from-path';
 import { launchDir } from '../snap/launch-files';
 import { refreshSignal, type SnapYaml } from '../snap/snap-yaml';
-import type { StopMode } from '../process/stop';
 import { logLine } from '../snap/app-logs';
 import type { Service } from './service';
 import type { ChangeHost } from './change-host';
@@ -41,7 +37,7 @@ export interface RefreshData {
   /** Services left running to be signalled once `to` is current. */
   signalled: string[];
   /** How each of them is signalled and stopped: from revision `from`, whose process it is. */
-  signalModes: Record<string, { signal: string; all: boolean; stopMode: StopMode; stopTimeoutMs: number }>;
+  signalModes: Record<string, HandoverSettings>;
   movedAside: string | null;
   dataCopied: boolean;
   /** $SNAP_DATA of `from` is mounted read-only. */
@@ -70,8 +66,6 @@ export function newChange<D>(kind: string, snap: string, steps: Step<D>[], point
   };
 }
 
-const SIGNALS = constants.signals as Record<string, number>;
-
 /** Apps of `snap` (other than services) that run now, unless they may keep running. */
 function busyApps(sup: ChangeHost, instance: string, yaml: SnapYaml): { apps: string[]; pids: number[] } {
   const apps = new Set<string>();
@@ -91,45 +85,6 @@ function busyApps(sup: ChangeHost, instance: string, yaml: SnapYaml): { apps: st
     pids.push(...procs.map((p) => p.pid));
   }
   return { apps: [...apps].sort(), pids: pids.sort((a, b) => a - b) };
-}
-
-/**
- * Follows a graceful hand-over: after the signal, within the stop timeout,
- * the main process must become one that executes revision `to` — learned
- * from MAINPID= (the service updates its record), or, once the old main has
- * gone, from the process left in the cgroup whose parent is outside it.
- */
-async function followHandover(svc: Service, to: string, oldMain: number | null, timeoutMs: number): Promise<number | null> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const main = svc.record.mainPid;
-    if (main !== null && main !== oldMain && revisionOf(main) === to) return main;
-    const oldGone = oldMain === null || main !== oldMain || !fs.existsSync(`/proc/${oldMain}`);
-    if (oldGone && readEvent(svc.cgroup, 'populated') === 1) {
-      // The successor: a process executing `to` whose parent is outside the cgroup
-      // (not merely the oldest such process: plain stop-modes leave old children).
-      const found = classifyCgroup(svc.cgroup, { revisions: true });
-      const members = new Set(found.processes.map((p) => p.pid));
-      const candidate = found.processes.find((p) => p.revision === to && !members.has(p.ppid));
-      if (candidate) {
-        svc.adoptMain(candidate.pid);
-        return candidate.pid;
-      }
-    }
-    // nginx-style: the successor is a child of the old main, which lives on
-    // (draining) until told to quit; it runs `to` and is the new main.
-    if (oldMain !== null && fs.existsSync(`/proc/${oldMain}`)) {
-      const found = classifyCgroup(svc.cgroup, { revisions: true });
-      const candidate = found.processes.find((p) => p.revision === to && p.ppid === oldMain);
-      if (candidate) {
-        svc.adoptMain(candidate.pid);
-        return candidate.pid;
-      }
-    }
-    // Bounded to the hand-over window; the notify path answers without waiting for this.
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return null;
 }
 
 /**
@@ -187,7 +142,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     {
       name: 'pre-refresh',
       async do(d) {
-        const r = await runHook({ root: sup.root, instance: d.snap, revision: d.from, hook: 'pre-refresh', cgroupParent: sup.cgroupParent });
+        const r = await sup.runHook(d.snap, d.from, 'pre-refresh', (l) => say(d, l));
         return r.ran ? `pre-refresh hook of ${d.from}` : `no pre-refresh hook in ${d.from}`;
       },
     },
@@ -278,7 +233,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     {
       name: 'post-refresh',
       async do(d) {
-        const r = await runHook({ root: sup.root, instance: d.snap, revision: d.to!, hook: 'post-refresh', cgroupParent: sup.cgroupParent });
+        const r = await sup.runHook(d.snap, d.to!, 'post-refresh', (l) => say(d, l));
         return r.ran ? `post-refresh hook of ${d.to}` : `no post-refresh hook in ${d.to}`;
       },
     },
@@ -306,38 +261,15 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           if (!d.signalled.includes(app) || d.handedOver.includes(app) || d.fellBack.includes(app)) continue;
           // A's settings: the process being told to upgrade is A's.
           const sig = d.signalModes[app] ?? { ...refreshSignal(svc.app.refreshMode)!, stopMode: svc.app.stopMode, stopTimeoutMs: svc.app.stopTimeoutMs };
-          const t0 = performance.now();
-          const oldMain = svc.record.mainPid;
-          const oldStart = svc.record.mainStartTime ?? undefined;
-          // Resumed after a crash: a main that already runs `to` was handed over before it.
-          if (oldMain !== null && revisionOf(oldMain) === d.to) {
+          const r = await handOver(svc, d.to!, sig);
+          if (r.kind === 'already') {
             d.handedOver.push(app);
-            parts.push(`${app}: already handed over to ${oldMain} (${d.to})`);
-            continue;
-          }
-          svc.beginHandover();
-          let newMain: number | null = null;
-          try {
-            if (sig.all) await signalCgroup(svc.cgroup, SIGNALS[sig.signal]);
-            else if (oldMain !== null) signalVerified(oldMain, SIGNALS[sig.signal], svc.cgroup, oldStart);
-            newMain = await followHandover(svc, d.to!, oldMain, sig.stopTimeoutMs);
-            if (newMain === null) {
-              // No successor in time: fall back to a restart, and say so. The old
-              // main process is stopped by its stop-mode (as recorded, never guessed),
-              // and a successor that started but never took over goes too.
-              d.fellBack.push(app);
-              await stopCgroup(svc.cgroup, { mode: sig.stopMode, timeoutMs: sig.stopTimeoutMs, main: oldMain === null ? null : { pid: oldMain, startTime: oldStart } });
-              for (const p of classifyCgroup(svc.cgroup, { revisions: true }).processes) {
-                if (p.revision === d.to) signalVerified(p.pid, SIGNALS.SIGKILL, svc.cgroup);
-              }
-            }
-          } finally {
-            svc.endHandover();
-          }
-          if (newMain !== null) {
+            parts.push(`${app}: already handed over to ${r.newMain} (${d.to})`);
+          } else if (r.kind === 'handed-over') {
             d.handedOver.push(app);
-            parts.push(`${app}: ${sig.signal} -> main ${oldMain} handed over to ${newMain} (${d.to}) in ${Math.round(performance.now() - t0)} ms`);
+            parts.push(`${app}: ${sig.signal} -> main ${r.oldMain} handed over to ${r.newMain} (${d.to}) in ${r.ms} ms`);
           } else {
+            d.fellBack.push(app);
             await startOrStop(svc);
             if (!d.started.includes(app)) d.started.push(app);
             parts.push(`${app}: no hand-over within ${sig.stopTimeoutMs} ms after ${sig.signal}, restarted instead (PID ${svc.record.mainPid})`);
@@ -387,13 +319,19 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     if (d.movedAside) store.discardMovedAside(d.snap, d.to!, d.movedAside);
     // An enduring process of an older revision keeps that revision.
     for (const p of snapProcesses(d.snap, { under: sup.cgroupParent })) for (const proc of p.processes) if (proc.revision) keep.add(proc.revision);
-    const revisions = store.get(d.snap)!.revisions.map((r) => r.revision);
-    const droppable = revisions.slice(0, Math.max(0, revisions.length - sup.retain)).filter((r) => !keep.has(r));
+    const all = store.get(d.snap)!.revisions.map((r) => r.revision);
+    // As snapd: the revisions after `from` in the sequence (left by a revert) go first, then the oldest beyond retain.
+    const at = all.indexOf(d.from);
+    const ahead = at < 0 ? [] : all.slice(at + 1).filter((r) => r !== d.to);
+    const revisions = all.filter((r) => !ahead.includes(r));
+    const droppable = [...ahead, ...revisions.slice(0, Math.max(0, revisions.length - sup.retain))].filter((r) => !keep.has(r));
     for (const rev of droppable) {
       unprotectData(store.paths(d.snap, rev).data);
-      store.removeRevision(d.snap, rev);
+      // Renamed to the trash now, deleted after the refresh has answered.
+      store.retireRevision(d.snap, rev);
       fs.rmSync(launchDir(sup.root, d.snap, rev), { recursive: true, force: true });
     }
+    if (droppable.length || d.movedAside) sup.sweepTrash(d.snap);
     d.pruned = droppable;
     return d.pruned.length ? `prune ${d.pruned.join(', ')}` : 'prune: nothing beyond the retained revisions';
   }
@@ -509,7 +447,7 @@ export function removeSteps(sup: ChangeHost): Step<RemoveData>[] {
       async do(d) {
         if (!d.revision) return 'no remove hook';
         try {
-          const r = await runHook({ root: sup.root, instance: d.snap, revision: d.revision, hook: 'remove', cgroupParent: sup.cgroupParent });
+          const r = await sup.runHook(d.snap, d.revision, 'remove', (l) => logLine(sup.changeLog(d.snap), l));
           return r.ran ? `remove hook of ${d.revision}` : 'no remove hook';
         } catch (err) {
           // As snapd: a failing remove hook does not keep the snap installed.
