@@ -100,6 +100,8 @@ rootTest('a service stopped with cgroup.kill (timeout) runs again on start, stay
 // ---------------------------------------------------------------- 2. never report success for a service that did not come up
 
 rootTest('a start of a service that dies at once fails with its exit status; a refresh to it is undone saying why', async () => {
+  // A settle time no loaded machine outlasts: `exit 3` of a shell always dies within it.
+  process.env.SNAPPROC_SETTLE_MS = '1500';
   await embedded(async ({ sup }) => {
     const name = uniqueSnapName('fs');
     const bad = '#!/bin/sh\nexit 3\n';
@@ -122,7 +124,7 @@ rootTest('a start of a service that dies at once fails with its exit status; a r
     await sup.startSnap(other, 'svc').catch((e) => (startErr = e));
     assert.ok(startErr, 'start says it failed');
     assert.match(startErr!.message, /exited with status 3/);
-  });
+  }).finally(() => delete process.env.SNAPPROC_SETTLE_MS);
 });
 
 // ---------------------------------------------------------------- 3. a plain stop-mode never guesses the main process
@@ -190,9 +192,9 @@ rootTest('a cgroup parent outside the cgroup2 mount is refused at supervisor sta
 // ---------------------------------------------------------------- 7. crashes inside a step
 
 interface Run { code: number | null; stdout: string; stderr: string }
-function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
+function runCli(args: string[], env: NodeJS.ProcessEnv = process.env, cmd = process.execPath): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
@@ -210,8 +212,8 @@ rootTest('a zombie main process is not alive: a new supervisor starts the servic
   try {
     await sup.install(buildSnap(name, '  svc:\n    command: bin/x\n    daemon: simple\n', { x: FOREVER }));
     await sup.shutdown({ stopServices: true });
-    // A zombie: `true`'s parent execs sleep, which never reaps it.
-    holder = spawn('/bin/sh', ['-c', 'true & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // A zombie: a child whose parent lives on and never reaps it.
+    holder = spawn('python3', ['-c', 'import os, time\np = os.fork()\nif p == 0: os._exit(0)\nprint(p, flush=True)\ntime.sleep(30)'], { stdio: ['ignore', 'pipe', 'ignore'] });
     const zombie = await new Promise<number>((r) => holder!.stdout!.once('data', (d) => r(Number(String(d).trim()))));
     await waitFor('the zombie', () => /\) Z /.test(fs.readFileSync(`/proc/${zombie}/stat`, 'utf8')));
     const recs = loadRecords(root);
@@ -395,6 +397,50 @@ rootTest('a freeze blocked by an unanswered FUSE read: stop, signal --all and re
     });
   } finally {
     fuse.close();
+  }
+});
+
+// ---------------------------------------------------------------- 8. PID namespaces
+
+rootTest('supervisor as PID 1 of its own PID namespace: ps is right from the host and from inside', async () => {
+  const root = tmpdir('faults-root-');
+  const cg = makeCgroup(`faults-${++n}`);
+  const name = uniqueSnapName('fn');
+  const env: NodeJS.ProcessEnv = { ...process.env, SNAPPROC_ROOT: root, SNAPPROC_CGROUP_PARENT: cg, SNAPPROC_NO_AUTOSTART: '1' };
+  delete env.SNAPPROC_CRASH_AT;
+  const ns = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, CLI, '--root', root, 'daemon'], { env, stdio: 'ignore' });
+  let init = 0;
+  try {
+    init = await waitFor('the namespace init', () => {
+      try {
+        return Number(fs.readFileSync(`/proc/${ns.pid}/task/${ns.pid}/children`, 'utf8').trim().split(' ')[0]) || 0;
+      } catch {
+        return 0;
+      }
+    });
+    await waitFor('the supervisor', () => fs.existsSync(path.join(root, 'run', 'snapproc.socket')), 20_000);
+    await sleep(300);
+    await request(root, 'install', { path: buildSnap(name, '  svc:\n    command: bin/x\n    daemon: simple\n', { x: '#!/bin/sh\nsleep 1000 &\nexec sleep 1000\n' }) });
+    const svcCg = path.join(cg, `snap.${name}.svc.service`);
+    const [record] = (await request(root, 'status', { snap: name })) as ServiceRecord[];
+    assert.ok(record.mainPid !== null && record.mainPid < 100, `the supervisor records its namespace's PID (${record.mainPid})`);
+    const hostPids = fs.readFileSync(path.join(svcCg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+    const hostMain = hostPids.find((p) => {
+      const m = /^NSpid:\s*(.*)$/m.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'));
+      return m && Number(m[1].trim().split(/\s+/).pop()) === record.mainPid;
+    });
+    assert.ok(hostMain, 'the main process is visible from the host');
+    const ps = await runCli([CLI, 'ps', name, '--json'], env);
+    const app = (JSON.parse(ps.stdout) as { apps: Array<{ mainPid: number | null; processes: Array<{ pid: number; role: string }> }> }).apps[0];
+    assert.is(app.mainPid, hostMain, `ps from the host: main is host PID ${hostMain} (${ps.stdout} ${ps.stderr})`);
+    assert.equal(app.processes.map((p) => p.role).sort(), ['group', 'main']);
+    const inside = await runCli(['-t', String(init), '-p', '-m', process.execPath, CLI, 'ps', name, '--json'], env, 'nsenter');
+    const inApp = (JSON.parse(inside.stdout) as { apps: Array<{ mainPid: number | null }> }).apps[0];
+    assert.is(inApp.mainPid, record.mainPid, `ps from inside: main is PID ${record.mainPid} (${inside.stderr})`);
+  } finally {
+    if (init) process.kill(init, 'SIGKILL');
+    ns.kill('SIGKILL');
+    await killCgroup(cg, { timeoutMs: 3000 }).catch(() => undefined);
   }
 });
 

@@ -6,13 +6,13 @@ import * as path from 'node:path';
 import { readSlotFile } from '../util/slot-file';
 import type { GlobalOptions } from './common';
 import { printTable, requireRoot } from './common';
-import type { MainRecord } from '../process/classify';
+import { cgroupPids, type MainRecord } from '../process/classify';
 import { findSnapCgroups, SnapCgroup } from '../process/find-cgroups';
 import { durationMs } from '../util/duration';
 import { SnapprocError, usageError } from '../util/errors';
 import { freezeCgroup, thawCgroup } from '../kernel/freeze';
 import { cgroup2Mount, readEvent } from '../kernel/cgroupfs';
-import { revisionOf, startTimeOf } from '../kernel/procfs';
+import { pidFromNamespace, revisionOf, startTimeOf } from '../kernel/procfs';
 import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { signalApp } from '../process/signal-app';
 import { snapProcesses } from '../process/process-table';
@@ -28,7 +28,7 @@ function cgroupsOf(instance: string, app?: string, kinds: SnapCgroup['kind'][] =
   return all;
 }
 
-interface RecordSummary { snap: string; app: string; cgroup: string; state: string; mainPid: number | null; mainStartTime: number | null; restarts: number; revision: string; reason: string | null }
+interface RecordSummary { snap: string; app: string; cgroup: string; state: string; mainPid: number | null; mainStartTime: number | null; pidns?: string | null; restarts: number; revision: string; reason: string | null }
 
 /** The supervisor's records of its services (state, restarts, main process), if one has run under this root. */
 function loadServiceRecords(root: string): RecordSummary[] {
@@ -39,11 +39,27 @@ function loadServiceRecords(root: string): RecordSummary[] {
   }
 }
 
-/** Main processes as the supervisor recorded them (verified against the cgroup by classify). */
-/** Main processes by cgroup as the supervisor records them; null where it records none (then none is guessed). */
+/**
+ * Main processes by cgroup as the supervisor records them (verified against
+ * the cgroup by classify); null where it records none (then none is
+ * guessed). A record made in another PID namespace (the supervisor is a
+ * container's PID 1) is translated to ours through NSpid: `mainPid` of such
+ * a record is rewritten to the PID we see, or null when it runs no more.
+ */
 function recordedMains(records: RecordSummary[]): Map<string, MainRecord | null> {
   const out = new Map<string, MainRecord | null>();
-  for (const s of records) out.set(s.cgroup, s.mainPid === null ? null : { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
+  for (const s of records) {
+    if (s.mainPid !== null && s.pidns) {
+      let members: Iterable<number> = [];
+      try {
+        members = cgroupPids(s.cgroup);
+      } catch {
+        // no cgroup: nothing runs
+      }
+      s.mainPid = pidFromNamespace(s.mainPid, s.pidns, members);
+    }
+    out.set(s.cgroup, s.mainPid === null ? null : { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
+  }
   return out;
 }
 

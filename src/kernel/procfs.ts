@@ -72,3 +72,41 @@ export function revisionOf(pid: number): string | null {
   }
   return null;
 }
+
+/** The PID namespace of a process ("pid:[4026531836]"), or null if gone or not readable. */
+export function pidNamespaceOf(pid: number | 'self'): string | null {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The PIDs of a process in each PID namespace it is visible in, from the
+ * reader's (first) to its own (last): /proc/PID/status `NSpid`.
+ */
+export function nsPidsOf(pid: number): number[] | null {
+  try {
+    const m = /^NSpid:\s*(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? m[1].trim().split(/\s+/).map(Number) : [pid];
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A PID recorded in PID namespace `pidns` (a supervisor that runs as a
+ * container's PID 1 records its own namespace's PIDs), as this process sees
+ * it: itself when the namespace is ours; else the one of `candidates` (PIDs
+ * as we see them, e.g. a cgroup's members) whose last NSpid is `pid` and
+ * whose own namespace is `pidns`. Null when none is.
+ */
+export function pidFromNamespace(pid: number, pidns: string | null | undefined, candidates: Iterable<number>): number | null {
+  if (!pidns || pidns === pidNamespaceOf('self')) return pid;
+  for (const c of candidates) {
+    const ns = nsPidsOf(c);
+    if (ns && ns[ns.length - 1] === pid && ns.length > 1 && pidNamespaceOf(c) === pidns) return c;
+  }
+  return null;
+}

@@ -32,6 +32,8 @@ export interface RefreshData {
   to: string | null;
   /** Services of `from` stopped in step 3 (started again by its undo). */
   stopped: string[];
+  /** Services of `from` that were not running when the refresh began (failed or stopped before it). */
+  wasDown?: string[];
   /** Services left running with refresh-mode endure. */
   enduring: string[];
   /** Services left running to be signalled once `to` is current. */
@@ -92,11 +94,11 @@ function busyApps(sup: ChangeHost, instance: string, yaml: SnapYaml): { apps: st
  * left of it (and any restart its restart-condition scheduled) before the
  * change is undone: an undo must not race a restart of the failed service.
  */
-async function startOrStop(svc: Service): Promise<void> {
+async function startOrStop(svc: Service, leaveFailed = false): Promise<void> {
   try {
     await svc.start();
   } catch (err) {
-    await svc.stop({ keepWanted: true }).catch(() => undefined);
+    if (!leaveFailed) await svc.stop({ keepWanted: true }).catch(() => undefined);
     throw err;
   }
 }
@@ -168,6 +170,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
             continue;
           }
           const t0 = performance.now();
+          if (!svc.mainAlive() && !(d.wasDown ??= []).includes(app)) d.wasDown.push(app);
           // keepWanted: the service is meant to run, in the new revision.
           const r = await svc.stop({ keepWanted: true });
           if (!d.stopped.includes(app)) d.stopped.push(app);
@@ -252,7 +255,14 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           if (!svc.record.wanted) continue;
           if (svc.mainAlive()) continue;
           const t0 = performance.now();
-          await startOrStop(svc);
+          try {
+            await startOrStop(svc, (d.wasDown ?? []).includes(app));
+          } catch (err) {
+            // Not running before the refresh either: B made nothing worse; say so, do not undo.
+            if (!(d.wasDown ?? []).includes(app)) throw err;
+            parts.push(`${app} did not come up (${(err as Error).message}); it was not running before the refresh either`);
+            continue;
+          }
           if (!d.started.includes(app)) d.started.push(app);
           parts.push(`${app} started (PID ${svc.record.mainPid ?? '-'}, ${Math.round(performance.now() - t0)} ms)`);
         }
@@ -344,6 +354,8 @@ export interface RevertData {
   stopped: string[];
   enduring: string[];
   started: string[];
+  /** Services that were not running when the revert began. */
+  wasDown?: string[];
 }
 
 export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
@@ -360,6 +372,7 @@ export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
             if (!d.enduring.includes(app)) d.enduring.push(app);
             continue;
           }
+          if (!svc.mainAlive() && !(d.wasDown ??= []).includes(app)) d.wasDown.push(app);
           await svc.stop({ keepWanted: true });
           if (!d.stopped.includes(app)) d.stopped.push(app);
           parts.push(app);
@@ -392,7 +405,13 @@ export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
         const parts: string[] = [];
         for (const svc of sup.servicesOf(d.snap)) {
           if (!svc.record.wanted || svc.mainAlive()) continue;
-          await startOrStop(svc);
+          try {
+            await startOrStop(svc, (d.wasDown ?? []).includes(svc.record.app));
+          } catch (err) {
+            if (!(d.wasDown ?? []).includes(svc.record.app)) throw err;
+            parts.push(`${svc.record.app} did not come up (${(err as Error).message}); it was not running before the revert either`);
+            continue;
+          }
           d.started.push(svc.record.app);
           parts.push(`${svc.record.app} (PID ${svc.record.mainPid ?? '-'})`);
         }

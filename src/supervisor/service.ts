@@ -14,7 +14,7 @@ import { cgroupOfPid, isInside, readEvent } from '../kernel/cgroupfs';
 import { SnapprocError, hasCode } from '../util/errors';
 import { launchFile } from '../snap/launch-files';
 import { launcherPath, native, PendingWait } from '../kernel/native';
-import { liveStartTimeOf, startTimeOf } from '../kernel/procfs';
+import { liveStartTimeOf, pidNamespaceOf, startTimeOf } from '../kernel/procfs';
 import { cloneIntoKilledCgroupDies, recreateEmptyCgroup } from '../kernel/clone-quirk';
 import { signalName } from '../kernel/signal-names';
 import type { AppInfo } from '../snap/snap-yaml';
@@ -48,6 +48,12 @@ let clone3IntoCgroup: boolean | undefined;
  * configuration, a missing library, a kernel that kills it at birth) makes
  * the start fail, with its exit status, instead of reporting success.
  */
+let ownNs: string | null | undefined;
+function ownPidNamespace(): string | null {
+  ownNs ??= pidNamespaceOf('self');
+  return ownNs;
+}
+
 export function settleMs(): number {
   const v = Number(process.env.SNAPPROC_SETTLE_MS);
   return Number.isFinite(v) && v >= 0 ? v : 100;
@@ -236,6 +242,7 @@ export class Service {
 
   private setMain(pid: number): void {
     this.record.mainPid = pid;
+    this.record.pidns = ownPidNamespace();
     this.record.mainStartTime = startTimeOf(pid);
     this.record.since = new Date().toISOString();
     this.host.changed(this);
