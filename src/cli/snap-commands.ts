@@ -53,7 +53,13 @@ export function validateCommand(source: string, opts: { json?: boolean } = {}): 
   // Loaded here, not at the top: the yaml parser is the heaviest module, and only validate needs it in the CLI.
   const { SnapYamlError, summarizeSnap, validateSnapYaml } = require('../snap/snap-yaml') as typeof import('../snap/snap-yaml');
   const { text, file } = readSnapYamlFrom(source);
-  const r = validateSnapYaml(text, file);
+  let hookFiles: string[] = [];
+  try {
+    if (fs.statSync(source).isDirectory()) hookFiles = fs.readdirSync(path.join(source, 'meta', 'hooks'));
+  } catch {
+    // no meta/hooks
+  }
+  const r = validateSnapYaml(text, file, { hookFiles });
   if (!r.ok) {
     if (opts.json) {
       process.stdout.write(JSON.stringify({ ok: false, source: file, problems: r.problems }) + '\n');

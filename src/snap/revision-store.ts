@@ -199,7 +199,6 @@ export function inspectSnapTree(dir: string, label: string = dir): SnapYaml {
     throw err;
   }
   if (!st.isFile()) throw new SnapprocError(NOT_A_SNAP, `not a snap: ${path.join(label, 'meta', 'snap.yaml')} is not a regular file`, { path: label });
-  const snap = parseSnapYaml(fs.readFileSync(yamlFile, 'utf8'), path.join(label, 'meta', 'snap.yaml'));
   const hooksDir = path.join(dir, 'meta', 'hooks');
   let entries: string[] = [];
   try {
@@ -210,6 +209,7 @@ export function inspectSnapTree(dir: string, label: string = dir): SnapYaml {
   } catch (err) {
     if (!hasErrno(err, 'ENOENT')) throw err;
   }
+  const snap = parseSnapYaml(fs.readFileSync(yamlFile, 'utf8'), path.join(label, 'meta', 'snap.yaml'), { hookFiles: entries });
   for (const hook of entries.sort()) {
     if (!(hookNames as readonly string[]).includes(hook)) continue; // unknown hook names are ignored
     const shown = path.join(label, 'meta', 'hooks', hook);

@@ -177,8 +177,9 @@ export class Supervisor implements ServiceHost, ChangeHost {
         let fd: number;
         if (sock.kind === 'unix') {
           const p = this.store.paths(service.record.snap, service.record.revision);
-          const file = sock.path!.replace(/^\$SNAP_DATA/, p.data).replace(/^\$SNAP_COMMON/, p.common);
-          fs.mkdirSync(path.dirname(file), { recursive: true });
+          // $XDG_RUNTIME_DIR of a system daemon is /run/snap.NAME under snapd; here R/run/snap.NAME. `@...` is abstract.
+          const file = sock.path!.replace(/^\$SNAP_DATA/, p.data).replace(/^\$SNAP_COMMON/, p.common).replace(/^\$XDG_RUNTIME_DIR/, path.join(this.root, 'run', `snap.${service.record.snap}`));
+          if (!file.startsWith('@')) fs.mkdirSync(path.dirname(file), { recursive: true });
           fd = native.bindListen({ kind: 'unix', path: file, mode: sock.socketMode ?? 0o666 });
         } else {
           fd = native.bindListen({ kind: 'tcp', host: sock.host ?? '::', port: sock.port! });
