@@ -52,14 +52,11 @@ export async function supervisedStop(g: GlobalOptions, target: string, params: {
 export function validateCommand(source: string, opts: { json?: boolean } = {}): void {
   // Loaded here, not at the top: the yaml parser is the heaviest module, and only validate needs it in the CLI.
   const { SnapYamlError, summarizeSnap, validateSnapYaml } = require('../snap/snap-yaml') as typeof import('../snap/snap-yaml');
-  const { text, file } = readSnapYamlFrom(source);
-  let hookFiles: string[] = [];
-  try {
-    if (fs.statSync(source).isDirectory()) hookFiles = fs.readdirSync(path.join(source, 'meta', 'hooks'));
-  } catch {
-    // no meta/hooks
-  }
-  const r = validateSnapYaml(text, file, { hookFiles });
+  // The same rules as install: special files, setuid bits, links out of the snap, hooks (../snap/snap-from-path.ts).
+  const { text, file, hooks } = readSnapYamlFrom(source);
+  // default-configure is no hook snapproc runs, but snapd's rule about it counts the file too.
+  const dc = fs.existsSync(path.join(source, 'meta', 'hooks', 'default-configure')) ? ['default-configure'] : [];
+  const r = validateSnapYaml(text, file, { hookFiles: [...hooks, ...dc] });
   if (!r.ok) {
     if (opts.json) {
       process.stdout.write(JSON.stringify({ ok: false, source: file, problems: r.problems }) + '\n');
@@ -69,12 +66,9 @@ export function validateCommand(source: string, opts: { json?: boolean } = {}): 
     // One problem: one line. Several: a heading line and one line each.
     throw new SnapYamlError(r.problems, file);
   }
-  let snap = r.snap;
-  // A directory: its meta/hooks/ too (snapd's implicit hooks), checked as an install checks them.
-  if (fs.statSync(source).isDirectory()) {
-    const { inspectSnapTree } = require('../snap/revision-store') as typeof import('../snap/revision-store');
-    snap = inspectSnapTree(source);
-  }
+  // meta/hooks/ too (snapd's implicit hooks), checked as an install checks them (readSnapYamlFrom), for a directory and a .snap alike.
+  const snap = r.snap;
+  for (const hook of hooks) snap.hooks[hook as keyof typeof snap.hooks] ??= { name: hook as never };
   if (opts.json) {
     process.stdout.write(JSON.stringify({ ok: true, source: file, snap }) + '\n');
     return;

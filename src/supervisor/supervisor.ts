@@ -24,7 +24,7 @@ import { durationMs } from '../util/duration';
 import { RevisionStore } from '../snap/revision-store';
 import { inhibit, release } from '../snap/inhibit';
 import { ownChildPids, trackNodeChildren } from './children';
-import { ControlServer, socketPath, type Method } from './control';
+import { ControlServer, socketPath, type ControlLimits, type Method } from './control';
 import { LogRotator } from '../snap/app-logs';
 import { loadRecords, saveRecords, serviceKey, type ServiceRecord } from './records';
 import type { ChangeHost } from './change-host';
@@ -45,6 +45,8 @@ export interface SupervisorOptions {
   log?: (line: string) => void;
   /** End the process after a `shutdown` request (what `snapproc daemon` does; an embedding program decides itself). */
   exitOnShutdown?: boolean;
+  /** The control socket's limits on lines, slow and idle connections, unread output and connections (./control.ts). */
+  controlLimits?: Partial<ControlLimits>;
 }
 
 export function defaultCgroupParent(): string {
@@ -115,7 +117,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.adoptRunning();
     await this.startWanted();
     this.writeSnapctl();
-    this.control = new ControlServer(socketPath(this.root), this.methods());
+    this.control = new ControlServer(socketPath(this.root), this.methods(), this.options.controlLimits);
     await this.control.listen();
     this.say(`supervising ${this.services.size} service(s) under ${this.root} (cgroups in ${this.cgroupParent}), pid ${process.pid}`);
   }
