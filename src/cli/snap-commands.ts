@@ -38,7 +38,7 @@ export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restar
 
 export async function supervisedStop(g: GlobalOptions, target: string, params: { mode?: string; timeout?: string }, opts: MutateOptions): Promise<void> {
   const { instance, app } = parseSnapTarget(target);
-  const results = (await call(g.root, 'stop', { snap: instance, app, ...params }, { autostart: opts.autostart, onProgress: progress })) as Array<{
+  const results = (await call(g.root, 'stop', { snap: instance, app, mode: params.mode as import('../process/stop').StopMode | undefined, timeout: params.timeout }, { autostart: opts.autostart, onProgress: progress })) as Array<{
     service: string; mode: string; signal: string; target: string; mainPid: number | null; signalled: number; isForcefullyTerminated: boolean; stopped: boolean; durationMs: number;
   }> | { queued: string };
   if (!Array.isArray(results)) return void process.stdout.write(`${results.queued}\n`);
