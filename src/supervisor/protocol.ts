@@ -44,6 +44,9 @@ export interface RemoveResult {
 
 export type ServiceStopResult = { service: string } & StopResult;
 
+/** What start, stop and restart act on: one snap (or app), several, or every installed snap. */
+export type Targets = { snap: string; app?: string } | { targets: Array<{ snap: string; app?: string }> } | { all: true };
+
 /** Every method: `params` it takes, `result` it answers. */
 export interface ControlMethods {
   ping: { params: Record<string, never>; result: { pid: number; root: string } };
@@ -54,9 +57,9 @@ export interface ControlMethods {
   refresh: { params: { snap: string; from?: string; ignoreRunning?: boolean }; result: RefreshResult };
   revert: { params: { snap: string }; result: RevertResult };
   remove: { params: { snap: string; purge?: boolean }; result: RemoveResult };
-  start: { params: { snap: string; app?: string }; result: string[] | Queued };
-  stop: { params: { snap: string; app?: string; mode?: StopMode; timeout?: string }; result: ServiceStopResult[] | Queued };
-  restart: { params: { snap: string; app?: string }; result: string[] | Queued };
+  start: { params: Targets; result: string[] | Queued };
+  stop: { params: Targets & { mode?: StopMode; timeout?: string }; result: ServiceStopResult[] | Queued };
+  restart: { params: Targets; result: string[] | Queued };
   snapctl: {
     params: { command: 'services' | 'start' | 'stop' | 'restart'; names: string[]; enable?: boolean; disable?: boolean; reload?: boolean };
     result: ServiceStatusRow[] | Queued | { done: string[] };
