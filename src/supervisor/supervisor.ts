@@ -382,7 +382,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     const change = newChange('refresh', instance, steps, 5, {
       snap: instance, source, ignoreRunning: !!opts.ignoreRunning, from, to: null,
       stopped: [], enduring: [], signalled: [], signalModes: {}, movedAside: null, dataCopied: false, protected: false,
-      started: [], handedOver: [], fellBack: [], pruned: [],
+      started: [], handedOver: [], fellBack: [], rolledBack: [], pruned: [],
     });
     const t0 = performance.now();
     const done = await runChange(this.root, change, steps, { progress });
