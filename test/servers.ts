@@ -33,8 +33,12 @@ export interface NginxSnapOptions {
   port: number;
   /** What every answer says (to tell revisions apart). */
   body: string;
-  /** 'upgrade': daemon forking, refresh-mode sigusr2, drain SIGQUIT, pid file. 'held': a held socket passed as NGINX="3;", refresh-mode restart, stop-mode sigquit. */
-  mode: 'upgrade' | 'held';
+  /**
+   * 'upgrade': daemon forking, refresh-mode sigusr2, drain SIGQUIT, pid file.
+   * 'held': a held socket passed as NGINX="3;", refresh-mode restart, stop-mode sigquit.
+   * 'plain': nginx binds its port itself, refresh-mode restart, stop-mode sigquit.
+   */
+  mode: 'upgrade' | 'held' | 'plain';
   /** A configuration nginx refuses (for the rollback). */
   brokenConfig?: boolean;
   stopTimeout?: string;
@@ -75,6 +79,8 @@ export function writeNginxSnap(dir: string, o: NginxSnapOptions): string {
   ];
   if (upgrade) {
     app.push('    daemon: forking', '    refresh-mode: sigusr2', '    drain-signal: sigquit', '    stop-mode: sigquit', '    pid-file: $SNAP_COMMON/nginx.pid');
+  } else if (o.mode === 'plain') {
+    app.push('    daemon: simple', '    refresh-mode: restart', '    stop-mode: sigquit');
   } else {
     app.push(
       '    daemon: simple',

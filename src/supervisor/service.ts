@@ -35,6 +35,8 @@ export interface ServiceHost {
   reapedStatus(pid: number): number | undefined;
   /** Persist the records. */
   changed(service: Service): void;
+  /** The service stopped for good (not to be restarted): drop its fd store. */
+  flushFdStore(service: Service): void;
 }
 
 const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -469,6 +471,7 @@ export class Service {
       this.record.mainPid = null;
       this.record.mainStartTime = null;
       this.setState('inactive');
+      if (!options.keepWanted) this.host.flushFdStore(this);
       return result;
     } finally {
       this.stopping = false;
