@@ -102,7 +102,11 @@ rootTest('nginx: B with a broken config rolls back with zero downtime; the old m
     await sup.installOrRefresh(writeNginxSnap(tmpdir('snapproc-ngx-'), { name, version: '1', port, body: 'rev 1', mode: 'upgrade' }));
     const svc = sup.servicesOf(name)[0];
     const mainA = svc.record.mainPid!;
+    // The master and its 2 workers (started just after it wrote its pid file).
+    const deadline = Date.now() + 10_000;
+    while (classifyCgroup(svc.cgroup).processes.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const workersA = classifyCgroup(svc.cgroup).processes.map((p) => p.pid).sort();
+    assert.is(workersA.length, 3);
     const bad = writeNginxSnap(tmpdir('snapproc-ngx-'), { name, version: '2', port, body: 'rev 2', mode: 'upgrade', brokenConfig: true });
     const { value, load } = await loadDuring(port, () => sup.refresh(name, bad).then(() => null, (e: Error) => e));
     noFailures('rollback', load);

@@ -123,7 +123,7 @@ export async function handOver(svc: Service, from: string, to: string, sig: Hand
     }
     if (successor) {
       svc.adoptMain(successor.pid);
-      const drain = await drainOld(svc, from, to, oldMain, oldStart, successor.pid, sig);
+      const drain = await drainOld(svc, from, oldMain, oldStart, successor.pid, sig);
       return { kind: 'handed-over', oldMain, newMain: successor.pid, how: successor.how, ms: ms(), drain };
     }
     if (oldMain !== null && alive(oldMain, oldStart)) {
@@ -148,30 +148,43 @@ export async function handOver(svc: Service, from: string, to: string, sig: Hand
 }
 
 /**
- * Drains the old generation once the successor is recorded: the old main
- * (if it still runs and is not the successor) gets the drain signal; then
- * every process still executing `from` has stop-timeout to leave, and what
- * is left is killed. Returns what happened, in words.
+ * Drains the old generation once the successor is recorded. With a drain
+ * signal, an `-all` refresh-mode, or a same-PID re-exec, the old generation
+ * is every process still executing `from` (nginx's old master and workers,
+ * HAProxy's old workers): the old main (if it still runs and is not the
+ * successor) gets the drain signal, they all have stop-timeout to leave, and
+ * what is left is killed. With a plain refresh-mode and no drain signal only
+ * the old main is waited for (and killed if it stays): its children stay, as
+ * a plain stop-mode leaves them (systemd's KillMode=process). Returns what
+ * happened, in words.
  */
-async function drainOld(svc: Service, from: string, to: string, oldMain: number | null, oldStart: number | undefined, newMain: number, sig: HandoverSettings): Promise<string> {
+async function drainOld(svc: Service, from: string, oldMain: number | null, oldStart: number | undefined, newMain: number, sig: HandoverSettings): Promise<string> {
   const parts: string[] = [];
-  if (oldMain !== null && oldMain !== newMain && alive(oldMain, oldStart) && sig.drainSignal) {
-    signalVerified(oldMain, SIGNALS[sig.drainSignal], svc.cgroup, oldStart);
+  const oldRuns = () => oldMain !== null && oldMain !== newMain && alive(oldMain, oldStart);
+  if (oldRuns() && sig.drainSignal) {
+    signalVerified(oldMain!, SIGNALS[sig.drainSignal], svc.cgroup, oldStart);
     parts.push(`${sig.drainSignal} to old main ${oldMain}`);
   }
+  const generation = sig.all || !!sig.drainSignal || oldMain === newMain;
   const t0 = performance.now();
   const deadline = Date.now() + sig.stopTimeoutMs;
-  const leftOfFrom = () => classifyCgroup(svc.cgroup, { revisions: true }).processes.filter((p) => p.pid !== newMain && p.revision !== null && p.revision !== to && p.revision === from);
-  let left = leftOfFrom();
-  while (left.length && Date.now() < deadline) {
+  const left = (): number[] =>
+    generation
+      ? classifyCgroup(svc.cgroup, { revisions: true }).processes.filter((p) => p.pid !== newMain && p.revision === from).map((p) => p.pid)
+      : oldRuns() ? [oldMain!] : [];
+  let pids = left();
+  while (pids.length && Date.now() < deadline) {
     await sleep(20);
-    left = leftOfFrom();
+    pids = left();
   }
-  if (left.length) {
-    for (const p of left) signalVerified(p.pid, SIGNALS.SIGKILL, svc.cgroup);
-    parts.push(`${left.length} process${left.length === 1 ? '' : 'es'} of ${from} still there after ${sig.stopTimeoutMs} ms killed (${left.map((p) => p.pid).join(', ')})`);
-  } else {
+  const what = generation ? `of ${from}` : `(the old main)`;
+  if (pids.length) {
+    for (const pid of pids) signalVerified(pid, SIGNALS.SIGKILL, svc.cgroup, pid === oldMain ? oldStart : undefined);
+    parts.push(`${pids.length} process${pids.length === 1 ? '' : 'es'} ${what} still there after ${sig.stopTimeoutMs} ms: killed (${pids.join(', ')})`);
+  } else if (generation) {
     parts.push(`nothing of ${from} left after ${Math.round(performance.now() - t0)} ms`);
+  } else {
+    parts.push(`old main gone after ${Math.round(performance.now() - t0)} ms`);
   }
   return parts.join(', ');
 }

@@ -190,11 +190,12 @@ export class Service {
         const timeoutMs = this.app.startTimeoutMs;
         try {
           await new Promise<void>((resolve, reject) => {
-            this.ready = { resolve, reject };
             const timer = setTimeout(() => reject(new Error(`no READY=1 within ${timeoutMs} ms`)), timeoutMs);
-            exited.then((s) => this.ready?.reject(new Error(`exited before READY=1: ${describeExit(s)}`)));
             const done = () => clearTimeout(timer);
-            this.ready = { resolve: () => (done(), resolve()), reject: (e) => (done(), reject(e)) };
+            const mine = { resolve: () => (done(), resolve()), reject: (e: Error) => (done(), reject(e)) };
+            this.ready = mine;
+            // Only this start's process: the exit of an earlier one (reported late) is not this start failing.
+            exited.then((s) => this.ready === mine && mine.reject(new Error(`exited before READY=1: ${describeExit(s)}`)));
           });
         } catch (err) {
           this.ready = null;
