@@ -27,7 +27,7 @@ test('--version prints the package version', () => {
 });
 
 test('usage errors exit 2 with one error line', () => {
-  for (const args of [['frobnicate'], ['signal'], ['stop', 'x', '--mode'], ['ps', '--bogus']]) {
+  for (const args of [['frobnicate'], ['signal'], ['stop', 'xx', '--mode'], ['ps', '--bogus']]) {
     const r = cli(args);
     assert.is(r.code, 2, args.join(' '));
     assert.match(r.stderr, /^error: /, args.join(' '));
@@ -36,21 +36,21 @@ test('usage errors exit 2 with one error line', () => {
 });
 
 test('an unknown signal lists the valid names; a near miss gets a hint', () => {
-  const r = cli(['signal', 'x.svc', 'BOGUS']);
+  const r = cli(['signal', 'xx.svc', 'BOGUS']);
   assert.is(r.code, 2);
   assert.match(r.stderr, /error: unknown signal "BOGUS"; valid names: SIGHUP, SIGINT/);
-  const near = cli(['signal', 'x.svc', 'SIGTREM']);
+  const near = cli(['signal', 'xx.svc', 'SIGTREM']);
   assert.match(near.stderr, /did you mean SIGTERM\?/);
 });
 
 test('bad stop-mode and timeout are usage errors', () => {
-  assert.match(cli(['stop', 'x', '--mode', 'sigkill']).stderr, /error: invalid stop-mode "sigkill"; valid stop-modes: sigterm, sigterm-all/);
-  assert.match(cli(['stop', 'x', '--timeout', '-3s']).stderr, /error: invalid --timeout: negative duration "-3s"/);
-  assert.match(cli(['stop', 'x', '--timeout', '10']).stderr, /error: invalid --timeout: invalid duration "10"/);
+  assert.match(cli(['stop', 'xx', '--mode', 'sigkill']).stderr, /error: invalid stop-mode "sigkill"; valid stop-modes: sigterm, sigterm-all/);
+  assert.match(cli(['stop', 'xx', '--timeout', '-3s']).stderr, /error: invalid --timeout: negative duration "-3s"/);
+  assert.match(cli(['stop', 'xx', '--timeout', '10']).stderr, /error: invalid --timeout: invalid duration "10"/);
 });
 
 rootTest('mutating commands refuse non-root with a clear error', () => {
-  for (const args of [['signal', 'x.svc', 'TERM'], ['stop', 'x'], ['freeze', 'x'], ['thaw', 'x']]) {
+  for (const args of [['signal', 'xx.svc', 'TERM'], ['stop', 'xx'], ['freeze', 'xx'], ['thaw', 'xx']]) {
     const r = cli(args, { asNobody: true });
     assert.is(r.code, 1, args.join(' '));
     assert.match(r.stderr, /^error: snapproc \w+ needs root/, args.join(' '));

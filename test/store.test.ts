@@ -652,7 +652,7 @@ test('snapEnvironment and appEnvironment', () => {
     SNAP_USER_DATA: '/R/root/snap/hello_blue/x3',
     SNAP_USER_COMMON: '/R/root/snap/hello_blue/common',
     HOME: '/R/root/snap/hello_blue/x3',
-    PATH: '/R/snap/hello_blue/x3/usr/sbin:/R/snap/hello_blue/x3/usr/bin:/R/snap/hello_blue/x3/sbin:/R/snap/hello_blue/x3/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    PATH: '/R/snap/hello_blue/x3/usr/sbin:/R/snap/hello_blue/x3/usr/bin:/R/snap/hello_blue/x3/sbin:/R/snap/hello_blue/x3/bin:/R/run/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   });
   assert.is(snapEnvironment({ root: '/R', instance: 'hello', revision: 'x1', version: '1', arch: 'armhf' }).SNAP_INSTANCE_KEY, '');
   assert.is(dpkgArchitecture('x64'), 'amd64');

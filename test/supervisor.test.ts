@@ -955,12 +955,13 @@ exec sleep 1000
 
       let r = await cli(root, cg, ['logs', `${name}.talker`, '-n', '2']);
       assert.is(r.code, 0, r.stderr);
-      assert.is(r.stdout, 'talker out 2\ntalker out 3\n');
+      // Every line with its time (ISO 8601, UTC), oldest first.
+      assert.match(r.stdout, /^\d{4}-\d\d-\d\dT[\d:.]+Z talker out 2\n\d{4}-\d\d-\d\dT[\d:.]+Z talker out 3\n$/);
       r = await cli(root, cg, ['logs', name, '-n', '1']);
       assert.is(r.code, 0, r.stderr);
-      assert.match(r.stdout, new RegExp(`^${name}\\.talker: talker out 3$`, 'm'));
+      assert.match(r.stdout, new RegExp(`^\\S+Z ${name}\\.talker: talker out 3$`, 'm'));
       const chattyLast = linesOf(logFile('chatty')).slice(-1)[0]; // may be empty: just rotated
-      if (chattyLast !== undefined) assert.ok(r.stdout.split('\n').includes(`${name}.chatty: ${chattyLast}`), r.stdout);
+      if (chattyLast !== undefined) assert.ok(r.stdout.split('\n').some((l) => l.endsWith(` ${name}.chatty: ${chattyLast}`)), r.stdout);
       r = await cli(root, cg, ['logs', `${name}.nosuch`]);
       assert.is(r.code, 1);
       assert.match(r.stderr, /^error: no log of /);

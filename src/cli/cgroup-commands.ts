@@ -10,8 +10,9 @@ import { findSnapCgroups, SnapCgroup } from '../process/find-cgroups';
 import { durationMs } from '../util/duration';
 import { SnapprocError, usageError } from '../util/errors';
 import { freezeCgroup, thawCgroup } from '../kernel/freeze';
-import { cgroup2Mount } from '../kernel/cgroupfs';
-import { splitSnapApp } from '../process/cgroup-names';
+import { cgroup2Mount, readEvent } from '../kernel/cgroupfs';
+import { revisionOf, startTimeOf } from '../kernel/procfs';
+import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { signalApp } from '../process/signal-app';
 import { snapProcesses } from '../process/process-table';
 import { parseStopMode, stopCgroup, StopMode } from '../process/stop';
@@ -45,6 +46,7 @@ function recordedMains(records: RecordSummary[]): Map<string, MainRecord> {
 }
 
 export function psCommand(g: GlobalOptions, name: string | undefined, opts: { json?: boolean }): void {
+  if (name !== undefined) checkInstanceName(name);
   cgroup2Mount();
   const records = loadServiceRecords(g.root).filter((r) => name === undefined || r.snap === name);
   const apps = snapProcesses(name, { mainRecords: recordedMains(records) });
@@ -55,7 +57,17 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
   if (records.length) {
     // What the supervisor knows: state, main process and restarts of each service.
     const rows = [['SERVICE', 'STATE', 'MAIN', 'RESTARTS', 'REV', 'NOTE']];
-    for (const r of records) rows.push([`${r.snap}.${r.app}`, r.state, r.mainPid === null ? '-' : String(r.mainPid), String(r.restarts), r.revision, r.reason ?? '']);
+    for (const r of records) {
+      // The state the kernel shows (a frozen cgroup), and the revision the main process really executes (an enduring one runs the old).
+      let state = r.state;
+      try {
+        if (readEvent(r.cgroup, 'frozen') === 1 && readEvent(r.cgroup, 'populated') === 1) state = 'frozen';
+      } catch {
+        // no cgroup: nothing runs
+      }
+      const runs = r.mainPid !== null && startTimeOf(r.mainPid) === r.mainStartTime ? revisionOf(r.mainPid) : null;
+      rows.push([`${r.snap}.${r.app}`, state, r.mainPid === null ? '-' : String(r.mainPid), String(r.restarts), runs ?? r.revision, runs && runs !== r.revision ? `runs ${runs}, current ${r.revision}${r.reason ? `; ${r.reason}` : ''}` : r.reason ?? '']);
+    }
     printTable(rows);
     process.stdout.write('\n');
   }
@@ -73,8 +85,7 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
 }
 
 export function signalCommand(g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): void {
-  const { instance, app } = splitSnapApp(target);
-  if (!app) throw usageError(`signal needs NAME.APP, got "${target}"`);
+  const { instance, app } = parseSnapTarget(target, { app: 'required', what: 'signal' }) as { instance: string; app: string };
   const sig = parseSignal(signal);
   requireRoot('snapproc signal');
   const cgroups = cgroupsOf(instance, app, ['service', 'app']);
@@ -88,8 +99,8 @@ export function signalCommand(g: GlobalOptions, target: string, signal: string, 
 }
 
 export async function freezeCommand(_g: GlobalOptions, name: string, freeze: boolean): Promise<void> {
+  const { instance, app } = parseSnapTarget(name);
   requireRoot(`snapproc ${freeze ? 'freeze' : 'thaw'}`);
-  const { instance, app } = splitSnapApp(name);
   for (const cg of cgroupsOf(instance, app)) {
     const r = freeze ? await freezeCgroup(cg.path) : await thawCgroup(cg.path);
     if (!r.done) throw new SnapprocError('ETIMEDOUT', `${cg.path} did not report ${freeze ? 'frozen 1' : 'frozen 0'} within 5s`);
@@ -100,8 +111,8 @@ export async function freezeCommand(_g: GlobalOptions, name: string, freeze: boo
 export async function stopCommand(_g: GlobalOptions, name: string, opts: { mode?: string; timeout?: string }): Promise<void> {
   const mode: StopMode | undefined = opts.mode === undefined ? undefined : parseStopMode(opts.mode);
   const timeoutMs = opts.timeout === undefined ? undefined : durationMs(opts.timeout, (m) => usageError(`invalid --timeout: ${m}`));
+  const { instance, app } = parseSnapTarget(name);
   requireRoot('snapproc stop');
-  const { instance, app } = splitSnapApp(name);
   const services = cgroupsOf(instance, app, ['service']);
   for (const cg of services) {
     const r = await stopCgroup(cg.path, { mode, timeoutMs });

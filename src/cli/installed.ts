@@ -3,9 +3,9 @@
 // cgroups snapproc merely finds (made by snapd/systemd or someone else).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { splitSnapApp } from '../process/cgroup-names';
+import { parseSnapTarget } from '../snap/names';
 
 export function isInstalled(root: string, target: string): boolean {
-  const { instance } = splitSnapApp(target);
+  const { instance } = parseSnapTarget(target);
   return fs.existsSync(path.join(root, 'snap', instance, 'current'));
 }

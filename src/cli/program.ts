@@ -155,21 +155,40 @@ export function buildProgram(): Command {
     });
 
   program
-    .command('logs <name>')
-    .description("show a snap's logs (or one app's, NAME.APP)")
+    .command('logs [name]')
+    .description("show the logs of every snap, of a snap or of one app (NAME.APP), interleaved by time, each line with its time")
     .option('-f, --follow', 'keep printing new lines')
     .option('-n, --lines <n>', 'how many lines from the end of each log (default 10)')
-    .action(async (name: string, opts: { follow?: boolean; lines?: string }, cmd: Command) => {
-      const { logsCommand } = await import('./snap-commands');
+    .action(async (name: string | undefined, opts: { follow?: boolean; lines?: string }, cmd: Command) => {
+      const { logsCommand } = await import('./status-commands');
       await logsCommand(globals(cmd), name, opts);
+    });
+
+  program
+    .command('services [name]')
+    .description("a snap's services (or every snap's, or one NAME.APP) with startup, current state and notes, as `snap services`")
+    .option('--json', 'print one JSON document')
+    .action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const { servicesCommand } = await import('./status-commands');
+      servicesCommand(globals(cmd), name, opts);
+    });
+
+  program
+    .command('info <name>')
+    .description('revisions, apps with their kind and modes, hooks, and running processes per revision of a snap')
+    .option('--json', 'print one JSON document')
+    .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
+      const { infoCommand } = await import('./status-commands');
+      infoCommand(globals(cmd), name, opts);
     });
 
   program
     .command('validate <path>')
     .description("check a snap (directory, .snap or snap.yaml) and summarise its apps' lifecycle settings")
-    .action(async (source: string) => {
+    .option('--json', 'print one JSON document: {"ok":true,"snap":{...}} or {"ok":false,"problems":[...]}')
+    .action(async (source: string, opts: { json?: boolean }) => {
       const { validateCommand } = await import('./snap-commands');
-      validateCommand(source);
+      validateCommand(source, opts);
     });
 
   program
@@ -190,7 +209,23 @@ function exitFor(err: unknown): never {
   process.exit(e && e.code === 'ERR_SNAPPROC_USAGE' ? 2 : 1);
 }
 
+/**
+ * A reader that went away (`snapproc changes | head -3`) ends the command
+ * quietly, as SIGPIPE ends a C program, instead of an EPIPE stack trace; Node
+ * ignores SIGPIPE, so the write error arrives as an 'error' event. What the
+ * command asked a supervisor to do goes on there.
+ */
+export function exitQuietlyOnEpipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      process.exitCode = 1;
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
+  exitQuietlyOnEpipe();
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { GlobalOptions } from './common';
 import { call } from '../supervisor/client';
 import { SnapprocError, usageError } from '../util/errors';
-import { splitSnapApp } from '../process/cgroup-names';
+import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { printTable, requireRoot } from './common';
 import { readSnapYamlFrom } from '../snap/snap-from-path';
 
@@ -28,17 +28,20 @@ export async function installCommand(g: GlobalOptions, source: string, opts: Mut
 }
 
 export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restart', target: string, opts: MutateOptions): Promise<void> {
+  const { instance, app } = parseSnapTarget(target);
   requireRoot(`snapproc ${verb}`);
-  const { instance, app } = splitSnapApp(target);
-  const started = (await call(g.root, verb, { snap: instance, app }, { autostart: opts.autostart, onProgress: progress })) as string[];
+  const started = (await call(g.root, verb, { snap: instance, app }, { autostart: opts.autostart, onProgress: progress })) as string[] | { queued: string };
+  // From a hook during its change: it happens right after the hook.
+  if (!Array.isArray(started)) return void process.stdout.write(`${started.queued}\n`);
   process.stdout.write(`${verb === 'start' ? 'started' : 'restarted'} ${started.join(', ') || 'nothing'}\n`);
 }
 
 export async function supervisedStop(g: GlobalOptions, target: string, params: { mode?: string; timeout?: string }, opts: MutateOptions): Promise<void> {
-  const { instance, app } = splitSnapApp(target);
+  const { instance, app } = parseSnapTarget(target);
   const results = (await call(g.root, 'stop', { snap: instance, app, ...params }, { autostart: opts.autostart, onProgress: progress })) as Array<{
     service: string; mode: string; signal: string; target: string; mainPid: number | null; signalled: number; isForcefullyTerminated: boolean; stopped: boolean; durationMs: number;
-  }>;
+  }> | { queued: string };
+  if (!Array.isArray(results)) return void process.stdout.write(`${results.queued}\n`);
   for (const r of results) {
     const what = r.target === 'main' ? (r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
     const end = r.isForcefullyTerminated ? 'killed after timeout' : r.stopped ? 'stopped' : 'still running';
@@ -46,16 +49,29 @@ export async function supervisedStop(g: GlobalOptions, target: string, params: {
   }
 }
 
-export function validateCommand(source: string): void {
+export function validateCommand(source: string, opts: { json?: boolean } = {}): void {
   // Loaded here, not at the top: the yaml parser is the heaviest module, and only validate needs it in the CLI.
   const { SnapYamlError, summarizeSnap, validateSnapYaml } = require('../snap/snap-yaml') as typeof import('../snap/snap-yaml');
-  const { text, file } = readSnapYamlFrom(source);
+  // The same rules as install: special files, setuid bits, links out of the snap, hooks (../snap/snap-from-path.ts).
+  const { text, file, hooks } = readSnapYamlFrom(source);
   const r = validateSnapYaml(text, file);
   if (!r.ok) {
+    if (opts.json) {
+      process.stdout.write(JSON.stringify({ ok: false, source: file, problems: r.problems }) + '\n');
+      process.exitCode = 1;
+      return;
+    }
     // One problem: one line. Several: a heading line and one line each.
     throw new SnapYamlError(r.problems, file);
   }
-  process.stdout.write(summarizeSnap(r.snap) + '\n');
+  // meta/hooks/ too (snapd's implicit hooks), checked as an install checks them (readSnapYamlFrom), for a directory and a .snap alike.
+  const snap = r.snap;
+  for (const hook of hooks) snap.hooks[hook as keyof typeof snap.hooks] ??= { name: hook as never };
+  if (opts.json) {
+    process.stdout.write(JSON.stringify({ ok: true, source: file, snap }) + '\n');
+    return;
+  }
+  process.stdout.write(summarizeSnap(snap) + '\n');
 }
 
 export function listCommand(g: GlobalOptions, opts: { json?: boolean }): void {
@@ -75,46 +91,12 @@ export function listCommand(g: GlobalOptions, opts: { json?: boolean }): void {
   printTable(rows);
 }
 
-export async function logsCommand(g: GlobalOptions, target: string, opts: { follow?: boolean; lines?: string }): Promise<void> {
-  const n = opts.lines === undefined ? 10 : Number(opts.lines);
-  if (!Number.isInteger(n) || n < 0) throw usageError(`invalid -n: expected a whole number of lines, got "${opts.lines}"`);
-  const { instance, app } = splitSnapApp(target);
-  const dir = path.join(g.root, 'log', instance);
-  if (!fs.existsSync(dir)) throw new SnapprocError('ENOENT', `no logs of snap "${instance}" under ${g.root}`);
-  const files = app ? [path.join(dir, `${app}.log`)] : fs.readdirSync(dir).filter((f) => f.endsWith('.log')).sort().map((f) => path.join(dir, f));
-  if (app && !fs.existsSync(files[0])) throw new SnapprocError('ENOENT', `no log of "${instance}.${app}" (${files[0]})`);
-  const label = (f: string) => (app ? '' : `${instance}.${path.basename(f, '.log')}: `);
-  const sizes = new Map<string, number>();
-  for (const f of files) {
-    const text = fs.readFileSync(f, 'utf8');
-    sizes.set(f, Buffer.byteLength(text));
-    const lines = text.split('\n');
-    if (lines[lines.length - 1] === '') lines.pop();
-    for (const l of n === 0 ? [] : lines.slice(-n)) process.stdout.write(label(f) + l + '\n');
-  }
-  if (!opts.follow) return;
-  await new Promise<void>(() => {
-    for (const f of files) {
-      fs.watch(f, () => {
-        const size = fs.statSync(f).size;
-        let from = sizes.get(f) ?? 0;
-        if (size < from) from = 0; // rotated (truncated)
-        if (size === from) return;
-        const buf = Buffer.alloc(size - from);
-        const fd = fs.openSync(f, 'r');
-        fs.readSync(fd, buf, 0, buf.length, from);
-        fs.closeSync(fd);
-        sizes.set(f, size);
-        for (const l of buf.toString('utf8').split('\n').filter(Boolean)) process.stdout.write(label(f) + l + '\n');
-      });
-    }
-  });
-}
-
 export async function runCommand(g: GlobalOptions, target: string, args: string[]): Promise<void> {
-  const { instance, app } = splitSnapApp(target);
-  if (!app) throw usageError(`run needs NAME.APP, got "${target}"`);
+  const { instance, app } = parseSnapTarget(target, { app: 'required', what: 'run' }) as { instance: string; app: string };
   requireRoot('snapproc run');
+  // As `snap run` during a refresh: wait for it to end rather than race it.
+  const { waitUninhibited } = await import('../snap/inhibit');
+  await waitUninhibited(g.root, instance, (what) => process.stderr.write(`snap "${instance}" is being ${what === 'revert' ? 'reverted' : 'refreshed'}; waiting for it to finish...\n`));
   const { RevisionStore } = await import('../snap/revision-store');
   const store = new RevisionStore(g.root);
   const rev = store.currentRevision(instance);
@@ -162,6 +144,7 @@ export async function daemonCommand(g: GlobalOptions): Promise<void> {
 
 
 export async function refreshCommand(g: GlobalOptions, name: string, opts: { from?: string; ignoreRunning?: boolean }): Promise<void> {
+  checkInstanceName(name);
   requireRoot('snapproc refresh');
   const from = opts.from === undefined ? undefined : path.resolve(opts.from);
   if (from !== undefined && !fs.existsSync(from)) throw new SnapprocError('ENOENT', `no such file or directory: ${opts.from}`);
@@ -169,18 +152,21 @@ export async function refreshCommand(g: GlobalOptions, name: string, opts: { fro
 }
 
 export async function revertCommand(g: GlobalOptions, name: string): Promise<void> {
+  checkInstanceName(name);
   requireRoot('snapproc revert');
   const r = (await call(g.root, 'revert', { snap: name }, { autostart: g.autostart, onProgress: progress })) as { from: string; to: string };
   process.stdout.write(`${name} reverted from ${r.from} to ${r.to}\n`);
 }
 
 export async function removeCommand(g: GlobalOptions, name: string, opts: { purge?: boolean }): Promise<void> {
+  checkInstanceName(name);
   requireRoot('snapproc remove');
   await call(g.root, 'remove', { snap: name, purge: !!opts.purge }, { autostart: g.autostart, onProgress: progress });
   process.stdout.write(`${name} removed\n`);
 }
 
 export async function changesCommand(g: GlobalOptions, name: string | undefined, opts: { json?: boolean }): Promise<void> {
+  if (name !== undefined) checkInstanceName(name);
   const { loadChanges } = await import('../supervisor/change-runner');
   const changes = loadChanges(g.root).filter((c) => name === undefined || c.snap === name);
   if (opts.json) {

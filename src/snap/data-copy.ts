@@ -36,8 +36,8 @@ import { native } from '../kernel/native';
 export const COPY_FAILED = 'ERR_SNAPPROC_COPY_FAILED';
 
 /** GNU cp's arguments for a faithful copy of the tree `src` to the new path `dst`. */
-export function copyTreeArgs(src: string, dst: string): string[] {
-  return ['-a', '--preserve=xattr', '--no-target-directory', '--', src, dst];
+export function copyTreeArgs(src: string, dst: string, opts: { xattrs?: boolean } = {}): string[] {
+  return ['-a', opts.xattrs === false ? '--no-preserve=xattr' : '--preserve=xattr', '--no-target-directory', '--', src, dst];
 }
 
 function exists(p: string): boolean {
@@ -59,8 +59,10 @@ export function isCopyingName(base: string): boolean {
  * Copies the tree `src` to `dst`, which must not exist yet (its parent must).
  * On failure nothing is left at `dst` and a SnapprocError (code
  * ERR_SNAPPROC_COPY_FAILED) names both paths and what cp reported.
+ * `xattrs: false` (a snap's files, whose file capabilities must not take
+ * effect, as a nosuid mount ignores them) copies no extended attributes.
  */
-export async function copyTree(src: string, dst: string): Promise<void> {
+export async function copyTree(src: string, dst: string, opts: { xattrs?: boolean } = {}): Promise<void> {
   const srcStat = fs.lstatSync(src); // ENOENT here is the caller's error, shaped by fs
   if (!srcStat.isDirectory()) {
     throw new SnapprocError(COPY_FAILED, `cannot copy ${src} to ${dst}: ${src} is not a directory`, { path: src });
@@ -72,7 +74,7 @@ export async function copyTree(src: string, dst: string): Promise<void> {
   // even a SIGKILL mid-copy never leaves a partial tree at `dst`.
   const partial = path.join(path.dirname(dst), `.${path.basename(dst)}.copying-${randomBytes(4).toString('hex')}`);
   const failure = await new Promise<string | null>((resolve) => {
-    execFile('cp', copyTreeArgs(src, partial), { maxBuffer: 16 * 1024 * 1024 }, (err, _stdout, stderr) => {
+    execFile('cp', copyTreeArgs(src, partial, opts), { maxBuffer: 16 * 1024 * 1024 }, (err, _stdout, stderr) => {
       if (!err) return resolve(null);
       const e = err as NodeJS.ErrnoException & { signal?: string | null; code?: string | number | null };
       if (e.code === 'ENOENT') return resolve('cp (GNU coreutils) is not installed');

@@ -13,7 +13,9 @@
 //     R, so that home is R/root/snap/NAME/REV (SNAP_USER_COMMON
 //     R/root/snap/NAME/common). The store creates these directories (0700)
 //     and copies SNAP_USER_DATA along with SNAP_DATA on refresh.
-//   - PATH is the snap's own bin directories, then systemd's default PATH
+//   - PATH is the snap's own bin directories, then R/run/bin (where the
+//     supervisor puts `snapctl`, ahead of a host snapd's /usr/bin/snapctl),
+//     then systemd's default PATH
 //     for services (not the inherited one: a service must not depend on the
 //     shell that happened to install it).
 import * as path from 'node:path';
@@ -52,6 +54,11 @@ export interface SnapEnvironmentOptions {
   arch?: string;
 }
 
+/** The directory holding the `snapctl` the supervisor writes for its snaps (on their PATH). */
+export function snapctlDir(root: string): string {
+  return path.join(root, 'run', 'bin');
+}
+
 /** Paths of one revision of one instance under R (also used by the store). */
 export function revisionPaths(root: string, instance: string, revision: string) {
   return {
@@ -82,7 +89,7 @@ export function snapEnvironment(opts: SnapEnvironmentOptions): Record<string, st
     SNAP_USER_DATA: p.userData,
     SNAP_USER_COMMON: p.userCommon,
     HOME: p.userData,
-    PATH: [`${p.snap}/usr/sbin`, `${p.snap}/usr/bin`, `${p.snap}/sbin`, `${p.snap}/bin`, SYSTEM_PATH].join(':'),
+    PATH: [`${p.snap}/usr/sbin`, `${p.snap}/usr/bin`, `${p.snap}/sbin`, `${p.snap}/bin`, snapctlDir(opts.root), SYSTEM_PATH].join(':'),
   };
 }
 

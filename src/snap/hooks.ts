@@ -24,6 +24,8 @@ export interface HookRun {
   /** Where hook scopes are created. */
   cgroupParent: string;
   timeoutMs?: number;
+  /** The hook's scope cgroup (default: a new snap.NAME.hook.HOOK-UUID.scope under cgroupParent), so a caller can know it before the hook runs. */
+  scope?: string;
 }
 
 export interface HookResult {
@@ -41,7 +43,7 @@ export async function runHook(run: HookRun): Promise<HookResult> {
   const started = performance.now();
   if (!hasHook(run.root, run.instance, run.revision, run.hook)) return { ran: false, durationMs: 0 };
   const timeoutMs = run.timeoutMs ?? (Number(process.env.SNAPPROC_HOOK_TIMEOUT_MS) || DEFAULT_HOOK_TIMEOUT_MS);
-  const scope = path.join(run.cgroupParent, hookScopeName(run.instance, run.hook));
+  const scope = run.scope ?? path.join(run.cgroupParent, hookScopeName(run.instance, run.hook));
   fs.mkdirSync(scope, { recursive: true });
   const log = hookLogFile(run.root, run.instance);
   logLine(log, `running ${run.hook} hook of ${run.instance} ${run.revision}`);

@@ -32,8 +32,9 @@ import { randomBytes } from 'node:crypto';
 import { SnapprocError, usageError } from '../util/errors';
 import { fsyncDir, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
+import { checkSnapTree, readTreeSnapYaml, treeHooks } from './snap-from-path';
 import { revisionPaths } from './environment';
-import { hookNames, parseSnapYaml, validateInstanceName } from './snap-yaml';
+import { parseSnapYaml, validateInstanceName } from './snap-yaml';
 import type { HookName, SnapYaml } from './snap-yaml';
 
 export { defaultRoot, resolveRoot } from './state-root';
@@ -185,37 +186,14 @@ function hasErrno(err: unknown, ...codes: string[]): boolean {
 /**
  * Reads and checks a snap tree: meta/snap.yaml (a regular file, valid), and
  * every file in meta/hooks/ named like a known hook must be an executable
- * regular file. Hooks present as files but not declared in snap.yaml are
+ * regular file (./snap-from-path.ts). Hooks present as files but not declared in snap.yaml are
  * added to `hooks` (snapd's implicit hooks). `label` names the source in
- * messages (the .snap file for an unpacked squashfs).
+ * messages (the .snap file for an unpacked squashfs). The tree itself
+ * (special files, setuid bits, links out of it) is checked by checkSnapTree.
  */
 export function inspectSnapTree(dir: string, label: string = dir): SnapYaml {
-  const yamlFile = path.join(dir, 'meta', 'snap.yaml');
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(yamlFile);
-  } catch (err) {
-    if (hasErrno(err, 'ENOENT', 'ENOTDIR')) throw new SnapprocError(NOT_A_SNAP, `not a snap: ${label} has no meta/snap.yaml`, { path: label });
-    throw err;
-  }
-  if (!st.isFile()) throw new SnapprocError(NOT_A_SNAP, `not a snap: ${path.join(label, 'meta', 'snap.yaml')} is not a regular file`, { path: label });
-  const snap = parseSnapYaml(fs.readFileSync(yamlFile, 'utf8'), path.join(label, 'meta', 'snap.yaml'));
-  const hooksDir = path.join(dir, 'meta', 'hooks');
-  let entries: string[] = [];
-  try {
-    if (!fs.lstatSync(hooksDir).isDirectory()) {
-      throw new SnapprocError(INVALID_SNAP, `invalid snap: ${path.join(label, 'meta', 'hooks')} is not a directory`, { path: label });
-    }
-    entries = fs.readdirSync(hooksDir);
-  } catch (err) {
-    if (!hasErrno(err, 'ENOENT')) throw err;
-  }
-  for (const hook of entries.sort()) {
-    if (!(hookNames as readonly string[]).includes(hook)) continue; // unknown hook names are ignored
-    const shown = path.join(label, 'meta', 'hooks', hook);
-    const hs = fs.lstatSync(path.join(hooksDir, hook));
-    if (!hs.isFile()) throw new SnapprocError(INVALID_SNAP, `hook "${hook}" is not a regular file: ${shown}`, { path: shown });
-    if ((hs.mode & 0o111) === 0) throw new SnapprocError(INVALID_SNAP, `hook "${hook}" is not executable: ${shown}`, { path: shown });
+  const snap = parseSnapYaml(readTreeSnapYaml(dir, label), path.join(label, 'meta', 'snap.yaml'));
+  for (const hook of treeHooks(dir, label)) {
     if (!snap.hooks[hook as HookName]) snap.hooks[hook as HookName] = { name: hook as HookName };
   }
   return snap;
@@ -224,7 +202,7 @@ export function inspectSnapTree(dir: string, label: string = dir): SnapYaml {
 /** Unpacks a squashfs file (all of it, or only `only`) into the new directory `dest`. */
 function unsquash(file: string, dest: string, only: string[] = []): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile('unsquashfs', ['-n', '-d', dest, file, ...only], { maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) => {
+    execFile('unsquashfs', ['-n', '-no-xattrs', '-d', dest, file, ...only], { maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) => {
       if (!err) return resolve();
       if (hasErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === 'unsquashfs') {
         return reject(new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err }));
@@ -339,18 +317,33 @@ export class RevisionStore {
     const source = path.resolve(sourcePath);
     const kind = sourceKind(source);
     let snap: SnapYaml;
+    // A .snap is unpacked whole outside R (a private 0700 directory) and its
+    // tree checked there, so that a refused one writes nothing under R; the
+    // unpacked tree is then moved into R (or, across file systems, unpacked again).
+    let stage: string | null = null;
     if (kind === 'squashfs') {
-      // Only meta/ is unpacked, outside R, to validate before anything is written under R.
-      const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-meta-'));
+      stage = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-unpack-'));
       try {
-        await unsquash(source, path.join(stage, 'tree'), ['meta']);
+        await unsquash(source, path.join(stage, 'tree'));
+        checkSnapTree(path.join(stage, 'tree'), source, { strip: true });
         snap = inspectSnapTree(path.join(stage, 'tree'), source);
-      } finally {
+      } catch (err) {
         removeTree(stage);
+        throw err;
       }
     } else {
+      checkSnapTree(source, source);
       snap = inspectSnapTree(source);
     }
+    try {
+      return await this.installTree(source, kind, stage, snap, opts);
+    } finally {
+      if (stage !== null) removeTree(stage);
+    }
+  }
+
+  private async installTree(source: string, kind: SourceKind, stage: string | null, checked: SnapYaml, opts: { instanceKey?: string }): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
+    let snap = checked;
     const key = opts.instanceKey ?? '';
     const instance = key === '' ? snap.name : `${snap.name}_${key}`;
     checkInstance(instance);
@@ -375,12 +368,20 @@ export class RevisionStore {
       mkdir(snapParent);
       fs.mkdirSync(partial, { mode: 0o700 });
       if (kind === 'squashfs') {
-        await unsquash(source, staged);
+        try {
+          fs.renameSync(path.join(stage!, 'tree'), staged);
+        } catch (err) {
+          if (!hasErrno(err, 'EXDEV')) throw err;
+          await unsquash(source, staged);
+        }
         await syncFilesystem(staged);
       } else {
-        await copyTree(source, staged);
+        await copyTree(source, staged, { xattrs: false });
       }
-      // What was copied is what gets installed: read it again (the source may have changed meanwhile).
+      // What was copied is what gets installed: check and read it again (the
+      // source may have changed meanwhile): no special files, no links out of
+      // it, setuid/setgid bits cleared, before it gets its world-readable name.
+      checkSnapTree(staged, source, { strip: true });
       const copied = inspectSnapTree(staged, source);
       if (copied.name !== snap.name) {
         throw new SnapprocError(INVALID_SNAP, `${source} changed while it was copied (snap "${snap.name}" became "${copied.name}")`, { path: source });

@@ -14,6 +14,8 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yam
 import type { Document, Node, Pair, Scalar } from 'yaml';
 import { posix } from 'node:path';
 import { SnapprocError } from '../util/errors';
+import { validateAppName, validateSnapName } from './names';
+import { controlCharacter, decodeSnapYaml, documentBounds, flowTooDeep, isStackOverflow, TOO_DEEP } from './yaml-limits';
 import { formatDuration, parseDuration } from '../util/duration';
 import { DEFAULT_STOP_MODE, DEFAULT_STOP_TIMEOUT_MS, STOP_MODES, stopModeSignal as stopModeOf, type StopMode } from '../process/stop';
 
@@ -162,10 +164,7 @@ export const DEFAULT_START_TIMEOUT_MS = 90_000;
 export const DEFAULT_RESTART_DELAY_MS = 100;
 export const DEFAULT_REFRESH_MODE: RefreshMode = 'restart';
 
-const SNAP_NAME = /^[a-z0-9-]*[a-z][a-z0-9-]*$/;
-const INSTANCE_KEY = /^[a-z0-9]{1,10}$/;
 const VERSION = /^[a-zA-Z0-9](?:[a-zA-Z0-9:.+~-]{0,30}[a-zA-Z0-9+~])?$/;
-const APP_NAME = /^[a-zA-Z0-9](?:-?[a-zA-Z0-9])*$/;
 const HOOK_NAME = /^[a-z](?:-?[a-z0-9])*$/;
 const SOCKET_NAME = /^[a-z](?:-?[a-z0-9])*$/;
 /** snapd's appContentWhitelist, widened by `=%@+,` (arguments such as --port=80). */
@@ -181,36 +180,12 @@ const SERVICE_ONLY = [
 ] as const;
 /** Signals `drain-signal` may name (snapproc extension). */
 export const drainSignals = ['sigquit', 'sigterm', 'sigint', 'sighup', 'sigusr1', 'sigusr2', 'sigwinch'] as const;
-const PID_FILE = /^\$(SNAP_DATA|SNAP_COMMON)\/(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._\/-]+$/;
+const PID_FILE = /^\$(SNAP_DATA|SNAP_COMMON)\/[A-Za-z0-9._\/-]+$/;
 
 // ---------------------------------------------------------------- names
 
-/** null when `name` is a valid snap name, else snapd's message. */
-export function validateSnapName(name: string): string | null {
-  if (
-    name.length < 2 ||
-    name.length > 40 ||
-    !SNAP_NAME.test(name) ||
-    name.startsWith('-') ||
-    name.endsWith('-') ||
-    name.includes('--')
-  ) {
-    return `invalid snap name: ${q(name)}`;
-  }
-  return null;
-}
-
-/** null when `name` is a valid instance name (`NAME` or `NAME_KEY`), else the message. */
-export function validateInstanceName(name: string): string | null {
-  const us = name.indexOf('_');
-  if (us < 0) return validateSnapName(name);
-  const snap = name.slice(0, us);
-  const key = name.slice(us + 1);
-  const bad = validateSnapName(snap);
-  if (bad !== null) return `invalid instance name: ${q(name)}: ${bad}`;
-  if (!INSTANCE_KEY.test(key)) return `invalid instance key: ${q(key)}`;
-  return null;
-}
+// Snap, instance and app names: one definition for snap.yaml and every command (./names.ts).
+export { validateSnapName, validateInstanceName, validateAppName } from './names';
 
 /** null when `version` is a valid snap version, else snapd's message. */
 export function validateVersion(version: string): string | null {
@@ -359,25 +334,59 @@ function snapYamlErrorMessage(problems: Problem[], source?: string): string {
 
 // ---------------------------------------------------------------- entry points
 
-/** Parses and validates snap.yaml text; throws SnapYamlError listing every problem. */
-export function parseSnapYaml(text: string, source?: string): SnapYaml {
+/** Parses and validates snap.yaml (text, or the file's bytes); throws SnapYamlError listing every problem. */
+export function parseSnapYaml(text: string | Uint8Array, source?: string): SnapYaml {
   const r = validateSnapYaml(text, source);
   if (!r.ok) throw new SnapYamlError(r.problems, source);
   return r.snap;
 }
 
-/** Like parseSnapYaml, returning the problems instead of throwing. */
-export function validateSnapYaml(text: string, source?: string): ValidateResult {
+/**
+ * Like parseSnapYaml, returning the problems instead of throwing. Bytes must
+ * be UTF-8; control characters, nesting deeper than MAX_YAML_DEPTH and alias
+ * expansion beyond MAX_YAML_EXPANDED_NODES each give one problem
+ * (./yaml-limits.ts) before anything walks the document.
+ */
+export function validateSnapYaml(input: string | Uint8Array, source?: string): ValidateResult {
   void source; // accepted for symmetry with parseSnapYaml; problems carry no source (formatProblem adds it)
+  let text: string;
+  if (typeof input === 'string') {
+    text = input;
+  } else {
+    const d = decodeSnapYaml(input);
+    if ('problem' in d) return { ok: false, problems: [{ path: '', message: d.problem.message }] };
+    text = d.text;
+  }
   const lc = new LineCounter();
-  const doc = parseDocument(text, { version: '1.1', lineCounter: lc, prettyErrors: false });
+  const ctrl = controlCharacter(text);
+  if (ctrl) {
+    lc.addNewLine(0);
+    for (let i = text.indexOf('\n'); i >= 0 && i < ctrl.offset!; i = text.indexOf('\n', i + 1)) lc.addNewLine(i + 1);
+    const pos = lc.linePos(ctrl.offset!);
+    return { ok: false, problems: [{ path: '', message: ctrl.message, line: pos.line, column: pos.col }] };
+  }
+  if (flowTooDeep(text)) return { ok: false, problems: [{ path: '', message: TOO_DEEP }] };
+  let doc: Document;
+  try {
+    doc = parseDocument(text, { version: '1.1', lineCounter: lc, prettyErrors: false });
+  } catch (err) {
+    if (err instanceof RangeError) return { ok: false, problems: [{ path: '', message: TOO_DEEP }] };
+    throw err;
+  }
   const ctx = new Ctx(doc, lc);
   if (doc.errors.length > 0) {
+    const overflow = doc.errors.find((e) => isStackOverflow(e.message));
+    if (overflow) return { ok: false, problems: [{ path: '', message: TOO_DEEP }] };
     for (const e of doc.errors) {
       const pos = lc.linePos(e.pos[0]);
       const message = e.code === 'MULTIPLE_DOCS' ? 'snap.yaml must hold a single YAML document' : e.message;
       ctx.problems.push({ path: '', message, line: pos.line, column: pos.col });
     }
+    return { ok: false, problems: ctx.problems };
+  }
+  const bound = documentBounds(doc);
+  if (bound) {
+    ctx.add('', bound.message, bound.node);
     return { ok: false, problems: ctx.problems };
   }
   const snap = readSnap(ctx, ctx.deref(doc.contents as Node | null));
@@ -591,8 +600,9 @@ function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
     } else {
       for (const e of ctx.entries(appsE.value, 'apps')) {
         const path = `apps.${e.key}`;
-        if (!APP_NAME.test(e.key)) {
-          ctx.add(path, `invalid app name: ${q(e.key)}`, e.keyNode);
+        const badApp = validateAppName(e.key);
+        if (badApp !== null) {
+          ctx.add(path, badApp, e.keyNode);
           continue;
         }
         const r = readApp(ctx, e, path, environment);
@@ -867,7 +877,7 @@ function readApp(
   if (serviceField('pid-file')) {
     const v = str('pid-file');
     if (typeof v === 'string') {
-      if (PID_FILE.test(v) && !v.endsWith('/')) pidFile = v;
+      if (PID_FILE.test(v) && !v.endsWith('/') && !v.split('/').slice(1).some((part) => part === '' || part === '.' || part === '..')) pidFile = v;
       else ctx.add(`${path}.pid-file`, `"pid-file" ${forApp} must be a path under $SNAP_DATA/ or $SNAP_COMMON/ (no "..", no spaces), got ${q(v)}`, at('pid-file'));
     }
   }

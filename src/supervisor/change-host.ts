@@ -4,6 +4,7 @@
 // the supervisor implements it, and a test could drive the steps with another.
 import type { RevisionStore } from '../snap/revision-store';
 import type { Service } from './service';
+import type { HookResult } from '../snap/hooks';
 
 export interface ChangeHost {
   /** The state root R. */
@@ -23,6 +24,8 @@ export interface ChangeHost {
   syncServices(instance: string, rev: string): void;
   /** Drops every Service object of a snap. */
   forgetServices(instance: string): void;
+  /** Runs a hook of a revision; service commands it queues through snapctl run right after it. */
+  runHook(instance: string, revision: string, hook: string, progress?: (line: string) => void): Promise<HookResult>;
   /** Removes launch files, empty cgroups and held sockets of a removed snap. */
   removeSnapState(instance: string): void;
 }

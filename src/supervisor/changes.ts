@@ -15,7 +15,6 @@ import { readEvent } from '../kernel/cgroupfs';
 import { protectData, unprotectData } from '../snap/data-readonly';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { SnapprocError } from '../util/errors';
-import { runHook } from '../snap/hooks';
 import { killCgroup } from '../kernel/kill';
 import { snapProcesses } from '../process/process-table';
 import { snapYamlOf } from '../snap/snap-from-path';
@@ -127,7 +126,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     {
       name: 'pre-refresh',
       async do(d) {
-        const r = await runHook({ root: sup.root, instance: d.snap, revision: d.from, hook: 'pre-refresh', cgroupParent: sup.cgroupParent });
+        const r = await sup.runHook(d.snap, d.from, 'pre-refresh', (l) => say(d, l));
         return r.ran ? `pre-refresh hook of ${d.from}` : `no pre-refresh hook in ${d.from}`;
       },
     },
@@ -218,7 +217,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     {
       name: 'post-refresh',
       async do(d) {
-        const r = await runHook({ root: sup.root, instance: d.snap, revision: d.to!, hook: 'post-refresh', cgroupParent: sup.cgroupParent });
+        const r = await sup.runHook(d.snap, d.to!, 'post-refresh', (l) => say(d, l));
         return r.ran ? `post-refresh hook of ${d.to}` : `no post-refresh hook in ${d.to}`;
       },
     },
@@ -309,8 +308,12 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     if (d.movedAside) store.discardMovedAside(d.snap, d.to!, d.movedAside);
     // An enduring process of an older revision keeps that revision.
     for (const p of snapProcesses(d.snap, { under: sup.cgroupParent })) for (const proc of p.processes) if (proc.revision) keep.add(proc.revision);
-    const revisions = store.get(d.snap)!.revisions.map((r) => r.revision);
-    const droppable = revisions.slice(0, Math.max(0, revisions.length - sup.retain)).filter((r) => !keep.has(r));
+    const all = store.get(d.snap)!.revisions.map((r) => r.revision);
+    // As snapd: the revisions after `from` in the sequence (left by a revert) go first, then the oldest beyond retain.
+    const at = all.indexOf(d.from);
+    const ahead = at < 0 ? [] : all.slice(at + 1).filter((r) => r !== d.to);
+    const revisions = all.filter((r) => !ahead.includes(r));
+    const droppable = [...ahead, ...revisions.slice(0, Math.max(0, revisions.length - sup.retain))].filter((r) => !keep.has(r));
     for (const rev of droppable) {
       unprotectData(store.paths(d.snap, rev).data);
       store.removeRevision(d.snap, rev);
@@ -431,7 +434,7 @@ export function removeSteps(sup: ChangeHost): Step<RemoveData>[] {
       async do(d) {
         if (!d.revision) return 'no remove hook';
         try {
-          const r = await runHook({ root: sup.root, instance: d.snap, revision: d.revision, hook: 'remove', cgroupParent: sup.cgroupParent });
+          const r = await sup.runHook(d.snap, d.revision, 'remove', (l) => logLine(sup.changeLog(d.snap), l));
           return r.ran ? `remove hook of ${d.revision}` : 'no remove hook';
         } catch (err) {
           // As snapd: a failing remove hook does not keep the snap installed.

@@ -27,6 +27,8 @@ export interface ServiceRecord {
   state: ServiceState;
   /** Whether the service should be running (started and not stopped by a user). */
   wanted: boolean;
+  /** Startup, as `snap services` shows it: false after `snapctl stop --disable` or with install-mode: disable (absent in old records: true). */
+  enabled?: boolean;
   mainPid: number | null;
   /** /proc start time of mainPid (clock ticks since boot). */
   mainStartTime: number | null;

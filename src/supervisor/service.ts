@@ -194,8 +194,9 @@ export class Service {
             const done = () => clearTimeout(timer);
             const mine = { resolve: () => (done(), resolve()), reject: (e: Error) => (done(), reject(e)) };
             this.ready = mine;
-            // Only this start's process: the exit of an earlier one (reported late) is not this start failing.
-            exited.then((s) => this.ready === mine && mine.reject(new Error(`exited before READY=1: ${describeExit(s)}`)));
+            // Only this start's process fails this start: the exit of the previous
+            // main, reported late (its status is polled), must not reject it.
+            exited.then((s) => mine.reject(new Error(`exited before READY=1: ${describeExit(s)}`)));
           });
         } catch (err) {
           this.ready = null;

@@ -9,24 +9,28 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cgroup2Mount, cgroupOfPid, isInside, removeCgroupTree } from '../kernel/cgroupfs';
 import { hasCode, SnapprocError, usageError } from '../util/errors';
-import { runHook } from '../snap/hooks';
+import { runHook, type HookResult } from '../snap/hooks';
 import { writeRevisionLaunchFiles } from '../snap/launch-files';
-import { serviceCgroupName } from '../process/cgroup-names';
+import { hookScopeName, serviceCgroupName } from '../process/cgroup-names';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { native } from '../kernel/native';
 import { snapYamlOf } from '../snap/snap-from-path';
+import { checkInstanceName, validateAppName } from '../snap/names';
 import { writeFileAtomic } from '../util/atomic-file';
-import { appEnvironment, snapEnvironment } from '../snap/environment';
+import { appEnvironment, snapctlDir, snapEnvironment } from '../snap/environment';
 import { startOrder, type AppInfo, type SnapYaml } from '../snap/snap-yaml';
 import { parseStopMode, type StopMode, type StopResult } from '../process/stop';
 import { durationMs } from '../util/duration';
 import { RevisionStore } from '../snap/revision-store';
+import { inhibit, release } from '../snap/inhibit';
 import { ownChildPids, trackNodeChildren } from './children';
-import { ControlServer, socketPath, type Method } from './control';
+import { ControlServer, socketPath, type ControlLimits, type Method } from './control';
 import { LogRotator, logLine } from '../snap/app-logs';
 import { loadRecords, saveRecords, serviceKey, type ServiceRecord } from './records';
 import type { ChangeHost } from './change-host';
 import { Service, type ServiceHost } from './service';
+import { callerOf, describeAction, HookRuns, resolveServiceNames, type ServiceAction, type ServiceActionRequest } from './snapctl-server';
+import type { RequestContext } from './control';
 import { FdHolder, type HeldFd } from './fd-holder';
 
 /** systemd's FileDescriptorStoreMax for every service (systemd's default is 0: off; snapd sets none). */
@@ -47,6 +51,8 @@ export interface SupervisorOptions {
   log?: (line: string) => void;
   /** End the process after a `shutdown` request (what `snapproc daemon` does; an embedding program decides itself). */
   exitOnShutdown?: boolean;
+  /** The control socket's limits on lines, slow and idle connections, unread output and connections (./control.ts). */
+  controlLimits?: Partial<ControlLimits>;
 }
 
 export function defaultCgroupParent(): string {
@@ -73,6 +79,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   private onStopSignal = (sig: NodeJS.Signals) => void this.handleStopSignal(sig);
   private say: (line: string) => void;
   private busy: Promise<unknown> = Promise.resolve();
+  private hookRuns = new HookRuns();
   /** Revisions kept per snap (SPEC 1: 2). */
   retain = 2;
 
@@ -120,7 +127,8 @@ export class Supervisor implements ServiceHost, ChangeHost {
     // left no `current`): adopt what runs of them before starting the rest.
     this.adoptRunning();
     await this.startWanted();
-    this.control = new ControlServer(socketPath(this.root), this.methods());
+    this.writeSnapctl();
+    this.control = new ControlServer(socketPath(this.root), this.methods(), this.options.controlLimits);
     await this.control.listen();
     this.say(`supervising ${this.services.size} service(s) under ${this.root} (cgroups in ${this.cgroupParent}), pid ${process.pid}`);
   }
@@ -316,6 +324,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
         cgroup: path.join(this.cgroupParent, serviceCgroupName(instance, name)),
         state: 'inactive',
         wanted: app.installMode !== 'disable',
+        enabled: app.installMode !== 'disable',
         mainPid: null,
         mainStartTime: null,
         since: null,
@@ -481,7 +490,9 @@ export class Supervisor implements ServiceHost, ChangeHost {
       started: [], handedOver: [], fellBack: [], rolledBack: [], pruned: [],
     });
     const t0 = performance.now();
-    const done = await runChange(this.root, change, steps, { progress });
+    // `snapproc run` of this snap waits meanwhile (snapd's inhibit lock).
+    inhibit(this.root, instance, 'refresh');
+    const done = await runChange(this.root, change, steps, { progress }).finally(() => release(this.root, instance));
     progress(`refreshed ${instance} ${from} -> ${done.data.to} in ${(performance.now() - t0).toFixed(0)} ms`);
     return { snap: instance, from, to: done.data.to, change: done.id, enduring: done.data.enduring, handedOver: done.data.handedOver, fellBack: done.data.fellBack };
   }
@@ -497,7 +508,8 @@ export class Supervisor implements ServiceHost, ChangeHost {
     if (!to) throw new SnapprocError('ERR_SNAPPROC_NO_REVISION', `snap "${instance}" has no revision before ${from} to revert to`);
     const steps = revertSteps(this);
     const change = newChange('revert', instance, steps, 1, { snap: instance, from, to, stopped: [], enduring: [], started: [] });
-    await runChange(this.root, change, steps, { progress });
+    inhibit(this.root, instance, 'revert');
+    await runChange(this.root, change, steps, { progress }).finally(() => release(this.root, instance));
     return { snap: instance, from, to, change: change.id };
   }
 
@@ -543,8 +555,39 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return this.install(source, progress);
   }
 
-  /** First install of a snap (an install over an installed snap is a refresh). */
+  /** First install of a snap (an install over an installed snap is a refresh); journalled as a change, so `changes` lists it. */
   async install(source: string, progress: (line: string) => void = () => {}): Promise<{ snap: string; revision: string; started: string[] }> {
+    const { saveChange } = await import('./change-runner');
+    const startedAt = new Date().toISOString();
+    const steps: Array<{ name: string; status: 'done' | 'error'; summary?: string }> = [];
+    const journal = (snap: string | null, status: 'done' | 'undone', error?: string) => {
+      if (!snap) return;
+      const id = `${startedAt.replace(/[:.]/g, '-')}-install-${snap}-${process.pid.toString(16)}`;
+      saveChange(this.root, { id, kind: 'install', snap, status, pointOfNoReturn: 0, steps, data: { source }, startedAt, endedAt: new Date().toISOString(), error });
+    };
+    const say = (line: string) => {
+      const m = /^\[\d+\/\d+\] (.*)$/.exec(line);
+      if (m) steps.push({ name: m[1].split(' ')[0], status: 'done', summary: m[1] });
+      progress(line);
+    };
+    try {
+      const r = await this.installNow(source, say);
+      journal(r.snap, 'done');
+      return r;
+    } catch (err) {
+      if (steps.length) steps[steps.length - 1].status = 'error';
+      let name: string | null = null;
+      try {
+        name = snapYamlOf(source).name;
+      } catch {
+        // not even a snap: nothing to list it under
+      }
+      journal(name, 'undone', (err as Error).message);
+      throw err;
+    }
+  }
+
+  private async installNow(source: string, progress: (line: string) => void): Promise<{ snap: string; revision: string; started: string[] }> {
     const t0 = performance.now();
     const step = (n: number, total: number, text: string) => progress(`[${n}/${total}] ${text}`);
     step(1, 4, `validate and unpack ${source}`);
@@ -556,9 +599,12 @@ export class Supervisor implements ServiceHost, ChangeHost {
     try {
       writeRevisionLaunchFiles(this.root, instance, revision, snap, this.envOf(instance, revision, snap));
       this.store.linkCurrent(instance, revision);
+      // Known before the hook runs: it may start, stop or restart them through snapctl.
+      this.attachServices(instance, revision);
       step(2, 4, `install hook of ${instance} ${revision}`);
-      await runHook({ root: this.root, instance, revision, hook: 'install', cgroupParent: this.cgroupParent });
+      await this.runHook(instance, revision, 'install', progress);
     } catch (err) {
+      this.forgetServices(instance);
       this.store.unlinkCurrent(instance);
       this.store.removeSnap(instance, { purge: true });
       throw err;
@@ -575,6 +621,114 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return { snap: instance, revision, started };
   }
 
+  /**
+   * Runs a hook of a revision in its own scope. Service commands the hook
+   * asks for through snapctl meanwhile are queued and run right after it
+   * returns (snapd's way: the change that runs the hook waits for it, so
+   * they cannot wait for the change); a hook that fails drops them.
+   */
+  async runHook(instance: string, revision: string, hook: string, progress: (line: string) => void = () => {}): Promise<HookResult> {
+    const scope = path.join(this.cgroupParent, hookScopeName(instance, hook));
+    this.hookRuns.begin(scope, instance, hook);
+    let queued: ServiceActionRequest[];
+    let result: HookResult;
+    try {
+      result = await runHook({ root: this.root, instance, revision, hook, cgroupParent: this.cgroupParent, scope });
+    } finally {
+      queued = this.hookRuns.end(scope);
+    }
+    if (queued.length) {
+      // What is current now (after post-refresh: the new revision) is what a restart starts.
+      const current = this.store.currentRevision(instance);
+      if (current) this.syncServices(instance, current);
+      for (const req of queued) {
+        const done = await this.serviceAction(instance, req);
+        progress(`  ${hook} hook asked for ${describeAction(instance, req)}: done (${done.join(', ') || 'nothing'})`);
+      }
+    }
+    return result;
+  }
+
+  /** start, stop or restart services of one snap now (the caller holds the change lock or is a queued hook command). */
+  async serviceAction(instance: string, req: ServiceActionRequest): Promise<string[]> {
+    const services = req.apps === undefined ? this.servicesOf(instance) : req.apps.flatMap((a) => this.servicesOf(instance, a));
+    const done: string[] = [];
+    const errors: string[] = [];
+    if (req.action !== 'start') {
+      for (const svc of [...services].reverse()) {
+        if (req.disable) svc.record.enabled = false;
+        await svc.stop({ keepWanted: req.action === 'restart' });
+        if (req.action === 'stop') done.push(svc.name);
+      }
+    }
+    if (req.action !== 'stop') {
+      for (const svc of services) {
+        if (req.enable) svc.record.enabled = true;
+        try {
+          await svc.start();
+          done.push(svc.name);
+        } catch (err) {
+          errors.push((err as Error).message);
+        }
+      }
+    }
+    this.save();
+    if (errors.length) throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', errors.join('; '));
+    return done;
+  }
+
+  /**
+   * A state-changing request from inside a running hook: a service command
+   * for the hook's own snap is queued to run right after the hook; anything
+   * else would wait for the change that waits for the hook, and is refused.
+   * Returns null when the caller is no running hook.
+   */
+  private fromRunningHook(ctx: RequestContext, method: string, instance: string | undefined, req?: ServiceActionRequest): { queued: string } | null {
+    const caller = callerOf(ctx.pid, this.cgroupParent);
+    if (!caller || caller.kind !== 'hook') return null;
+    const run = this.hookRuns.find(caller.cgroup);
+    if (!run) return null;
+    if (req && instance === run.instance) {
+      // Unknown names fail now, in the hook, not later in the change.
+      if (req.apps === undefined) this.servicesOf(instance);
+      else for (const a of req.apps) this.servicesOf(instance, a);
+      run.queue.push(req);
+      return { queued: `${describeAction(instance, req)} queued to run after the ${run.hook} hook of ${run.instance}` };
+    }
+    throw new SnapprocError('ERR_SNAPPROC_HOOK_CALL', `cannot ${method}${instance ? ` "${instance}"` : ''} from the ${run.hook} hook of "${run.instance}": the change running the hook waits for it (a hook may only start, stop or restart services of its own snap, which then happens after the hook)`);
+  }
+
+  /** `snapctl` on the PATH of the snaps' hooks and apps: a wrapper that knows this root. */
+  private writeSnapctl(): void {
+    const dir = snapctlDir(this.root);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const script = path.resolve(__dirname, '..', 'cli', 'snapctl.js');
+    writeFileAtomic(path.join(dir, 'snapctl'), `#!/bin/sh\n# snapctl for the snaps of the snapproc supervisor of ${this.root}\nSNAPPROC_ROOT=${q(this.root)} exec ${q(process.execPath)} ${q(script)} "$@"\n`, 0o755, { durable: false });
+  }
+
+  /** What `snapctl` asks (services, start, stop, restart), for the snap the caller's cgroup belongs to. */
+  private async snapctl(p: Record<string, unknown>, ctx: RequestContext): Promise<unknown> {
+    const caller = callerOf(ctx.pid, this.cgroupParent);
+    if (!caller) throw new SnapprocError('EPERM', `snapctl: PID ${ctx.pid} is not a process of a snap run by this supervisor (its cgroup is not a snap's under ${this.cgroupParent})`);
+    const instance = caller.instance;
+    if (!this.store.get(instance)) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
+    const command = p.command;
+    const names = Array.isArray(p.names) ? p.names.map(String) : [];
+    const serviceNames = this.servicesOf(instance).map((s) => s.record.app);
+    const apps = resolveServiceNames(instance, names, serviceNames);
+    if (command === 'services') {
+      const { serviceStatus } = await import('./service-status');
+      return serviceStatus(this.root, instance).filter((row) => apps === undefined || apps.includes(row.app));
+    }
+    if (command !== 'start' && command !== 'stop' && command !== 'restart') throw usageError(`snapctl: unknown command ${JSON.stringify(command)}; commands: services, start, stop, restart`);
+    if (names.length === 0) throw usageError(`snapctl ${command}: the required argument <service> was not provided`);
+    const req: ServiceActionRequest = { action: command as ServiceAction, apps, enable: command === 'start' && p.enable === true, disable: command === 'stop' && p.disable === true };
+    const queued = this.fromRunningHook(ctx, command, instance, req);
+    if (queued) return queued;
+    return { done: await this.serialize(() => this.serviceAction(instance, req)) };
+  }
+
   status(instance?: string): ServiceRecord[] {
     return [...this.services.values()].map((s) => s.record).filter((r) => instance === undefined || r.snap === instance);
   }
@@ -587,34 +741,63 @@ export class Supervisor implements ServiceHost, ChangeHost {
       return v;
     };
     const opt = (v: unknown, what: string): string | undefined => (v === undefined || v === null ? undefined : str(v, what));
+    // Names are checked before anything touches a file (../names.ts), whoever the client is.
+    const snapName = (v: unknown): string => checkInstanceName(v);
+    const optSnap = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : checkInstanceName(v));
+    const optApp = (v: unknown): string | undefined => {
+      if (v === undefined || v === null) return undefined;
+      const bad = validateAppName(str(v, 'app'));
+      if (bad !== null) throw usageError(bad);
+      return v as string;
+    };
     const stopOpts = (p: Record<string, unknown>) => ({
       mode: p.mode === undefined ? undefined : parseStopMode(str(p.mode, 'mode')),
       timeoutMs: p.timeout === undefined ? undefined : durationMs(str(p.timeout, 'timeout'), (m) => usageError(`invalid timeout: ${m}`)),
     });
     return {
       ping: { read: true, handler: () => ({ pid: process.pid, root: this.root }) },
-      status: { read: true, handler: (p) => this.status(opt(p.snap, 'snap')) },
+      status: { read: true, handler: (p) => this.status(optSnap(p.snap)) },
       list: { read: true, handler: () => this.store.list() },
-      install: { read: false, handler: (p, ctx) => this.serialize(() => this.installOrRefresh(str(p.path, 'path'), ctx.progress)) },
+      install: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'install', undefined), this.serialize(() => this.installOrRefresh(str(p.path, 'path'), ctx.progress))) },
       refresh: {
         read: false,
-        handler: (p, ctx) => this.serialize(() => this.refresh(str(p.snap, 'snap'), opt(p.from, 'from') ?? null, { ignoreRunning: p.ignoreRunning === true }, ctx.progress)),
+        handler: (p, ctx) => (this.fromRunningHook(ctx, 'refresh', snapName(p.snap)), this.serialize(() => this.refresh(snapName(p.snap), opt(p.from, 'from') ?? null, { ignoreRunning: p.ignoreRunning === true }, ctx.progress))),
       },
-      revert: { read: false, handler: (p, ctx) => this.serialize(() => this.revert(str(p.snap, 'snap'), ctx.progress)) },
-      remove: { read: false, handler: (p, ctx) => this.serialize(() => this.remove(str(p.snap, 'snap'), { purge: p.purge === true }, ctx.progress)) },
+      revert: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'revert', snapName(p.snap)), this.serialize(() => this.revert(snapName(p.snap), ctx.progress))) },
+      remove: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'remove', snapName(p.snap)), this.serialize(() => this.remove(snapName(p.snap), { purge: p.purge === true }, ctx.progress))) },
+      // Open to every user: it acts only on the caller's own snap, found from the caller's cgroup.
+      snapctl: { read: true, handler: (p, ctx) => this.snapctl(p, ctx) },
       changes: { read: true, handler: async (p) => {
         const { loadChanges } = await import('./change-runner');
-        const snap = opt(p.snap, 'snap');
+        const snap = optSnap(p.snap);
         return loadChanges(this.root).filter((c) => snap === undefined || c.snap === snap).slice(-20);
       } },
-      start: { read: false, handler: (p) => this.serialize(() => this.startSnap(str(p.snap, 'snap'), opt(p.app, 'app'))) },
-      stop: { read: false, handler: (p) => this.serialize(() => this.stopSnap(str(p.snap, 'snap'), opt(p.app, 'app'), stopOpts(p))) },
+      start: {
+        read: false,
+        handler: (p, ctx) => {
+          const snap = snapName(p.snap);
+          const app = optApp(p.app);
+          return this.fromRunningHook(ctx, 'start', snap, { action: 'start', apps: app === undefined ? undefined : [app] }) ?? this.serialize(() => this.startSnap(snap, app));
+        },
+      },
+      stop: {
+        read: false,
+        handler: (p, ctx) => {
+          const snap = snapName(p.snap);
+          const app = optApp(p.app);
+          const o = stopOpts(p);
+          // A stop with its own mode or timeout cannot be queued as a plain service command.
+          const queue = o.mode === undefined && o.timeoutMs === undefined ? { action: 'stop' as const, apps: app === undefined ? undefined : [app] } : undefined;
+          return this.fromRunningHook(ctx, 'stop', snap, queue) ?? this.serialize(() => this.stopSnap(snap, app, o));
+        },
+      },
       restart: {
         read: false,
-        handler: (p) =>
+        handler: (p, ctx) =>
+          this.fromRunningHook(ctx, 'restart', snapName(p.snap), { action: 'restart', apps: optApp(p.app) === undefined ? undefined : [optApp(p.app)!] }) ??
           this.serialize(async () => {
-            const snap = str(p.snap, 'snap');
-            const app = opt(p.app, 'app');
+            const snap = snapName(p.snap);
+            const app = optApp(p.app);
             // Stopped to be started again: wanted throughout, its fd store kept (as systemd's restart).
             await this.stopSnap(snap, app, {}, true);
             return this.startSnap(snap, app);

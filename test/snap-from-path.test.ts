@@ -1,0 +1,87 @@
+// Hostile snaps through the library (issue 10, items 9-11): the corpus of
+// test/hostile-corpus.ts against validate's reader (readSnapYamlFrom +
+// validateSnapYaml) and the revision store's addRevision: the same refusal
+// from both, in one line, quickly, and nothing written under R; accepted
+// snaps are installed with setuid/setgid bits and file capabilities gone.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readSnapYamlFrom, symlinkStaysInside } from '../src/snap/snap-from-path';
+import { SnapYamlError, validateSnapYaml } from '../src/snap/snap-yaml';
+import { RevisionStore } from '../src/snap/revision-store';
+import { corpus } from './hostile-corpus';
+import { isRoot, tmpdir } from './helpers';
+
+const test = suite('snap-from-path');
+
+function listTree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      out.push(path.join(rel, e.name));
+      if (e.isDirectory()) walk(path.join(d, e.name), path.join(rel, e.name));
+    }
+  };
+  if (fs.existsSync(dir)) walk(dir, '');
+  return out.sort();
+}
+
+/** What `validate` does, as a function: the first problem as one line, or null. */
+function validateError(source: string): string | null {
+  try {
+    const { text, file } = readSnapYamlFrom(source);
+    const r = validateSnapYaml(text, file);
+    if (!r.ok) return new SnapYamlError(r.problems, file).message;
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+test('symlinkStaysInside resolves like the kernel, through other links', () => {
+  const d = tmpdir();
+  fs.mkdirSync(path.join(d, 'a', 'b'), { recursive: true });
+  fs.symlinkSync('a/b', path.join(d, 'ab'));
+  const cases: Array<[string, string, boolean]> = [
+    ['l1', 'a/b', true], ['l2', '../x', false], ['a/l3', '../a/b/../..', true], ['a/l3b', '../a/b/../../..', false], ['a/l4', '..', true], ['l5', '/etc', false],
+    ['l6', 'ab/../..', true], ['l6b', 'ab/../../..', false], ['l7', 'ab/..', true], ['l8', 'missing/../a', true], ['a/b/l9', '../../..', false],
+  ];
+  for (const [rel, target, inside] of cases) {
+    fs.symlinkSync(target, path.join(d, rel));
+    assert.is(symlinkStaysInside(d, rel), inside, `${rel} -> ${target}`);
+  }
+});
+
+for (const c of corpus()) {
+  test(`hostile snap: ${c.name}`, async () => {
+    if (c.root && !isRoot) return;
+    const source = c.make();
+    const t0 = Date.now();
+    const v = validateError(source);
+    const ms = Date.now() - t0;
+    assert.ok(ms < 5000, `validate took ${ms} ms`);
+    const root = path.join(tmpdir(), 'root');
+    const store = new RevisionStore(root);
+    if (c.refused) {
+      assert.ok(v !== null, 'validate accepted it');
+      assert.match(v!, c.refused);
+      assert.not.match(v!, /\n/);
+      let err: Error | null = null;
+      try {
+        await store.addRevision(source);
+      } catch (e) {
+        err = e as Error;
+      }
+      assert.ok(err, 'install accepted it');
+      assert.match(err!.message, c.refused);
+      assert.equal(listTree(root), [], 'nothing written under R');
+    } else {
+      assert.is(v, null, `validate refused it: ${v}`);
+      const r = await store.addRevision(source);
+      c.check?.(r.dir);
+    }
+  });
+}
+
+test.run();
