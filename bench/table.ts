@@ -148,7 +148,8 @@ export function parseArgs(argv: string[]): BenchArgs {
     let m: RegExpExecArray | null;
     if ((m = /^--n=([\d,]+)$/.exec(a))) out.ns = m[1].split(',').filter(Boolean).map(Number);
     else if ((m = /^--reps=(\d+)$/.exec(a))) out.reps = Number(m[1]);
-    else if (a.startsWith('-')) throw new Error(`unknown option ${a} (known: --n=100,1000,4000 --reps=K)`);
+    else if (/^--(size|files|services)=\d+$/.test(a)) continue; // data.bench.ts's and scale.bench.ts's
+    else if (a.startsWith('-')) throw new Error(`unknown option ${a} (known: --n=100,1000,4000 --reps=K --size=MiB --files=N --services=N)`);
     else out.filters.push(a.toLowerCase());
   }
   return out;

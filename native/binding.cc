@@ -544,7 +544,106 @@ Napi::Value SpawnInCgroup(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ---- tree copy ----------------------------------------------------------------
+
+// copyTree(src, dst, flags): a promise of the copy's counts; rejects with
+// errno, syscall and `where` (the entry that failed, relative to src).
+class CopyWorker : public Napi::AsyncWorker {
+ public:
+  CopyWorker(Napi::Env env, std::string src, std::string dst, int flags)
+      : Napi::AsyncWorker(env, "snapproc.copyTree"), deferred_(Napi::Promise::Deferred::New(env)), src_(std::move(src)), dst_(std::move(dst)), flags_(flags) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { rc_ = copy_tree(src_.c_str(), dst_.c_str(), flags_, &stats_, &where_, &syscall_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (rc_ < 0) {
+      Napi::Error err = Napi::Error::New(env, std::string(syscall_ ? syscall_ : "copy") + " failed");
+      err.Set("errno", Napi::Number::New(env, rc_));
+      err.Set("syscall", Napi::String::New(env, syscall_ ? syscall_ : "copy"));
+      err.Set("where", Napi::String::New(env, where_));
+      deferred_.Reject(err.Value());
+      return;
+    }
+    static const char* methods[] = {"files", "snapshot", "files-into-subvolume"};
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("method", Napi::String::New(env, methods[stats_.method]));
+    o.Set("files", Napi::Number::New(env, static_cast<double>(stats_.files)));
+    o.Set("dirs", Napi::Number::New(env, static_cast<double>(stats_.dirs)));
+    o.Set("symlinks", Napi::Number::New(env, static_cast<double>(stats_.symlinks)));
+    o.Set("special", Napi::Number::New(env, static_cast<double>(stats_.special)));
+    o.Set("hardlinks", Napi::Number::New(env, static_cast<double>(stats_.hardlinks)));
+    o.Set("cloned", Napi::Number::New(env, static_cast<double>(stats_.cloned)));
+    o.Set("bytes", Napi::Number::New(env, static_cast<double>(stats_.bytes)));
+    o.Set("xattrs", Napi::Number::New(env, static_cast<double>(stats_.xattrs)));
+    deferred_.Resolve(o);
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string src_, dst_;
+  int flags_;
+  int rc_ = 0;
+  copy_stats stats_;
+  std::string where_;
+  const char* syscall_ = nullptr;
+};
+
+Napi::Value CopyTree(const Napi::CallbackInfo& info) {
+  std::string src, dst;
+  int flags = 0;
+  if (!ArgString(info, 0, &src) || !ArgString(info, 1, &dst) || !ArgInt(info, 2, &flags)) return info.Env().Undefined();
+  CopyWorker* w = new CopyWorker(info.Env(), src, dst, flags);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value MakeDataDir(const Napi::CallbackInfo& info) {
+  std::string path;
+  int mode = 0, sub = 0;
+  if (!ArgString(info, 0, &path) || !ArgInt(info, 1, &mode) || !ArgInt(info, 2, &sub)) return info.Env().Undefined();
+  const char* sc = nullptr;
+  int rc = make_data_dir(path.c_str(), mode, sub, &sc);
+  if (rc < 0) return ThrowErrno(info.Env(), rc, sc);
+  return Napi::Boolean::New(info.Env(), rc == 1);
+}
+
+// procInfo(pids, revisions): { ids: Int32Array [pid, ppid, pgid]*, start: Float64Array, zombie: Uint8Array, revisions: (string|null)[] | undefined }
+Napi::Value ProcInfo(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsTypedArray()) {
+    Napi::TypeError::New(info.Env(), "argument 0 must be an Int32Array").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  Napi::Env env = info.Env();
+  Napi::Int32Array in = info[0].As<Napi::Int32Array>();
+  bool revisions = info.Length() > 1 && info[1].ToBoolean().Value();
+  std::vector<int32_t> pids(in.Data(), in.Data() + in.ElementLength());
+  std::vector<proc_info> out;
+  proc_info_of(pids, revisions, &out);
+  Napi::Int32Array ids = Napi::Int32Array::New(env, out.size() * 3);
+  Napi::Float64Array start = Napi::Float64Array::New(env, out.size());
+  Napi::Uint8Array zombie = Napi::Uint8Array::New(env, out.size());
+  Napi::Array revs = Napi::Array::New(env, revisions ? out.size() : 0);
+  for (size_t i = 0; i < out.size(); i++) {
+    ids[i * 3] = out[i].pid;
+    ids[i * 3 + 1] = out[i].ppid;
+    ids[i * 3 + 2] = out[i].pgid;
+    start[i] = static_cast<double>(out[i].start);
+    zombie[i] = out[i].zombie ? 1 : 0;
+    if (revisions) revs.Set(static_cast<uint32_t>(i), out[i].revision.empty() ? env.Null() : Napi::String::New(env, out[i].revision));
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ids", ids);
+  o.Set("start", start);
+  o.Set("zombie", zombie);
+  if (revisions) o.Set("revisions", revs);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("procInfo", Napi::Function::New(env, ProcInfo));
+  exports.Set("copyTree", Napi::Function::New(env, CopyTree));
+  exports.Set("makeDataDir", Napi::Function::New(env, MakeDataDir));
   exports.Set("kill", Napi::Function::New(env, Kill));
   exports.Set("killpg", Napi::Function::New(env, Killpg));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));

@@ -130,4 +130,42 @@ int sup_reap_children(const std::vector<int32_t>& exclude, std::vector<reaped>* 
 int spawn_in_cgroup(const char* file, char* const* argv, char* const* envp, int cgroup_fd, const int* fds, int nfds,
                     int setsid_too, int* pidfd_out, const char** syscall_out);
 
+// ---- process details for discovery (procinfo.cc) ----------------------------
+
+struct proc_info {
+  int32_t pid = 0;
+  int32_t ppid = 0;
+  int32_t pgid = 0;
+  bool zombie = false;
+  unsigned long long start = 0;  // /proc/PID/stat field 22: clock ticks since boot
+  std::string revision;          // empty: not known
+};
+// One read of /proc/PID/stat per pid (gone ones are left out); with
+// `revisions`, the snap revision each executes (exe path, else SNAP_REVISION).
+void proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out);
+
+// ---- tree copy (copy.cc) -----------------------------------------------------
+
+enum {
+  COPY_NO_CLONE = 1,     // never FICLONE (to measure or test the plain copy)
+  COPY_NO_SNAPSHOT = 2,  // never a btrfs snapshot
+  COPY_SUBVOLUME = 4,    // on btrfs, make the new top directory a subvolume
+  COPY_NO_SYNC = 8,      // do not flush (the caller does)
+  COPY_NO_XATTRS = 16,   // keep no extended attributes (cp -a --no-preserve=xattr)
+};
+enum { COPY_METHOD_FILES = 0, COPY_METHOD_SNAPSHOT = 1, COPY_METHOD_FILES_INTO_SUBVOLUME = 2 };
+struct copy_stats {
+  int32_t method = 0;
+  int64_t files = 0, dirs = 0, symlinks = 0, special = 0, hardlinks = 0, cloned = 0, bytes = 0, xattrs = 0;
+};
+// Copies the directory tree `src` to the new path `dst` (its parent must
+// exist, it must not), keeping owners, modes, times, xattrs, symlinks, hard
+// links and special files; flushed to disk when it returns. On failure
+// `where` is the path (relative to src) of the entry that failed; what was
+// made is left for the caller to remove.
+int copy_tree(const char* src, const char* dst, int flags, copy_stats* stats, std::string* where, const char** syscall_out);
+// Makes the directory `path` with `mode` (exactly), as a btrfs subvolume when
+// `subvolume` and the file system is btrfs: 1 = a subvolume, 0 = a directory.
+int make_data_dir(const char* path, int mode, int subvolume, const char** syscall_out);
+
 }  // namespace snapproc

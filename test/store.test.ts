@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { RevisionStore, defaultRoot, ensureLayout, resolveRoot } from '../src/snap/revision-store';
+import { RevisionStore, defaultRoot, ensureLayout, isTrashName, resolveRoot } from '../src/snap/revision-store';
 import { copyTree, moveAside, restoreAside } from '../src/snap/data-copy';
 import { replaceSymlinkAtomic, tempSibling, writeFileAtomic } from '../src/util/atomic-file';
 import { appEnvironment, dpkgArchitecture, snapEnvironment } from '../src/snap/environment';
@@ -455,6 +455,9 @@ test('copyData: an existing target is moved aside and restored on undo', async (
   // A refresh that succeeded drops what it moved aside.
   r = await store.copyData('hello', 'x1', 'x2');
   store.discardMovedAside('hello', 'x2', r.movedAside!);
+  // At once renamed to the trash (hidden, off the refresh's path), deleted by the sweep.
+  assert.equal(fs.readdirSync(path.dirname(b.data)).filter((n) => !isTrashName(n)).sort(), ['common', 'x1', 'x2']);
+  assert.is(await store.sweepTrash('hello'), 2, 'data and user data');
   assert.equal(fs.readdirSync(path.dirname(b.data)).sort(), ['common', 'x1', 'x2']);
 });
 

@@ -3,6 +3,7 @@
 // snapd/systemd or a test made the cgroups, and start no supervisor).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readSlotFile } from '../util/slot-file';
 import type { GlobalOptions } from './common';
 import { printTable, requireRoot } from './common';
 import type { MainRecord } from '../process/classify';
@@ -32,7 +33,7 @@ interface RecordSummary { snap: string; app: string; cgroup: string; state: stri
 /** The supervisor's records of its services (state, restarts, main process), if one has run under this root. */
 function loadServiceRecords(root: string): RecordSummary[] {
   try {
-    return (JSON.parse(fs.readFileSync(path.join(root, 'state', 'services.json'), 'utf8')) as { services: RecordSummary[] }).services;
+    return readSlotFile<{ services: RecordSummary[] }>(path.join(root, 'state', 'services.json'))?.services ?? [];
   } catch {
     return [];
   }

@@ -55,14 +55,19 @@ export function buildProgram(): Command {
   }
 
   program
-    .command('stop <name>')
-    .description("stop a snap's services (or one, NAME.APP) by stop-mode")
+    .command('stop [names...]')
+    .description("stop snaps' services (or single ones, NAME.APP) by stop-mode; --all: every installed snap's")
     .addOption(new Option('--mode <stop-mode>', 'stop-mode to use instead of the snap\'s'))
     .option('--timeout <duration>', 'stop timeout instead of the snap\'s (30s, 1m30s, 500ms)')
-    .action(async (name: string, opts: { mode?: string; timeout?: string }, cmd: Command) => {
+    .option('--all', 'every installed snap (as `supervisorctl stop all`)')
+    .action(async (names: string[], opts: { mode?: string; timeout?: string; all?: boolean }, cmd: Command) => {
       const g = globals(cmd);
+      const { checkNames } = await import('./targets');
+      checkNames('stop', names, opts.all === true);
       const { isInstalled } = await import('./installed');
-      if (isInstalled(g.root, name)) {
+      const supervised = opts.all ? [] : names.filter((n) => isInstalled(g.root, n));
+      const found = opts.all ? [] : names.filter((n) => !isInstalled(g.root, n));
+      if (opts.all || supervised.length) {
         // Validate locally first: a bad option is a usage error before any supervisor starts.
         const { parseStopMode } = await import('../process/stop');
         const { durationMs } = await import('../util/duration');
@@ -72,11 +77,13 @@ export function buildProgram(): Command {
         const { requireRoot } = await import('./common');
         requireRoot('snapproc stop');
         const { supervisedStop } = await import('./snap-commands');
-        await supervisedStop(g, name, opts, g);
-        return;
+        await supervisedStop(g, opts.all ? { all: true } : supervised, { mode: opts.mode, timeout: opts.timeout }, g);
       }
-      const { stopCommand } = await import('./cgroup-commands');
-      await stopCommand(g, name, opts);
+      // Snaps snapproc does not supervise (run by snapd/systemd, or left behind): stopped by their cgroups.
+      if (found.length) {
+        const { stopCommand } = await import('./cgroup-commands');
+        for (const name of found) await stopCommand(g, name, opts);
+      }
     });
 
   program
@@ -126,12 +133,15 @@ export function buildProgram(): Command {
 
   for (const verb of ['start', 'restart'] as const) {
     program
-      .command(`${verb} <name>`)
-      .description(`${verb} a snap's services (or one, NAME.APP)`)
-      .action(async (name: string, _opts: unknown, cmd: Command) => {
+      .command(`${verb} [names...]`)
+      .description(`${verb} snaps' services (or single ones, NAME.APP); --all: every installed snap's`)
+      .option('--all', `every installed snap (as \`supervisorctl ${verb} all\`)`)
+      .action(async (names: string[], opts: { all?: boolean }, cmd: Command) => {
         const g = globals(cmd);
+        const { checkNames } = await import('./targets');
+        checkNames(verb, names, opts.all === true);
         const { lifecycleCommand } = await import('./snap-commands');
-        await lifecycleCommand(g, verb, name, g);
+        await lifecycleCommand(g, verb, opts.all ? { all: true } : names, g);
       });
   }
 

@@ -27,27 +27,7 @@ export async function installCommand(g: GlobalOptions, source: string, opts: Mut
   process.stdout.write(`${r.snap} ${r.revision} installed${r.started?.length ? `; started ${r.started.join(', ')}` : ''}\n`);
 }
 
-export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restart', target: string, opts: MutateOptions): Promise<void> {
-  const { instance, app } = parseSnapTarget(target);
-  requireRoot(`snapproc ${verb}`);
-  const started = (await call(g.root, verb, { snap: instance, app }, { autostart: opts.autostart, onProgress: progress })) as string[] | { queued: string };
-  // From a hook during its change: it happens right after the hook.
-  if (!Array.isArray(started)) return void process.stdout.write(`${started.queued}\n`);
-  process.stdout.write(`${verb === 'start' ? 'started' : 'restarted'} ${started.join(', ') || 'nothing'}\n`);
-}
-
-export async function supervisedStop(g: GlobalOptions, target: string, params: { mode?: string; timeout?: string }, opts: MutateOptions): Promise<void> {
-  const { instance, app } = parseSnapTarget(target);
-  const results = (await call(g.root, 'stop', { snap: instance, app, ...params }, { autostart: opts.autostart, onProgress: progress })) as Array<{
-    service: string; mode: string; signal: string; target: string; mainPid: number | null; signalled: number; isForcefullyTerminated: boolean; stopped: boolean; durationMs: number;
-  }> | { queued: string };
-  if (!Array.isArray(results)) return void process.stdout.write(`${results.queued}\n`);
-  for (const r of results) {
-    const what = r.target === 'main' ? (r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
-    const end = r.isForcefullyTerminated ? 'killed after timeout' : r.stopped ? 'stopped' : 'still running';
-    process.stdout.write(`stopped ${r.service} (${r.mode}): ${r.signal} -> ${what}; ${end} in ${r.durationMs.toFixed(0)} ms\n`);
-  }
-}
+export { lifecycleCommand, supervisedStop } from './lifecycle';
 
 export function validateCommand(source: string, opts: { json?: boolean } = {}): void {
   // Loaded here, not at the top: the yaml parser is the heaviest module, and only validate needs it in the CLI.

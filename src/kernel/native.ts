@@ -42,7 +42,41 @@ interface Addon {
   pidfdGetfd(pidfd: number, fd: number): number;
   notifyClose(id: number): boolean;
   reapChildren(exclude: Int32Array): Array<{ pid: number; status: number }>;
+  copyTree(src: string, dst: string, flags: number): Promise<CopyStats>;
+  procInfo(pids: Int32Array, revisions: boolean): ProcInfo;
+  makeDataDir(path: string, mode: number, subvolume: number): boolean;
 }
+
+/** What native.procInfo read of each process that was still there, in the order given. */
+export interface ProcInfo {
+  /** pid, ppid, pgid of each. */
+  ids: Int32Array;
+  /** /proc/PID/stat start time (clock ticks since boot) of each. */
+  start: Float64Array;
+  /** 1 for a zombie (exited, not yet reaped). */
+  zombie: Uint8Array;
+  /** With `revisions`: the snap revision each executes, or null. */
+  revisions?: Array<string | null>;
+}
+
+/** How native.copyTree made its copy, and what it copied. */
+export interface CopyStats {
+  /** `snapshot`: one btrfs snapshot; `files`: file by file (clones where possible); `files-into-subvolume`: the same into a new btrfs subvolume. */
+  method: 'files' | 'snapshot' | 'files-into-subvolume';
+  files: number;
+  dirs: number;
+  symlinks: number;
+  special: number;
+  hardlinks: number;
+  /** Regular files whose contents were cloned (FICLONE), not copied. */
+  cloned: number;
+  /** Bytes copied (not cloned). */
+  bytes: number;
+  xattrs: number;
+}
+
+/** Flags of native.copyTree. */
+export const COPY = { NO_CLONE: 1, NO_SNAPSHOT: 2, SUBVOLUME: 4, NO_SYNC: 8, NO_XATTRS: 16 } as const;
 
 /** Credentials of the process at the other end of a unix socket (SO_PEERCRED). */
 export interface PeerCred {
@@ -253,6 +287,20 @@ export const native = {
   /** Starts a child inside a cgroup from its first instant (clone3 CLONE_INTO_CGROUP); fds[i] becomes its fd i. */
   spawnInCgroup: (file: string, argv: string[], env: string[], cgroupFd: number, fds: number[], setsid: boolean) =>
     call(() => load().spawnInCgroup(file, argv, env, cgroupFd, fds, setsid), { path: file }),
+  /**
+   * Copies the directory tree `src` to the new path `dst` faithfully (owners,
+   * modes, ns times, xattrs, symlinks, hard links, special files, holes, any
+   * name), off the main thread: one snapshot for a btrfs subvolume, else
+   * file by file with clones where the file system has them; flushed when it
+   * resolves. Rejects with a SnapprocError naming the entry that failed.
+   */
+  copyTree: (src: string, dst: string, flags = 0): Promise<CopyStats> =>
+    call(() => load().copyTree(src, dst, flags), { path: src }).catch((err: unknown) => {
+      const where = (err as { where?: string })?.where;
+      throw fromAddonError(err, { path: where ? path.join(src, where) : src });
+    }),
+  /** Makes the directory `dir` with exactly `mode`; a btrfs subvolume when `subvolume` and on btrfs (true then). */
+  makeDataDir: (dir: string, mode: number, subvolume: boolean): boolean => call(() => load().makeDataDir(dir, mode, subvolume ? 1 : 0), { path: dir }),
   /** Flushes the file system holding `path` (syncfs(2)), off the main thread. */
   syncfs: (path: string) => pending(() => load().syncfs(path), { path }).result,
   pidfdWait: (pidfd: number, timeoutMs: number) => pending(() => load().pidfdWait(pidfd, timeoutMs), {}),
@@ -264,6 +312,8 @@ export const native = {
   getName: () => call(() => load().getName()),
   readProcs: (dir: string) => call(() => load().readProcs(dir), { path: dir }),
   procIds: (pids: Int32Array) => call(() => load().procIds(pids)),
+  /** ppid, pgid and start time of each process from one read of /proc/PID/stat, and with `revisions` the revision it executes (exe path, else SNAP_REVISION). */
+  procInfo: (pids: Int32Array, revisions = false): ProcInfo => call(() => load().procInfo(pids, revisions)),
   setFrozen: (dir: string, frozen: boolean, timeoutMs: number) => pending(() => load().setFrozen(dir, frozen ? 1 : 0, timeoutMs), { path: dir }),
   waitEvent: (dir: string, key: 'populated' | 'frozen', want: number, timeoutMs: number) =>
     pending(() => load().waitEvent(dir, key, want, timeoutMs), { path: dir }),

@@ -2,12 +2,11 @@
 // `-all` must hit the main process only, so snapproc has to know which
 // process that is, which ones share its process group, and which escaped it
 // (setsid, daemonised, double-forked). Discovery reads cgroup.procs of the
-// subtree and asks the kernel for each member's ppid and pgid in one native
-// call; /proc is read only for what the kernel offers no cheaper way to learn.
+// subtree, then in one native call each member's ppid, pgid and start time
+// (one read of /proc/PID/stat) and, when asked, the revision it executes.
 import { cgroupSubtree } from '../kernel/cgroupfs';
 import { hasCode } from '../util/errors';
 import { native } from '../kernel/native';
-import { revisionOf, startTimeOf } from '../kernel/procfs';
 
 export type ProcessRole = 'main' | 'group' | 'other';
 
@@ -63,22 +62,6 @@ export function cgroupPids(dir: string): Int32Array {
   return all;
 }
 
-/** True when the recorded main process is alive, still the same process, and in `pids`. */
-function recordHolds(record: MainRecord, members: Set<number>): boolean {
-  if (!members.has(record.pid)) return false;
-  return record.startTime === undefined || startTimeOf(record.pid) === record.startTime;
-}
-
-function earliestStarted(pids: number[]): number | null {
-  let best: { pid: number; start: number } | null = null;
-  for (const pid of pids) {
-    const start = startTimeOf(pid);
-    if (start === null) continue;
-    if (!best || start < best.start || (start === best.start && pid < best.pid)) best = { pid, start };
-  }
-  return best ? best.pid : null;
-}
-
 /**
  * Classifies every process of an app cgroup (subtree included) as main,
  * group or other. Without a record, the main process is the one whose parent
@@ -86,21 +69,30 @@ function earliestStarted(pids: number[]): number | null {
  */
 export function classifyCgroup(dir: string, options: ClassifyOptions = {}): CgroupProcesses {
   const pids = cgroupPids(dir);
-  const ids = native.procIds(pids);
-  const members = new Set<number>();
-  for (let i = 0; i < ids.length; i += 3) members.add(ids[i]);
+  const info = native.procInfo(pids, options.revisions === true);
+  const ids = info.ids;
+  const members = new Map<number, number>(); // pid -> index
+  for (let i = 0, k = 0; i < ids.length; i += 3, k++) members.set(ids[i], k);
 
   const record = typeof options.main === 'number' ? { pid: options.main } : options.main ?? null;
   let mainPid: number | null = null;
   let mainFrom: CgroupProcesses['mainFrom'] = null;
-  if (record && recordHolds(record, members)) {
+  // The record holds when its process is alive, in the cgroup, and the same process (start time).
+  const k = record ? members.get(record.pid) : undefined;
+  if (record && k !== undefined && (record.startTime === undefined || info.start[k] === record.startTime)) {
     mainPid = record.pid;
     mainFrom = 'record';
   } else if (!record) {
-    const candidates: number[] = [];
-    for (let i = 0; i < ids.length; i += 3) if (!members.has(ids[i + 1])) candidates.push(ids[i]);
-    mainPid = candidates.length === 1 ? candidates[0] : earliestStarted(candidates);
-    if (mainPid !== null) mainFrom = 'cgroup';
+    // Without a record: the process whose parent is outside the cgroup (the earliest started, if several are).
+    let best = -1;
+    for (let i = 0, j = 0; i < ids.length; i += 3, j++) {
+      if (members.has(ids[i + 1])) continue;
+      if (best < 0 || info.start[j] < info.start[best] || (info.start[j] === info.start[best] && ids[i] < ids[best * 3])) best = j;
+    }
+    if (best >= 0) {
+      mainPid = ids[best * 3];
+      mainFrom = 'cgroup';
+    }
   }
   // A record whose process has gone means: no main process now. Guessing
   // another would aim a main-only stop at a process the author did not mean.
@@ -109,11 +101,11 @@ export function classifyCgroup(dir: string, options: ClassifyOptions = {}): Cgro
   for (let i = 0; i < ids.length; i += 3) if (ids[i] === mainPid) mainPgid = ids[i + 2];
 
   const processes: ProcessInfo[] = [];
-  for (let i = 0; i < ids.length; i += 3) {
+  for (let i = 0, j = 0; i < ids.length; i += 3, j++) {
     const pid = ids[i];
     const pgid = ids[i + 2];
     const role: ProcessRole = pid === mainPid ? 'main' : pgid === mainPgid ? 'group' : 'other';
-    processes.push({ pid, ppid: ids[i + 1], pgid, role, revision: options.revisions ? revisionOf(pid) : null });
+    processes.push({ pid, ppid: ids[i + 1], pgid, role, revision: info.revisions ? info.revisions[j] : null });
   }
   processes.sort((a, b) => a.pid - b.pid);
   return { mainPid, mainFrom, processes };

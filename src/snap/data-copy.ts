@@ -2,42 +2,47 @@
 // $SNAP_DATA (old revision -> new revision), and the "move aside" that keeps
 // an existing target recoverable until the refresh is done or undone.
 //
-// The copy is GNU cp's `cp -a --preserve=xattr --no-target-directory`, run
-// with execFile (no shell), rather than a walk in JavaScript, because:
-//   - it keeps everything a service may rely on: owners, modes (setuid,
-//     setgid, sticky), atime/mtime (directories' after their contents),
-//     symlinks as links (never followed, dangling ones too), hard links
-//     within the tree, FIFOs and device nodes, sparse files, and extended
-//     attributes of every namespace the caller may read (user.*, trusted.*,
-//     security.* such as file capabilities) — Node has no xattr API at all;
-//   - it handles any byte string as a name (newlines, leading dashes,
-//     non-UTF-8), which JavaScript strings cannot round-trip;
-//   - it is what snapd itself runs for this copy (`cp -av`), and coreutils is
-//     present wherever snapproc runs.
-// `-a` alone makes a failure to keep owners, modes or times fatal but only
-// warns when xattrs cannot be kept; the explicit `--preserve=xattr` makes
-// that fatal too: a copy that silently lost a capability or a label is not
-// faithful. (Source and target are in the same file system, so a tree whose
-// xattrs could be read can be written back.)
+// The copy is made in one native call (native/copy.cc), on a thread of its
+// own, with no child process on the refresh's path. It keeps what GNU cp's
+// `cp -a --preserve=xattr` keeps (what snapd runs for this copy): owners,
+// modes (setuid, setgid, sticky), nanosecond atime/mtime (directories' after
+// their contents), symlinks as links (never followed, dangling ones too),
+// hard links within the tree, FIFOs, sockets and device nodes, sparse files'
+// holes, extended attributes of every namespace the caller may read
+// (user.*, trusted.*, security.* such as file capabilities), and any byte
+// string as a name. Failing to keep any of them fails the copy: a copy that
+// silently lost a capability or a label is not faithful. And it costs what
+// the file system makes it cost:
+//   - btrfs: a revision's $SNAP_DATA is a subvolume (made so by the first
+//     copy, or by makeDataDir), and its copy is one writable snapshot;
+//   - XFS with reflink, btrfs outside a subvolume, bcachefs: every regular
+//     file is a clone (FICLONE), its extents shared until either side writes;
+//   - elsewhere (ext4): copy_file_range of each data extent (holes stay holes).
+// Either way the copy is independent: writing to one side leaves the other
+// as it was.
 //
 // The copy is made under a hidden name next to the target
-// (`.NAME.copying-HEX`), flushed to disk (syncfs), and renamed into place
-// when complete; a failed copy
-// removes it. The target therefore either is a complete copy or does not
-// exist, also after a crash (which can leave only the hidden name behind).
+// (`.NAME.copying-HEX`), flushed to disk (each file with data and each
+// directory fsynced, or one syncfs for a tree of many files; a snapshot is
+// committed by the kernel), and renamed into place when complete; a failed
+// copy removes it. The target therefore either is a complete copy or does
+// not exist, also after a crash (which can leave only the hidden name behind).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SnapprocError } from '../util/errors';
 import { fsyncDir } from '../util/atomic-file';
-import { native } from '../kernel/native';
+import { COPY, native, type CopyStats } from '../kernel/native';
 
 export const COPY_FAILED = 'ERR_SNAPPROC_COPY_FAILED';
 
-/** GNU cp's arguments for a faithful copy of the tree `src` to the new path `dst`. */
-export function copyTreeArgs(src: string, dst: string, opts: { xattrs?: boolean } = {}): string[] {
-  return ['-a', opts.xattrs === false ? '--no-preserve=xattr' : '--preserve=xattr', '--no-target-directory', '--', src, dst];
+export interface CopyOptions {
+  /** On btrfs, make the copy a subvolume (so that the next copy of it is one snapshot): for $SNAP_DATA. */
+  subvolume?: boolean;
+  /** Never clone or snapshot (a full copy of every byte): for tests and benchmarks. */
+  plain?: boolean;
+  /** Keep extended attributes (default true; an install does not keep a snap's, so no file capability takes effect). */
+  xattrs?: boolean;
 }
 
 function exists(p: string): boolean {
@@ -62,7 +67,7 @@ export function isCopyingName(base: string): boolean {
  * `xattrs: false` (a snap's files, whose file capabilities must not take
  * effect, as a nosuid mount ignores them) copies no extended attributes.
  */
-export async function copyTree(src: string, dst: string, opts: { xattrs?: boolean } = {}): Promise<void> {
+export async function copyTree(src: string, dst: string, options: CopyOptions = {}): Promise<CopyStats> {
   const srcStat = fs.lstatSync(src); // ENOENT here is the caller's error, shaped by fs
   if (!srcStat.isDirectory()) {
     throw new SnapprocError(COPY_FAILED, `cannot copy ${src} to ${dst}: ${src} is not a directory`, { path: src });
@@ -70,32 +75,25 @@ export async function copyTree(src: string, dst: string, opts: { xattrs?: boolea
   if (exists(dst)) {
     throw new SnapprocError('EEXIST', `cannot copy ${src} to ${dst}: ${dst} already exists`, { path: dst, syscall: 'copy' });
   }
-  // cp writes under a hidden name that is renamed to `dst` when complete, so
+  // Written under a hidden name that is renamed to `dst` when complete, so
   // even a SIGKILL mid-copy never leaves a partial tree at `dst`.
   const partial = path.join(path.dirname(dst), `.${path.basename(dst)}.copying-${randomBytes(4).toString('hex')}`);
-  const failure = await new Promise<string | null>((resolve) => {
-    execFile('cp', copyTreeArgs(src, partial, opts), { maxBuffer: 16 * 1024 * 1024 }, (err, _stdout, stderr) => {
-      if (!err) return resolve(null);
-      const e = err as NodeJS.ErrnoException & { signal?: string | null; code?: string | number | null };
-      if (e.code === 'ENOENT') return resolve('cp (GNU coreutils) is not installed');
-      const said = String(stderr).trim().split('\n').filter(Boolean);
-      const first = said[0] ?? (e.signal ? `cp was killed by ${e.signal}` : `cp exited with status ${String(e.code)}`);
-      resolve(said.length > 1 ? `${first} (and ${said.length - 1} more problem${said.length > 2 ? 's' : ''})` : first);
-    });
-  });
-  if (failure === null) {
-    try {
-      await syncFilesystem(partial);
-      fs.renameSync(partial, dst);
-      fsyncDir(path.dirname(dst));
-      return;
-    } catch (err) {
-      fs.rmSync(partial, { recursive: true, force: true });
-      throw new SnapprocError(COPY_FAILED, `cannot copy ${src} to ${dst}: ${(err as Error).message}`, { path: src, cause: err });
-    }
+  const flags = (options.subvolume ? COPY.SUBVOLUME : 0) | (options.plain ? COPY.NO_CLONE | COPY.NO_SNAPSHOT : 0) | (options.xattrs === false ? COPY.NO_XATTRS | COPY.NO_SNAPSHOT : 0);
+  let stats: CopyStats;
+  try {
+    stats = await native.copyTree(src, partial, flags);
+    fs.renameSync(partial, dst);
+    fsyncDir(path.dirname(dst));
+  } catch (err) {
+    removeTree(partial);
+    throw new SnapprocError(COPY_FAILED, `cannot copy ${src} to ${dst}: ${(err as Error).message}`, { path: src, cause: err });
   }
-  fs.rmSync(partial, { recursive: true, force: true });
-  throw new SnapprocError(COPY_FAILED, `cannot copy ${src} to ${dst}: ${failure}`, { path: src });
+  return stats;
+}
+
+/** Removes a tree that may hold btrfs subvolumes (rmdir removes an empty subvolume as root). */
+function removeTree(p: string): void {
+  fs.rmSync(p, { recursive: true, force: true });
 }
 
 /**

@@ -34,7 +34,9 @@ import { fsyncDir, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
 import { checkSnapTree, readTreeSnapYaml, treeHooks } from './snap-from-path';
 import { revisionPaths } from './environment';
-import { parseSnapYaml, validateInstanceName } from './snap-yaml';
+import { native } from '../kernel/native';
+import { validateInstanceName } from './snap-yaml';
+import { parseSnapYamlCached } from './snap-yaml-cache';
 import type { HookName, SnapYaml } from './snap-yaml';
 
 export { defaultRoot, resolveRoot } from './state-root';
@@ -107,6 +109,11 @@ function exists(p: string): boolean {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
     throw err;
   }
+}
+
+/** Names retireRevision gives to what is to be deleted: `.REV.trash-HEX`. */
+export function isTrashName(base: string): boolean {
+  return /^\.x?[1-9][0-9]{0,9}\.trash-[0-9a-f]{8}$/.test(base);
 }
 
 function isEmptyDir(p: string): boolean {
@@ -192,7 +199,7 @@ function hasErrno(err: unknown, ...codes: string[]): boolean {
  * (special files, setuid bits, links out of it) is checked by checkSnapTree.
  */
 export function inspectSnapTree(dir: string, label: string = dir): SnapYaml {
-  const snap = parseSnapYaml(readTreeSnapYaml(dir, label), path.join(label, 'meta', 'snap.yaml'));
+  const snap = parseSnapYamlCached(readTreeSnapYaml(dir, label), path.join(label, 'meta', 'snap.yaml'));
   for (const hook of treeHooks(dir, label)) {
     if (!snap.hooks[hook as HookName]) snap.hooks[hook as HookName] = { name: hook as HookName };
   }
@@ -243,9 +250,9 @@ export class RevisionStore {
     }
   }
 
-  private save(file: SnapsFile): void {
+  private save(file: SnapsFile, options: { durable?: boolean } = {}): void {
     ensureLayout(this.root);
-    writeFileAtomic(this.stateFile, JSON.stringify(file, null, 2) + '\n', 0o644);
+    writeFileAtomic(this.stateFile, JSON.stringify(file, null, 2) + '\n', 0o644, options);
   }
 
   private toInstalled(rec: SnapRecord): InstalledSnap {
@@ -354,10 +361,10 @@ export class RevisionStore {
     const p = this.paths(instance, revision);
     const snapParent = path.dirname(p.snap);
     const made: string[] = []; // directories this call created, removed again on failure
-    const mkdir = (dir: string, mode = 0o755) => {
+    const mkdir = (dir: string, mode = 0o755, subvolume = false) => {
       if (exists(dir)) return;
-      fs.mkdirSync(dir, { mode });
-      fs.chmodSync(dir, mode);
+      // $SNAP_DATA and $SNAP_USER_DATA: btrfs subvolumes where they can be, so that a refresh's copy is one snapshot.
+      native.makeDataDir(dir, mode, subvolume);
       made.push(dir);
     };
     // The partial directory, made before the first await, also reserves the
@@ -392,12 +399,12 @@ export class RevisionStore {
       fs.rmdirSync(partial);
       fsyncDir(snapParent);
       mkdir(path.dirname(p.data));
-      mkdir(p.data);
+      mkdir(p.data, 0o755, true);
       mkdir(p.common);
       mkdir(path.join(this.root, 'root'), 0o700);
       mkdir(path.join(this.root, 'root', 'snap'));
       mkdir(path.dirname(p.userData));
-      mkdir(p.userData);
+      mkdir(p.userData, 0o755, true);
       mkdir(p.userCommon);
       fsyncDir(path.dirname(p.data));
 
@@ -461,7 +468,8 @@ export class RevisionStore {
     const rec = file.snaps[name];
     if (!rec || rec.current === rev) return;
     rec.current = rev;
-    this.save(file);
+    // Informational (the links are the truth, and they are flushed): atomic, not flushed.
+    this.save(file, { durable: false });
   }
 
   // ------------------------------------------------------------ data
@@ -499,7 +507,7 @@ export class RevisionStore {
           movedAny = true;
         }
         done.push({ dst, aside, wasEmptyDir });
-        await copyTree(src, dst);
+        await copyTree(src, dst, { subvolume: true });
       }
     } catch (err) {
       for (const d of done.reverse()) {
@@ -538,9 +546,9 @@ export class RevisionStore {
     for (const { dir, aside } of this.asidePair(name, rev, movedAside)) if (exists(aside)) restoreAside(aside, dir);
   }
 
-  /** Deletes what copyData moved aside, once the refresh that moved it is done. */
+  /** Deletes what copyData moved aside, once the refresh that moved it is done (renamed to the trash at once: see sweepTrash). */
   discardMovedAside(name: string, rev: string, movedAside: string): void {
-    for (const { aside } of this.asidePair(name, rev, movedAside)) removeTree(aside);
+    for (const { aside } of this.asidePair(name, rev, movedAside)) this.toTrash(aside, rev);
   }
 
   // ------------------------------------------------------------ removal
@@ -572,6 +580,64 @@ export class RevisionStore {
       }
       if (changed) fsyncDir(dir);
     }
+  }
+
+  /**
+   * Retires one revision as removeRevision removes it (the record first, then
+   * the files), except that its files (snap, data, root's user data, what was
+   * moved aside for it) are only renamed to hidden trash names
+   * (`.REV.trash-HEX`) next to where they were: deleting gigabytes is left to
+   * sweepTrash, off the caller's path. A crash before the sweep leaves trash
+   * that the next sweep deletes; the revision number stays used.
+   */
+  retireRevision(name: string, rev: string): void {
+    const p = this.paths(name, rev);
+    if (this.currentRevision(name) === rev) {
+      throw new SnapprocError('ERR_SNAPPROC_BUSY', `cannot remove revision ${rev} of snap "${name}": it is the current revision`);
+    }
+    const file = this.load();
+    const rec = file.snaps[name];
+    if (rec && rec.revisions.some((r) => r.revision === rev)) {
+      rec.revisions = rec.revisions.filter((r) => r.revision !== rev);
+      if (rec.current === rev) rec.current = null;
+      this.save(file);
+    }
+    for (const dir of [path.dirname(p.snap), path.dirname(p.data), path.dirname(p.userData)]) {
+      for (const entry of readdirOrEmpty(dir)) {
+        if (entry === rev || entry.startsWith(`${rev}.snapproc-aside-`) || (entry.startsWith(`.${rev}.`) && !isTrashName(entry))) {
+          this.toTrash(path.join(dir, entry), rev);
+        }
+      }
+    }
+  }
+
+  private toTrash(p: string, rev: string): void {
+    try {
+      fs.renameSync(p, path.join(path.dirname(p), `.${rev}.trash-${randomBytes(4).toString('hex')}`));
+    } catch (err) {
+      if (!hasErrno(err, 'ENOENT')) throw err;
+    }
+  }
+
+  /**
+   * Deletes the trash of one snap (or of every snap): what retireRevision
+   * and discardMovedAside renamed, and what a crash left of it. Resolves with
+   * the number of trees deleted; runs on libuv's threads, not the caller's path.
+   */
+  async sweepTrash(name?: string): Promise<number> {
+    const parents = [path.join(this.root, 'snap'), path.join(this.root, 'var', 'snap'), path.join(this.root, 'root', 'snap')];
+    let n = 0;
+    for (const parent of parents) {
+      const snaps = name === undefined ? readdirOrEmpty(parent) : [name];
+      for (const snap of snaps) {
+        const dir = path.join(parent, snap);
+        for (const entry of readdirOrEmpty(dir)) {
+          if (!isTrashName(entry)) continue;
+          await fs.promises.rm(path.join(dir, entry), { recursive: true, force: true }).then(() => n++, () => undefined);
+        }
+      }
+    }
+    return n;
   }
 
   /**

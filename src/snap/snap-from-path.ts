@@ -305,7 +305,7 @@ export function readSnapYamlFrom(source: string, opts: { metaOnly?: boolean } = 
 
 /** The parsed snap.yaml of a snap given by path (throws SnapYamlError when invalid); checks meta/ only. */
 export function snapYamlOf(source: string): SnapYaml {
-  const { parseSnapYaml } = require('./snap-yaml') as typeof import('./snap-yaml');
+  const { parseSnapYamlCached } = require('./snap-yaml-cache') as typeof import('./snap-yaml-cache');
   const { text, file } = readSnapYamlFrom(source, { metaOnly: true });
-  return parseSnapYaml(text, file);
+  return parseSnapYamlCached(text, file);
 }

@@ -24,6 +24,8 @@ export interface ChangeHost {
   syncServices(instance: string, rev: string): void;
   /** Drops every Service object of a snap. */
   forgetServices(instance: string): void;
+  /** Deletes a snap's retired revisions and discarded data in the background (not awaited: off the change's path). */
+  sweepTrash(instance: string): void;
   /** Runs a hook of a revision; service commands it queues through snapctl run right after it. */
   runHook(instance: string, revision: string, hook: string, progress?: (line: string) => void): Promise<HookResult>;
   /** Removes launch files, empty cgroups and held sockets of a removed snap. */

@@ -7,7 +7,7 @@
 // taught the idea; this keeps it small.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../util/atomic-file';
+import { SlotFile } from '../util/slot-file';
 
 export type StepStatus = 'todo' | 'doing' | 'done' | 'undoing' | 'undone' | 'skipped' | 'error';
 export type ChangeStatus = 'doing' | 'undoing' | 'done' | 'undone' | 'error';
@@ -33,6 +33,8 @@ export interface ChangeRecord<D> {
   data: D;
   startedAt: string;
   endedAt?: string;
+  /** Number of the journal write (the higher of the two slots is the journal). */
+  seq?: number;
   error?: string;
 }
 
@@ -52,27 +54,50 @@ function journalFile(root: string, id: string): string {
   return path.join(changesDir(root), `${id}.json`);
 }
 
+/**
+ * A journal is updated in place, in two slots that take turns (ID.json and
+ * ID.json.1, see ../util/slot-file.ts), flushed (fdatasync) at every
+ * boundary before the next step starts: one flush per boundary instead of a
+ * file fsync, a rename and a directory fsync (~0.4 ms against ~7 ms on ext4
+ * under load; a refresh has eleven boundaries).
+ */
+const openJournals = new Map<string, SlotFile>();
+
 export function saveChange<D>(root: string, change: ChangeRecord<D>): void {
-  fs.mkdirSync(changesDir(root), { recursive: true });
-  writeFileAtomic(journalFile(root, change.id), JSON.stringify(change, null, 2) + '\n', 0o644);
+  const file = journalFile(root, change.id);
+  let j = openJournals.get(file);
+  if (!j) {
+    j = new SlotFile(file);
+    openJournals.set(file, j);
+  }
+  j.write(change, { durable: true });
+  if (change.status !== 'doing' && change.status !== 'undoing') {
+    // Finished: nothing writes this journal again.
+    j.close();
+    openJournals.delete(file);
+  }
 }
 
 export function loadChanges(root: string): ChangeRecord<unknown>[] {
   let files: string[];
   try {
-    files = fs.readdirSync(changesDir(root)).filter((f) => f.endsWith('.json'));
+    files = fs.readdirSync(changesDir(root)).filter((f) => f.endsWith('.json') || f.endsWith('.json.1'));
   } catch {
     return [];
   }
-  const out: ChangeRecord<unknown>[] = [];
+  const byId = new Map<string, ChangeRecord<unknown>>();
   for (const f of files) {
+    let c: ChangeRecord<unknown>;
     try {
-      out.push(JSON.parse(fs.readFileSync(path.join(changesDir(root), f), 'utf8')));
+      c = JSON.parse(fs.readFileSync(path.join(changesDir(root), f), 'utf8'));
     } catch {
-      // a temp file of an interrupted write: the previous journal stands
+      continue; // a slot torn by a crash mid-write (or a temp file of an older writer): the other slot stands
     }
+    if (typeof c !== 'object' || c === null || typeof c.id !== 'string') continue;
+    const had = byId.get(c.id);
+    if (!had || (c.seq ?? 0) > (had.seq ?? 0)) byId.set(c.id, c);
   }
-  return out.sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.id.localeCompare(b.id));
+  return [...byId.values()].sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.id.localeCompare(b.id));
 }
 
 /** For tests of crash recovery: SNAPPROC_CRASH_AT=STEP:before|after kills this process there. */

@@ -316,9 +316,11 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     const droppable = [...ahead, ...revisions.slice(0, Math.max(0, revisions.length - sup.retain))].filter((r) => !keep.has(r));
     for (const rev of droppable) {
       unprotectData(store.paths(d.snap, rev).data);
-      store.removeRevision(d.snap, rev);
+      // Renamed to the trash now, deleted after the refresh has answered.
+      store.retireRevision(d.snap, rev);
       fs.rmSync(launchDir(sup.root, d.snap, rev), { recursive: true, force: true });
     }
+    if (droppable.length || d.movedAside) sup.sweepTrash(d.snap);
     d.pruned = droppable;
     return d.pruned.length ? `prune ${d.pruned.join(', ')}` : 'prune: nothing beyond the retained revisions';
   }

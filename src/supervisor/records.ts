@@ -2,11 +2,11 @@
 // that a new supervisor re-adopts running services after the old one died
 // instead of stopping or duplicating them. Plain JSON, as s6-svstat output is
 // plain: main PID (with start time, to tell it from a reused PID), state,
-// restarts, last exit. Written atomically: a crash mid-write leaves the
-// previous record.
+// restarts, last exit. Written in place in two slots that take turns
+// (../util/slot-file.ts): a crash mid-write leaves the previous record.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../util/atomic-file';
+import { readSlotFile, SlotFile } from '../util/slot-file';
 
 export type ServiceState = 'inactive' | 'activating' | 'active' | 'deactivating' | 'failed';
 
@@ -49,18 +49,17 @@ export function serviceKey(snap: string, app: string): string {
 }
 
 export function loadRecords(root: string): Map<string, ServiceRecord> {
-  try {
-    const doc = JSON.parse(fs.readFileSync(recordsFile(root), 'utf8')) as { services: ServiceRecord[] };
-    return new Map(doc.services.map((r) => [serviceKey(r.snap, r.app), r]));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-    throw err;
-  }
+  const doc = readSlotFile<{ services: ServiceRecord[] }>(recordsFile(root));
+  return new Map((doc?.services ?? []).map((r) => [serviceKey(r.snap, r.app), r]));
 }
 
-export function saveRecords(root: string, records: Iterable<ServiceRecord>): void {
-  fs.mkdirSync(path.dirname(recordsFile(root)), { recursive: true });
+/** The writer of a root's records (one per supervisor: close it at shutdown). */
+export function recordsWriter(root: string): SlotFile {
+  return new SlotFile(recordsFile(root));
+}
+
+export function saveRecords(writer: SlotFile, records: Iterable<ServiceRecord>): void {
   const services = [...records].sort((a, b) => serviceKey(a.snap, a.app).localeCompare(serviceKey(b.snap, b.app)));
-  // Atomic but not flushed: after a power loss no service runs, so nothing is left to re-adopt.
-  writeFileAtomic(recordsFile(root), JSON.stringify({ services }, null, 2) + '\n', 0o644, { durable: false });
+  // Not flushed: after a power loss no service runs, so nothing is left to re-adopt.
+  writer.write({ services });
 }

@@ -26,7 +26,7 @@ import { inhibit, release } from '../snap/inhibit';
 import { ownChildPids, trackNodeChildren } from './children';
 import { ControlServer, socketPath, type ControlLimits, type Method } from './control';
 import { LogRotator, logLine } from '../snap/app-logs';
-import { loadRecords, saveRecords, serviceKey, type ServiceRecord } from './records';
+import { loadRecords, recordsWriter, saveRecords, serviceKey, type ServiceRecord } from './records';
 import type { ChangeHost } from './change-host';
 import { Service, type ServiceHost } from './service';
 import { callerOf, describeAction, HookRuns, resolveServiceNames, type ServiceAction, type ServiceActionRequest } from './snapctl-server';
@@ -66,6 +66,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   readonly services = new Map<string, Service>();
   notifySocket: string | null = null;
   private records = new Map<string, ServiceRecord>();
+  private recordsFile;
   private lockFd: number | null = null;
   private control: ControlServer | null = null;
   private notifyHandle: number | null = null;
@@ -79,6 +80,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   private onStopSignal = (sig: NodeJS.Signals) => void this.handleStopSignal(sig);
   private say: (line: string) => void;
   private busy: Promise<unknown> = Promise.resolve();
+  private sweeping: Promise<void> = Promise.resolve();
   private hookRuns = new HookRuns();
   /** Revisions kept per snap (SPEC 1: 2). */
   retain = 2;
@@ -87,6 +89,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.root = path.resolve(options.root);
     this.cgroupParent = options.cgroupParent ?? defaultCgroupParent();
     this.store = new RevisionStore(this.root);
+    this.recordsFile = recordsWriter(this.root);
     this.rotator = new LogRotator(options.logMaxBytes);
     this.say = options.log ?? ((line) => process.stderr.write(`snapproc: ${line}\n`));
     this.fdHolder = new FdHolder(this.root, this.cgroupParent, (l) => this.say(l));
@@ -128,6 +131,8 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.adoptRunning();
     await this.startWanted();
     this.writeSnapctl();
+    // What a crash left in the trash goes now, in the background.
+    this.sweepTrash();
     this.control = new ControlServer(socketPath(this.root), this.methods(), this.options.controlLimits);
     await this.control.listen();
     this.say(`supervising ${this.services.size} service(s) under ${this.root} (cgroups in ${this.cgroupParent}), pid ${process.pid}`);
@@ -142,6 +147,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     }
     for (const svc of this.services.values()) svc.detach();
     this.save();
+    this.recordsFile.close();
     if (this.notifyHandle !== null) native.notifyClose(this.notifyHandle);
     this.notifyHandle = null;
     await this.fdHolder.settled();
@@ -279,7 +285,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   // ---------------------------------------------------------------- services
 
   private save(): void {
-    saveRecords(this.root, [...this.services.values()].map((s) => s.record));
+    saveRecords(this.recordsFile, [...this.services.values()].map((s) => s.record));
   }
 
   private envOf(instance: string, revision: string, snap: SnapYaml) {
@@ -458,6 +464,19 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.save();
   }
 
+  /** Deletes a snap's trash (retired revisions, discarded data) in the background, one sweep at a time. */
+  sweepTrash(instance?: string): void {
+    this.sweeping = this.sweeping.then(() => this.store.sweepTrash(instance)).then(
+      () => undefined,
+      (err) => this.say(`deleting old revisions${instance ? ` of ${instance}` : ''}: ${(err as Error).message} (tried again later)`),
+    );
+  }
+
+  /** Resolves when the background deletions started so far are done (for tests and benchmarks). */
+  trashSwept(): Promise<void> {
+    return this.sweeping;
+  }
+
   /** Removes what snapproc kept about a removed snap: launch files, empty cgroups, held sockets. */
   removeSnapState(instance: string): void {
     fs.rmSync(path.join(this.root, 'state', 'launch', instance), { recursive: true, force: true });
@@ -538,6 +557,40 @@ export class Supervisor implements ServiceHost, ChangeHost {
     }
     if (errors.length) throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', errors.join('; '));
     return started;
+  }
+
+  /**
+   * Starts the services of several snaps (or apps): the snaps side by side,
+   * each snap's services in its start order. Resolves with the services
+   * started; rejects naming every failure after all have been tried.
+   */
+  async startMany(targets: Target[]): Promise<string[]> {
+    const started: string[] = [];
+    const errors: string[] = [];
+    await Promise.all(
+      bySnap(targets).map(async ([snap, apps]) => {
+        for (const app of apps) {
+          try {
+            started.push(...(await this.startSnap(snap, app)));
+          } catch (err) {
+            errors.push((err as Error).message);
+          }
+        }
+      }),
+    );
+    if (errors.length) throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', errors.join('; '));
+    return started;
+  }
+
+  /** Stops the services of several snaps (or apps) by stop-mode: the snaps side by side, each in reverse start order. */
+  async stopMany(targets: Target[], opts: { mode?: StopMode; timeoutMs?: number }): Promise<Array<{ service: string } & StopResult>> {
+    const out: Array<{ service: string } & StopResult> = [];
+    await Promise.all(
+      bySnap(targets).map(async ([snap, apps]) => {
+        for (const app of apps) out.push(...(await this.stopSnap(snap, app, opts)));
+      }),
+    );
+    return out;
   }
 
   async stopSnap(instance: string, app: string | undefined, opts: { mode?: StopMode; timeoutMs?: number }, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
@@ -754,6 +807,22 @@ export class Supervisor implements ServiceHost, ChangeHost {
       mode: p.mode === undefined ? undefined : parseStopMode(str(p.mode, 'mode')),
       timeoutMs: p.timeout === undefined ? undefined : durationMs(str(p.timeout, 'timeout'), (m) => usageError(`invalid timeout: ${m}`)),
     });
+    const isMany = (p: Record<string, unknown>): boolean => p.all === true || p.targets !== undefined;
+    const targetsOf = (p: Record<string, unknown>): Target[] => {
+      let targets: Target[];
+      if (p.all === true) targets = this.store.list().map((snap) => ({ snap: snap.name }));
+      else if (p.targets !== undefined) {
+        if (!Array.isArray(p.targets) || p.targets.length === 0 || p.targets.length > 100_000) throw usageError('"targets" must be a non-empty list of {snap, app}');
+        targets = p.targets.map((t: unknown, i: number) => {
+          if (typeof t !== 'object' || t === null) throw usageError(`"targets[${i}]" must be an object {snap, app}`);
+          const o = t as Record<string, unknown>;
+          return { snap: snapName(o.snap), app: optApp(o.app) };
+        });
+      } else targets = [{ snap: snapName(p.snap), app: optApp(p.app) }];
+      // Every name is checked before anything is done: a bad one changes nothing.
+      for (const t of targets) this.servicesOf(t.snap, t.app);
+      return targets;
+    };
     return {
       ping: { read: true, handler: () => ({ pid: process.pid, root: this.root }) },
       status: { read: true, handler: (p) => this.status(optSnap(p.snap)) },
@@ -775,6 +844,8 @@ export class Supervisor implements ServiceHost, ChangeHost {
       start: {
         read: false,
         handler: (p, ctx) => {
+          // Several ({targets: [{snap, app?}, ...]}) or every installed snap ({all: true}): side by side.
+          if (isMany(p)) return this.serialize(() => this.startMany(targetsOf(p)));
           const snap = snapName(p.snap);
           const app = optApp(p.app);
           return this.fromRunningHook(ctx, 'start', snap, { action: 'start', apps: app === undefined ? undefined : [app] }) ?? this.serialize(() => this.startSnap(snap, app));
@@ -783,6 +854,10 @@ export class Supervisor implements ServiceHost, ChangeHost {
       stop: {
         read: false,
         handler: (p, ctx) => {
+          if (isMany(p)) {
+            const targets = targetsOf(p);
+            return this.serialize(() => this.stopMany(targets, stopOpts(p)));
+          }
           const snap = snapName(p.snap);
           const app = optApp(p.app);
           const o = stopOpts(p);
@@ -794,7 +869,13 @@ export class Supervisor implements ServiceHost, ChangeHost {
       restart: {
         read: false,
         handler: (p, ctx) =>
-          this.fromRunningHook(ctx, 'restart', snapName(p.snap), { action: 'restart', apps: optApp(p.app) === undefined ? undefined : [optApp(p.app)!] }) ??
+          isMany(p)
+            ? this.serialize(async () => {
+                const targets = targetsOf(p);
+                await this.stopMany(targets, {});
+                return this.startMany(targets);
+              })
+            : this.fromRunningHook(ctx, 'restart', snapName(p.snap), { action: 'restart', apps: optApp(p.app) === undefined ? undefined : [optApp(p.app)!] }) ??
           this.serialize(async () => {
             const snap = snapName(p.snap);
             const app = optApp(p.app);
@@ -812,6 +893,25 @@ export class Supervisor implements ServiceHost, ChangeHost {
       },
     };
   }
+}
+
+/** A snap, or one app of it, named in a start/stop/restart request. */
+export interface Target {
+  snap: string;
+  app?: string;
+}
+
+/** Targets grouped by snap, in the order given; a snap named whole once covers its apps. */
+function bySnap(targets: Target[]): Array<[string, Array<string | undefined>]> {
+  const m = new Map<string, Array<string | undefined>>();
+  for (const t of targets) {
+    const apps = m.get(t.snap) ?? [];
+    if (apps.includes(undefined)) continue;
+    if (t.app === undefined) apps.length = 0;
+    if (!apps.includes(t.app)) apps.push(t.app);
+    m.set(t.snap, apps);
+  }
+  return [...m];
 }
 
 /** Removes the cgroups of a snap's services that are empty (after a remove). */

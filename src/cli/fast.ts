@@ -1,0 +1,82 @@
+// fast.ts: `start`, `stop` and `restart` of supervised snaps without loading
+// commander and the whole program: these are what a person (or a script
+// looping over snaps) waits for most, and through the CLI Node's own
+// start-up and module loading are most of their time. Only the plain forms
+// are taken here ([--root DIR] [--no-autostart] VERB [--all] [--mode M]
+// [--timeout T] NAME...); anything else (help, an unknown option, a name
+// that is not installed for stop) goes to the full program, which gives
+// the same answers with its usage messages.
+import type { SnapprocError } from '../util/errors';
+
+const VERBS = new Set(['start', 'stop', 'restart']);
+
+interface Parsed {
+  root?: string;
+  autostart?: boolean;
+  verb: 'start' | 'stop' | 'restart';
+  names: string[];
+  all: boolean;
+  mode?: string;
+  timeout?: string;
+}
+
+/** The plain forms, or null for anything the full program should parse. */
+export function parseFast(argv: string[]): Parsed | null {
+  let i = 0;
+  let root: string | undefined;
+  let autostart: boolean | undefined;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--root' && i + 1 < argv.length) root = argv[++i];
+    else if (a.startsWith('--root=')) root = a.slice('--root='.length);
+    else if (a === '--no-autostart') autostart = false;
+    else break;
+  }
+  const verb = argv[i++];
+  if (!VERBS.has(verb)) return null;
+  const p: Parsed = { root, autostart, verb: verb as Parsed['verb'], names: [], all: false };
+  let onlyNames = false;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (onlyNames || !a.startsWith('-')) p.names.push(a);
+    else if (a === '--') onlyNames = true;
+    else if (a === '--all') p.all = true;
+    else if (verb === 'stop' && (a === '--mode' || a === '--timeout') && i + 1 < argv.length) p[a === '--mode' ? 'mode' : 'timeout'] = argv[++i];
+    else if (verb === 'stop' && (a.startsWith('--mode=') || a.startsWith('--timeout='))) p[a.startsWith('--mode=') ? 'mode' : 'timeout'] = a.slice(a.indexOf('=') + 1);
+    else return null;
+  }
+  if (p.all === (p.names.length > 0)) return null; // both or neither: the program's usage error
+  return p;
+}
+
+function fail(err: unknown): never {
+  const e = err as SnapprocError;
+  const message = (e && e.message) || String(err);
+  process.stderr.write(`error: ${message.split('\n').join('\n  ')}\n`);
+  process.exit(e && e.code === 'ERR_SNAPPROC_USAGE' ? 2 : 1);
+}
+
+/** Runs a plain start/stop/restart; false when the full program must handle argv. */
+export async function fastMain(argv: string[]): Promise<boolean> {
+  const p = parseFast(argv);
+  if (!p) return false;
+  try {
+    const { resolveRoot } = require('../snap/state-root') as typeof import('../snap/state-root');
+    const g = { root: resolveRoot(p.root), autostart: p.autostart };
+    if (p.verb === 'stop') {
+      // Snaps snapproc does not supervise are stopped by their cgroups: the full program knows how.
+      const { isInstalled } = require('./installed') as typeof import('./installed');
+      if (!p.all && !p.names.every((n) => isInstalled(g.root, n))) return false;
+      if (p.mode !== undefined || p.timeout !== undefined) return false; // validated by the full program
+      const { requireRoot } = require('./common') as typeof import('./common');
+      requireRoot('snapproc stop');
+    }
+    const { lifecycleCommand, supervisedStop } = require('./lifecycle') as typeof import('./lifecycle');
+    const targets = p.all ? { all: true as const } : p.names;
+    if (p.verb === 'stop') await supervisedStop(g, targets, {}, g);
+    else await lifecycleCommand(g, p.verb, targets, g);
+  } catch (err) {
+    fail(err);
+  }
+  return true;
+}

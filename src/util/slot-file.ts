@@ -1,0 +1,94 @@
+// slot-file.ts: records that change many times a second (the services'
+// states) or at every step of a change (the journal) are updated in place,
+// in two slots that take turns: FILE and FILE.1. Each write goes to the slot
+// the previous one did not use, with a sequence number (`seq`) one higher; a
+// reader takes the valid slot with the higher number. A write torn by a
+// crash or a power cut leaves the previous version in the other slot, as a
+// temporary file and rename(2) would, but without the rename, which on ext4
+// also flushes the new file's data (auto_da_alloc: ~0.6-1 ms under load,
+// against ~0.03 ms), and, when durable, with one fdatasync instead of an
+// fsync, a rename and a directory fsync (~0.4 ms against ~7 ms under load).
+// One writer per file at a time (the supervisor holds the root's lock).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fsyncDir } from './atomic-file';
+
+/** The second slot's name. */
+export function otherSlot(file: string): string {
+  return `${file}.1`;
+}
+
+function parseSlot<T>(file: string): T | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const doc = JSON.parse(text) as T;
+    return typeof doc === 'object' && doc !== null ? doc : null;
+  } catch {
+    return null; // torn by a crash mid-write, or never written: the other slot stands
+  }
+}
+
+/** The newer valid version of FILE (FILE or FILE.1), or null when neither holds one. */
+export function readSlotFile<T>(file: string): T | null {
+  const a = parseSlot<T & Seq>(file);
+  const b = parseSlot<T & Seq>(otherSlot(file));
+  if (!a) return b;
+  if (!b) return a;
+  return (b.seq ?? 0) > (a.seq ?? 0) ? b : a;
+}
+
+interface Seq {
+  seq?: number;
+}
+
+/** The writer of one slot file; keeps both slots open until close(). */
+export class SlotFile {
+  private fds: [number, number] | null = null;
+  private seq = 0;
+
+  constructor(
+    readonly file: string,
+    private readonly mode = 0o644,
+  ) {}
+
+  /**
+   * Writes `doc` (its `seq` set to the next number) to the next slot. With
+   * `durable`, flushed before it returns; the slots' names are made durable
+   * at the first write.
+   */
+  write(doc: object, options: { durable?: boolean } = {}): void {
+    const d = doc as Seq;
+    if (!this.fds) {
+      fs.mkdirSync(path.dirname(this.file), { recursive: true });
+      const last = readSlotFile<Seq>(this.file);
+      this.seq = Math.max(last?.seq ?? 0, d.seq ?? 0);
+      this.fds = [this.open(this.file), this.open(otherSlot(this.file))];
+      if (options.durable) fsyncDir(path.dirname(this.file));
+    }
+    this.seq += 1;
+    d.seq = this.seq;
+    const data = Buffer.from(JSON.stringify(doc, null, 2) + '\n');
+    const fd = this.fds[this.seq % 2];
+    fs.writeSync(fd, data, 0, data.length, 0);
+    fs.ftruncateSync(fd, data.length);
+    if (options.durable) fs.fdatasyncSync(fd);
+  }
+
+  close(): void {
+    if (!this.fds) return;
+    for (const fd of this.fds) fs.closeSync(fd);
+    this.fds = null;
+  }
+
+  private open(file: string): number {
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, this.mode);
+    fs.fchmodSync(fd, this.mode);
+    return fd;
+  }
+}
