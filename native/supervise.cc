@@ -329,6 +329,7 @@ int sup_notify_recv(int fd, int cancel_fd, notify_msg* out, const char** syscall
       return fail(syscall_out, "recvmsg");
     }
     out->text.assign(data.data(), (size_t)got);
+    out->fds.clear();
     out->pid = 0;
     out->uid = -1;
     out->gid = -1;
@@ -345,7 +346,7 @@ int sup_notify_recv(int fd, int cancel_fd, notify_msg* out, const char** syscall
         for (size_t i = 0; i < nfd; i++) {
           int passed;
           memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
-          close(passed);
+          out->fds.push_back(passed);
         }
       }
     }

@@ -50,7 +50,7 @@ function ok(yaml: string): SnapYaml {
 const SVC = 'daemon: simple';
 const CMD = 'command: bin/x';
 const SERVICE_REFRESH = 'restart, endure, sighup, sighup-all, sigusr1, sigusr1-all, sigusr2, sigusr2-all';
-const STOP_MODES = 'sigterm, sigterm-all, sighup, sighup-all, sigusr1, sigusr1-all, sigusr2, sigusr2-all, sigint, sigint-all';
+const STOP_MODES = 'sigterm, sigterm-all, sighup, sighup-all, sigusr1, sigusr1-all, sigusr2, sigusr2-all, sigint, sigint-all, sigquit, sigquit-all';
 const LEGAL = "(legal: '^[A-Za-z0-9/. _#:$-]*$')";
 
 interface Case {
@@ -126,6 +126,10 @@ const cases: Case[] = [
 
   // stop-mode
   { name: 'stop-mode on an app', yaml: snapOf(app('x', CMD, 'stop-mode: sigterm')), path: 'apps.x.stop-mode', message: '"stop-mode" cannot be used for "x", only for services', line: 6, column: 16 },
+  { name: 'drain-signal invalid', yaml: snapOf(app('x', CMD, SVC, 'drain-signal: sigkill')), path: 'apps.x.drain-signal', message: `"drain-signal" field contains invalid value "sigkill", must be one of: sigquit, sigterm, sigint, sighup, sigusr1, sigusr2, sigwinch` },
+  { name: 'drain-signal on an app', yaml: snapOf(app('x', CMD, 'drain-signal: sigquit')), path: 'apps.x.drain-signal', message: '"drain-signal" cannot be used for "x", only for services' },
+  { name: 'pid-file outside the data dirs', yaml: snapOf(app('x', CMD, SVC, 'pid-file: /run/x.pid')), path: 'apps.x.pid-file', message: '"pid-file" for app "x" must be a path under $SNAP_DATA/ or $SNAP_COMMON/ (no "..", no spaces), got "/run/x.pid"' },
+  { name: 'pid-file leaving the data dir', yaml: snapOf(app('x', CMD, SVC, 'pid-file: $SNAP_DATA/../x.pid')), path: 'apps.x.pid-file', message: '"pid-file" for app "x" must be a path under $SNAP_DATA/ or $SNAP_COMMON/ (no "..", no spaces), got "$SNAP_DATA/../x.pid"' },
   { name: 'stop-mode invalid', yaml: snapOf(app('x', CMD, SVC, 'stop-mode: sigkill')), path: 'apps.x.stop-mode', message: `"stop-mode" field contains invalid value "sigkill", must be one of: ${STOP_MODES}` },
   { name: 'stop-mode upper case', yaml: snapOf(app('x', CMD, SVC, 'stop-mode: SIGTERM')), path: 'apps.x.stop-mode', message: `"stop-mode" field contains invalid value "SIGTERM", must be one of: ${STOP_MODES} (did you mean "sigterm"?)` },
   { name: 'stop-mode with underscore', yaml: snapOf(app('x', CMD, SVC, 'stop-mode: sigterm_all')), path: 'apps.x.stop-mode', message: `"stop-mode" field contains invalid value "sigterm_all", must be one of: ${STOP_MODES} (did you mean "sigterm-all"?)` },
@@ -453,6 +457,13 @@ test('a cycle names its members only, not the services after it', () => {
     problems.map((p) => p.message),
     ['applications are part of a before/after cycle: a, b, c', 'applications are part of a before/after cycle: x'],
   );
+});
+
+test('snapproc extensions: drain-signal, pid-file, stop-mode sigquit', () => {
+  const a = ok(snapOf(app('x', CMD, 'daemon: forking', 'refresh-mode: sigusr2', 'drain-signal: sigquit', 'pid-file: $SNAP_COMMON/run/x.pid', 'stop-mode: sigquit'))).apps.x;
+  assert.is(a.drainSignal, 'SIGQUIT');
+  assert.is(a.pidFile, '$SNAP_COMMON/run/x.pid');
+  assert.is(a.stopMode, 'sigquit');
 });
 
 test('stopModeSignal and refreshSignal', () => {

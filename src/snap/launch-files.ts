@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file';
 import { SnapprocError } from '../util/errors';
 import { launcherPath } from '../kernel/native';
-import type { AppInfo, SnapYaml } from './snap-yaml';
+import { refreshSignal, type AppInfo, type SnapYaml } from './snap-yaml';
 
 export interface LaunchSpec {
   argv: string[];
@@ -68,9 +68,27 @@ export function chainArgv(chain: readonly string[] | undefined, argv: string[], 
   return [...(chain ?? []).map((c) => commandArgv(c, env)[0]), ...argv];
 }
 
+/**
+ * The environment a signal-mode service's command line is expanded in: $SNAP
+ * and $SNAP_DATA through the `current` links, so that a server re-executing
+ * its own argv[0] (nginx's binary upgrade, HAProxy's -W reload) runs the
+ * revision that is current then, with that revision's files in its arguments
+ * (SPEC 6). The environment itself stays the revision's own.
+ */
+export function throughCurrent(env: Record<string, string>): Record<string, string> {
+  const cur = (dir: string | undefined) => (dir ? path.join(path.dirname(dir), 'current') : dir);
+  return { ...env, SNAP: cur(env.SNAP)!, SNAP_DATA: cur(env.SNAP_DATA)! };
+}
+
 /** The launch spec of an app: its command (through its command-chain) in its environment; services run in $SNAP_DATA. */
 export function appLaunchSpec(app: AppInfo, env: Record<string, string>): LaunchSpec {
-  return { argv: chainArgv(app.commandChain, commandArgv(app.command, env), env), env, cwd: app.isService ? env.SNAP_DATA : undefined };
+  const words = app.isService && refreshSignal(app.refreshMode) ? throughCurrent(env) : env;
+  return { argv: chainArgv(app.commandChain, commandArgv(app.command, words), words), env, cwd: app.isService ? env.SNAP_DATA : undefined };
+}
+
+/** Where a service writes its pid file (snapproc's `pid-file`), or null. */
+export function pidFilePath(app: AppInfo, env: Record<string, string>): string | null {
+  return app.pidFile ? expandVars(app.pidFile, env) : null;
 }
 
 /** Writes the launch files of every app and hook of a revision. */

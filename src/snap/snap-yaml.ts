@@ -86,6 +86,14 @@ export interface AppInfo {
   /** Services that must start before this one (as written). */
   after: string[];
   sockets: Record<string, SocketInfo>;
+  /**
+   * snapproc extension `drain-signal` (e.g. SIGQUIT): what the old main process
+   * gets once a graceful refresh has handed over to a successor. Default: the
+   * signal of the stop-mode.
+   */
+  drainSignal?: string;
+  /** snapproc extension `pid-file` (systemd's PIDFile=): `$SNAP_DATA/...` or `$SNAP_COMMON/...`, as written. */
+  pidFile?: string;
   installMode?: InstallMode;
   /** Top-level `environment` overlaid with the app's own. */
   environment: Record<string, string>;
@@ -193,7 +201,13 @@ const SERVICE_ONLY: Record<string, (app: string) => string> = {
   'timer': () => 'timer is only applicable to services',
   'before': () => 'must be a service to define before/after ordering',
   'after': () => 'must be a service to define before/after ordering',
+  // snapproc's extensions, in the same words as stop-mode's.
+  'drain-signal': (app) => `"drain-signal" cannot be used for ${q(app)}, only for services`,
+  'pid-file': (app) => `"pid-file" cannot be used for ${q(app)}, only for services`,
 };
+/** Signals `drain-signal` may name (snapproc extension). */
+export const drainSignals = ['sigquit', 'sigterm', 'sigint', 'sighup', 'sigusr1', 'sigusr2', 'sigwinch'] as const;
+const PID_FILE = /^\$(SNAP_DATA|SNAP_COMMON)\/[A-Za-z0-9._\/-]+$/;
 
 // ---------------------------------------------------------------- names
 
@@ -290,6 +304,8 @@ export function summarizeSnap(snap: SnapYaml): string {
       parts.push(`start-timeout=${formatDuration(a.startTimeoutMs)}`);
       parts.push(`restart-condition=${a.restartCondition}`, `restart-delay=${formatDuration(a.restartDelayMs)}`);
       if (a.installMode) parts.push(`install-mode=${a.installMode}`);
+      if (a.drainSignal) parts.push(`drain-signal=${a.drainSignal.toLowerCase()}`);
+      if (a.pidFile) parts.push(`pid-file=${a.pidFile}`);
       if (a.before.length) parts.push(`before=${a.before.join(',')}`);
       if (a.after.length) parts.push(`after=${a.after.join(',')}`);
       const socks = Object.values(a.sockets).map((s) =>
@@ -932,6 +948,23 @@ function readApp(
   }
   // Sockets of an app that is not a service are checked (as snapd does) but never bound.
   const boundSockets = isService ? sockets : {};
+  // drain-signal, pid-file (snapproc extensions)
+  let drainSignal: string | undefined;
+  if (serviceField('drain-signal')) {
+    const v = str('drain-signal');
+    if (typeof v === 'string') {
+      if ((drainSignals as readonly string[]).includes(v.toLowerCase())) drainSignal = v.toUpperCase();
+      else ctx.add(`${path}.drain-signal`, invalidValue('drain-signal', v, drainSignals), at('drain-signal'));
+    }
+  }
+  let pidFile: string | undefined;
+  if (serviceField('pid-file')) {
+    const v = str('pid-file');
+    if (typeof v === 'string') {
+      if (PID_FILE.test(v) && !v.endsWith('/') && !v.split('/').slice(1).some((part) => part === '' || part === '.' || part === '..')) pidFile = v;
+      else ctx.add(`${path}.pid-file`, `"pid-file" ${forApp} must be a path under $SNAP_DATA/ or $SNAP_COMMON/ (no "..", no spaces), got ${q(v)}`, at('pid-file'));
+    }
+  }
 
   // environment
   const environment = { ...snapEnv };
@@ -960,6 +993,8 @@ function readApp(
   if (cmds['post-stop-command'] !== undefined) app.postStopCommand = cmds['post-stop-command'];
   if (cmds['reload-command'] !== undefined) app.reloadCommand = cmds['reload-command'];
   if (installMode !== undefined) app.installMode = installMode;
+  if (drainSignal !== undefined) app.drainSignal = drainSignal;
+  if (pidFile !== undefined) app.pidFile = pidFile;
   return { app, nodes };
 }
 

@@ -21,6 +21,7 @@ import { signalVerified } from '../kernel/signal-guard';
 import { stopCgroup, StopMode, StopResult, stopModeSignal } from '../process/stop';
 import { appLogFile, logLine, openLog } from '../snap/app-logs';
 import type { ServiceRecord, ServiceState } from './records';
+import { readPidFile, servicePidFile } from './pid-file';
 import { describeExit, ExitStatus, isCleanExit, shouldRestart, StartLimit } from './restart-policy';
 
 /** What a service needs from the supervisor that owns it. */
@@ -34,6 +35,8 @@ export interface ServiceHost {
   reapedStatus(pid: number): number | undefined;
   /** Persist the records. */
   changed(service: Service): void;
+  /** The service stopped for good (not to be restarted): drop its fd store. */
+  flushFdStore(service: Service): void;
 }
 
 const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -182,8 +185,10 @@ export class Service {
       case 'forking': {
         const status = await exited;
         if (status.code !== 0) throw this.fail(`the forking start command ${describeExit(status)}`);
-        const { mainPid } = classifyCgroup(this.cgroup);
-        if (mainPid === null) throw this.fail('the forking start command exited and left no process in the cgroup');
+        const mainPid = await this.forkedMain();
+        if (mainPid === null) {
+          throw this.fail(this.pidFile() ? `no process of the cgroup in ${this.pidFile()} within ${this.app.startTimeoutMs} ms after the start command exited` : 'the forking start command exited and left no process in the cgroup');
+        }
         this.setMain(mainPid);
         this.watchByPidfd(mainPid);
         this.setState('active');
@@ -219,6 +224,29 @@ export class Service {
         void exited.then((s) => this.onExit(pid, s));
         this.setState('active');
       }
+    }
+  }
+
+  /** The service's pid file (snapproc's `pid-file`), or null. */
+  pidFile(revision = this.record.revision): string | null {
+    return servicePidFile(this.host.root, this.record.snap, revision, this.app);
+  }
+
+  /**
+   * The main process of a forking daemon once its start command exited: the
+   * PID in its pid file (which a daemon may write a moment after its parent
+   * exits: waited for within start-timeout, as systemd does), else the one
+   * process of the cgroup whose parent is outside it (the daemonised child).
+   */
+  private async forkedMain(): Promise<number | null> {
+    const file = this.pidFile();
+    if (!file) return classifyCgroup(this.cgroup).mainPid;
+    const deadline = Date.now() + this.app.startTimeoutMs;
+    for (;;) {
+      const pid = readPidFile(file, this.cgroup);
+      if (pid !== null) return pid;
+      if (Date.now() >= deadline || readEvent(this.cgroup, 'populated') === 0) return null;
+      await new Promise((r) => setTimeout(r, 10));
     }
   }
 
@@ -462,7 +490,10 @@ export class Service {
     let mainPid = found.mainPid;
     // Guess a main process only without a record: a recorded main that died
     // means the service exited (what is left are its children, not it).
-    if (mainPid === null && rec.mainPid === null) mainPid = classifyCgroup(this.cgroup).mainPid;
+    if (mainPid === null && rec.mainPid === null) {
+      const file = this.pidFile();
+      mainPid = (file && readPidFile(file, this.cgroup)) || classifyCgroup(this.cgroup).mainPid;
+    }
     if (mainPid === null) return false;
     if (mainPid !== rec.mainPid) this.setMain(mainPid);
     logLine(this.logFile, `${this.name}: adopted running main process ${mainPid}`);
@@ -492,6 +523,7 @@ export class Service {
       this.record.mainPid = null;
       this.record.mainStartTime = null;
       this.setState('inactive');
+      if (!options.keepWanted) this.host.flushFdStore(this);
       return result;
     } finally {
       this.stopping = false;

@@ -25,13 +25,19 @@ import { RevisionStore } from '../snap/revision-store';
 import { inhibit, release } from '../snap/inhibit';
 import { ownChildPids, trackNodeChildren } from './children';
 import { ControlServer, socketPath, type ControlLimits, type Method } from './control';
-import { LogRotator } from '../snap/app-logs';
+import { LogRotator, logLine } from '../snap/app-logs';
 import { loadRecords, recordsWriter, saveRecords, serviceKey, type ServiceRecord } from './records';
 import type { ChangeHost } from './change-host';
 import { Service, type ServiceHost } from './service';
 import { callerOf, describeAction, HookRuns, resolveServiceNames, type ServiceAction, type ServiceActionRequest } from './snapctl-server';
 import type { RequestContext } from './control';
 import type { InstallResult, RefreshResult } from './protocol';
+import { FdHolder, type HeldFd } from './fd-holder';
+
+/** systemd's FileDescriptorStoreMax for every service (systemd's default is 0: off; snapd sets none). */
+export const FD_STORE_MAX = 64;
+/** FDNAME=: what systemd accepts (printable ASCII, no ':', at most 255). */
+const FDNAME = /^[\x21-\x39\x3b-\x7e]{1,255}$/;
 
 export interface SupervisorOptions {
   /** State root R. */
@@ -73,6 +79,9 @@ export class Supervisor {
   private control: ControlServer | null = null;
   private notifyHandle: number | null = null;
   private held = new Map<string, { fd: number; name: string }>();
+  /** Each service's fd store (FDSTORE=1), by NAME.APP, in the order stored. */
+  private stored = new Map<string, Array<{ name: string; fd: number }>>();
+  private fdHolder: FdHolder;
   private reaped = new Map<number, number>();
   private rotator: LogRotator;
   private onSigchld = () => this.reap();
@@ -91,6 +100,7 @@ export class Supervisor {
     this.recordsFile = recordsWriter(this.root);
     this.rotator = new LogRotator(options.logMaxBytes);
     this.say = options.log ?? ((line) => process.stderr.write(`snapproc: ${line}\n`));
+    this.fdHolder = new FdHolder(this.root, this.cgroupParent, (l) => this.say(l));
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -118,7 +128,8 @@ export class Supervisor {
       process.on('SIGINT', this.onStopSignal);
     }
     this.notifySocket = path.join(this.root, 'run', 'notify.socket');
-    this.notifyHandle = native.notifyListen(this.notifySocket, (pid, _uid, text) => this.onNotify(pid, text));
+    this.notifyHandle = native.notifyListen(this.notifySocket, (pid, _uid, text, fds) => this.onNotify(pid, text, fds));
+    this.recoverHeldFds();
     this.records = loadRecords(this.root);
     this.loadServices();
     this.adoptRunning();
@@ -147,8 +158,14 @@ export class Supervisor {
     this.recordsFile.close();
     if (this.notifyHandle !== null) native.notifyClose(this.notifyHandle);
     this.notifyHandle = null;
+    await this.fdHolder.settled();
+    // Everything stopped: the holder goes too. Otherwise it stays, for the next supervisor.
+    if (options.stopServices) await this.fdHolder.update([]);
+    this.fdHolder.detach();
     for (const h of this.held.values()) fs.closeSync(h.fd);
     this.held.clear();
+    for (const list of this.stored.values()) for (const e of list) fs.closeSync(e.fd);
+    this.stored.clear();
     this.rotator.close();
     process.off('SIGCHLD', this.onSigchld);
     if (process.pid !== 1) native.setChildSubreaper(false);
@@ -205,11 +222,76 @@ export class Supervisor {
         }
         held = { fd, name: sock.name };
         this.held.set(key, held);
+        void this.syncHolder();
       }
       fds.push(held.fd);
       names.push(held.name);
     }
+    // Then the fd store, as systemd passes it: after the sockets, named by FDNAME=.
+    for (const e of this.stored.get(service.name) ?? []) {
+      fds.push(e.fd);
+      names.push(e.name);
+    }
     return { fds, names };
+  }
+
+  /** A service was stopped for good (not restarted): its fd store is flushed, as systemd does. */
+  flushFdStore(service: Service): void {
+    const list = this.stored.get(service.name);
+    if (!list) return;
+    for (const e of list) fs.closeSync(e.fd);
+    this.stored.delete(service.name);
+    logLine(service.logFile, `${service.name}: fd store flushed (${list.length} fd${list.length === 1 ? '' : 's'})`);
+    void this.syncHolder();
+  }
+
+  /** What the fd holder must keep: every held socket and every stored fd. */
+  private syncHolder(): Promise<void> {
+    const all: HeldFd[] = [];
+    for (const [key, h] of this.held) all.push({ kind: 'socket', service: key.slice(0, key.length - h.name.length - 1), name: h.name, fd: h.fd });
+    for (const [service, list] of this.stored) for (const e of list) all.push({ kind: 'store', service, name: e.name, fd: e.fd });
+    return this.fdHolder.update(all);
+  }
+
+  /** Held sockets and fd stores of a previous supervisor, back from its fd holder. */
+  private recoverHeldFds(): void {
+    const got = this.fdHolder.recover();
+    for (const h of got) {
+      if (h.kind === 'socket') this.held.set(`${h.service}.${h.name}`, { fd: h.fd, name: h.name });
+      else {
+        const list = this.stored.get(h.service) ?? [];
+        list.push({ name: h.name, fd: h.fd });
+        this.stored.set(h.service, list);
+      }
+    }
+    if (got.length) this.say(`recovered ${got.length} held fd(s) from fd holder ${this.fdHolder.pid}`);
+  }
+
+  /** FDSTORE=1 / FDSTOREREMOVE=1 of a service (systemd's fd store); returns the fds it did not keep. */
+  private fdStore(svc: Service, fields: Map<string, string>, fds: number[]): number[] {
+    const name = fields.get('FDNAME') ?? 'stored';
+    if (fields.get('FDSTOREREMOVE') === '1') {
+      const list = this.stored.get(svc.name) ?? [];
+      const keep = list.filter((e) => e.name !== name);
+      for (const e of list) if (e.name === name) fs.closeSync(e.fd);
+      if (keep.length !== list.length) {
+        if (keep.length) this.stored.set(svc.name, keep);
+        else this.stored.delete(svc.name);
+        void this.syncHolder();
+      }
+    }
+    if (fields.get('FDSTORE') !== '1' || fds.length === 0) return fds;
+    if (!FDNAME.test(name)) {
+      logLine(svc.logFile, `${svc.name}: FDSTORE=1 with an invalid FDNAME= refused`);
+      return fds;
+    }
+    const list = this.stored.get(svc.name) ?? [];
+    const room = Math.max(0, FD_STORE_MAX - list.length);
+    for (const fd of fds.slice(0, room)) list.push({ name, fd });
+    if (fds.length > room) logLine(svc.logFile, `${svc.name}: fd store full (${FD_STORE_MAX}): ${fds.length - room} fd(s) refused`);
+    this.stored.set(svc.name, list);
+    void this.syncHolder();
+    return fds.slice(room);
   }
 
   // ---------------------------------------------------------------- services
@@ -319,19 +401,25 @@ export class Supervisor {
     }
   }
 
-  private onNotify(pid: number, text: string): void {
+  private onNotify(pid: number, text: string, fds: number[] = []): void {
     const fields = new Map<string, string>();
     for (const line of text.split('\n')) {
       const eq = line.indexOf('=');
       if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
     }
-    const full = cgroupOfPid(pid);
-    if (!full) return;
-    for (const svc of this.services.values()) {
-      if (isInside(full, svc.cgroup)) {
-        svc.onNotify(pid, fields);
-        return;
+    let unused = fds;
+    try {
+      const full = cgroupOfPid(pid);
+      if (!full) return;
+      for (const svc of this.services.values()) {
+        if (isInside(full, svc.cgroup)) {
+          unused = this.fdStore(svc, fields, fds);
+          svc.onNotify(pid, fields);
+          return;
+        }
       }
+    } finally {
+      for (const fd of unused) fs.closeSync(fd);
     }
   }
 
@@ -367,6 +455,7 @@ export class Supervisor {
     for (const [key, svc] of this.services) {
       if (svc.record.snap !== instance) continue;
       if (!yaml.apps[svc.record.app]?.isService) {
+        this.flushFdStore(svc);
         svc.detach();
         this.services.delete(key);
       }
@@ -409,6 +498,13 @@ export class Supervisor {
         this.held.delete(key);
       }
     }
+    for (const [key, list] of this.stored) {
+      if (key.startsWith(`${instance}.`)) {
+        for (const e of list) fs.closeSync(e.fd);
+        this.stored.delete(key);
+      }
+    }
+    void this.syncHolder();
     removeEmptyServiceCgroups(findSnapCgroups(instance, { under: this.cgroupParent }).map((c) => c.path));
   }
 
@@ -422,7 +518,7 @@ export class Supervisor {
     const change = newChange('refresh', instance, steps, 5, {
       snap: instance, source, ignoreRunning: !!opts.ignoreRunning, from, to: null,
       stopped: [], enduring: [], signalled: [], signalModes: {}, movedAside: null, dataCopied: false, protected: false,
-      started: [], handedOver: [], fellBack: [], pruned: [],
+      started: [], handedOver: [], fellBack: [], rolledBack: [], pruned: [],
     });
     const t0 = performance.now();
     // `snapproc run` of this snap waits meanwhile (snapd's inhibit lock).
@@ -544,6 +640,10 @@ export class Supervisor {
       journal(r.snap, 'done');
       return r;
     } catch (err) {
+      // Refused at its first step (validate and unpack: bad input, or a copy
+      // that failed and was removed): nothing was installed, and nothing is
+      // left on disk for it, not even a journal (issue 10, item 13).
+      if (steps.length <= 1) throw err;
       if (steps.length) steps[steps.length - 1].status = 'error';
       let name: string | null = null;
       try {
@@ -798,7 +898,8 @@ export class Supervisor {
           this.serialize(async () => {
             const snap = snapName(p.snap);
             const app = optApp(p.app);
-            await this.stopSnap(snap, app, {});
+            // Stopped to be started again: wanted throughout, its fd store kept (as systemd's restart).
+            await this.stopSnap(snap, app, {}, true);
             return this.startSnap(snap, app);
           }),
       },
