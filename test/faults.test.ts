@@ -250,8 +250,8 @@ rootTest('a cgroup left frozen by a crashed refresh is thawed when the refresh i
     const change = newChange('refresh', name, steps, 5, {
       snap: name, source: null, ignoreRunning: false, from: 'x1', to: null,
       stopped: [], enduring: [], signalled: [], signalModes: {}, movedAside: null, dataCopied: false, protected: false,
-      started: [], handedOver: [], fellBack: [], pruned: [],
-    });
+      started: [], handedOver: [], fellBack: [], pruned: [], rolledBack: [],
+    } as never);
     change.steps[0].status = 'done';
     saveChange(root, change);
     const svcCg = path.join(cg, `snap.${name}.svc.service`);
