@@ -107,7 +107,9 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
       result.freezeSkipped = true;
       result.note = `freeze did not complete within ${freezeTimeoutMs} ms: signalled without it`;
     }
-    const outcome = await native.waitEvent(dir, 'populated', 0, timeoutMs).result;
+    // The stop-timeout runs from the start of the stop (as systemd's TimeoutStopSec), freeze and fan-out included.
+    const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
+    const outcome = await native.waitEvent(dir, 'populated', 0, left).result;
     if (outcome !== 'done') {
       result.timedOut = true;
       result.stopped = false;
