@@ -63,6 +63,11 @@ export function writeLaunchFile(file: string, spec: LaunchSpec): void {
   writeFileAtomic(file, renderLaunchFile(spec), 0o644);
 }
 
+/** `command-chain` in front of a command line: each program gets the rest as its arguments (snapd's snap-exec). */
+export function chainArgv(chain: readonly string[] | undefined, argv: string[], env: Record<string, string>): string[] {
+  return [...(chain ?? []).map((c) => commandArgv(c, env)[0]), ...argv];
+}
+
 /**
  * The environment a signal-mode service's command line is expanded in: $SNAP
  * and $SNAP_DATA through the `current` links, so that a server re-executing
@@ -75,10 +80,10 @@ export function throughCurrent(env: Record<string, string>): Record<string, stri
   return { ...env, SNAP: cur(env.SNAP)!, SNAP_DATA: cur(env.SNAP_DATA)! };
 }
 
-/** The launch spec of an app: its command in its environment; services run in $SNAP_DATA. */
+/** The launch spec of an app: its command (through its command-chain) in its environment; services run in $SNAP_DATA. */
 export function appLaunchSpec(app: AppInfo, env: Record<string, string>): LaunchSpec {
   const words = app.isService && refreshSignal(app.refreshMode) ? throughCurrent(env) : env;
-  return { argv: commandArgv(app.command, words), env, cwd: app.isService ? env.SNAP_DATA : undefined };
+  return { argv: chainArgv(app.commandChain, commandArgv(app.command, words), words), env, cwd: app.isService ? env.SNAP_DATA : undefined };
 }
 
 /** Where a service writes its pid file (snapproc's `pid-file`), or null. */
@@ -103,11 +108,11 @@ export function writeRevisionLaunchFiles(
     const spec = appLaunchSpec(app, env);
     writeLaunchFile(launchFile(root, instance, revision, app.name), spec);
     // stop-command and post-stop-command run in the service's environment and directory.
-    if (app.stopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.stop`), { ...spec, argv: commandArgv(app.stopCommand, env) });
-    if (app.postStopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.post-stop`), { ...spec, argv: commandArgv(app.postStopCommand, env) });
+    if (app.stopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.stopCommand, env), env) });
+    if (app.postStopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.post-stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.postStopCommand, env), env) });
   }
-  for (const hook of Object.keys(snap.hooks)) {
+  for (const [hook, info] of Object.entries(snap.hooks)) {
     const env = envOf(null);
-    writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: [path.join(env.SNAP, 'meta', 'hooks', hook)], env, cwd: env.SNAP_DATA });
+    writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: chainArgv(info?.commandChain, [path.join(env.SNAP, 'meta', 'hooks', hook)], env), env, cwd: env.SNAP_DATA });
   }
 }
