@@ -628,6 +628,10 @@ export class Supervisor implements ServiceHost, ChangeHost {
       journal(r.snap, 'done');
       return r;
     } catch (err) {
+      // Refused at its first step (validate and unpack: bad input, or a copy
+      // that failed and was removed): nothing was installed, and nothing is
+      // left on disk for it, not even a journal (issue 10, item 13).
+      if (steps.length <= 1) throw err;
       if (steps.length) steps[steps.length - 1].status = 'error';
       let name: string | null = null;
       try {
