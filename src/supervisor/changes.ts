@@ -310,7 +310,8 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     // An enduring process of an older revision keeps that revision.
     // So does a process whose working directory is in it (a server that re-executed
     // itself in place keeps the directory it was first started in).
-    const revDirs = [store.paths(d.snap, 'REV').snap, store.paths(d.snap, 'REV').data].map((p) => path.dirname(p) + '/');
+    const here = store.paths(d.snap, d.to!);
+    const revDirs = [here.snap, here.data].map((p) => path.dirname(p) + '/');
     for (const p of snapProcesses(d.snap, { under: sup.cgroupParent })) {
       for (const proc of p.processes) {
         if (proc.revision) keep.add(proc.revision);
