@@ -63,6 +63,11 @@ export function writeLaunchFile(file: string, spec: LaunchSpec): void {
   writeFileAtomic(file, renderLaunchFile(spec), 0o644);
 }
 
+/** `command-chain` in front of a command line: each program gets the rest as its arguments (snapd's snap-exec). */
+export function chainArgv(chain: readonly string[] | undefined, argv: string[], env: Record<string, string>): string[] {
+  return [...(chain ?? []).map((c) => commandArgv(c, env)[0]), ...argv];
+}
+
 /**
  * The environment a signal-mode service's command line is expanded in: $SNAP
  * and $SNAP_DATA through the `current` links, so that a server re-executing
@@ -76,15 +81,16 @@ export function throughCurrent(env: Record<string, string>): Record<string, stri
 }
 
 /**
- * The launch spec of an app: its command in its environment; services run in
- * $SNAP_DATA, except signal-mode services, which run in $SNAP_COMMON: a server
- * that re-executes itself in place keeps its working directory, and one in
- * the old revision's $SNAP_DATA would be gone once that revision is pruned.
+ * The launch spec of an app: its command (through its command-chain) in its
+ * environment; services run in $SNAP_DATA, except signal-mode services, which
+ * run in $SNAP_COMMON: a server that re-executes itself in place keeps its
+ * working directory, and one in the old revision's $SNAP_DATA would be gone
+ * once that revision is pruned.
  */
 export function appLaunchSpec(app: AppInfo, env: Record<string, string>): LaunchSpec {
   const inPlace = app.isService && refreshSignal(app.refreshMode) !== null;
   const words = inPlace ? throughCurrent(env) : env;
-  return { argv: commandArgv(app.command, words), env, cwd: app.isService ? (inPlace ? env.SNAP_COMMON : env.SNAP_DATA) : undefined };
+  return { argv: chainArgv(app.commandChain, commandArgv(app.command, words), words), env, cwd: app.isService ? (inPlace ? env.SNAP_COMMON : env.SNAP_DATA) : undefined };
 }
 
 /** Where a service writes its pid file (snapproc's `pid-file`), or null. */
@@ -109,11 +115,11 @@ export function writeRevisionLaunchFiles(
     const spec = appLaunchSpec(app, env);
     writeLaunchFile(launchFile(root, instance, revision, app.name), spec);
     // stop-command and post-stop-command run in the service's environment and directory.
-    if (app.stopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.stop`), { ...spec, argv: commandArgv(app.stopCommand, env) });
-    if (app.postStopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.post-stop`), { ...spec, argv: commandArgv(app.postStopCommand, env) });
+    if (app.stopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.stopCommand, env), env) });
+    if (app.postStopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.post-stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.postStopCommand, env), env) });
   }
-  for (const hook of Object.keys(snap.hooks)) {
+  for (const [hook, info] of Object.entries(snap.hooks)) {
     const env = envOf(null);
-    writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: [path.join(env.SNAP, 'meta', 'hooks', hook)], env, cwd: env.SNAP_DATA });
+    writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: chainArgv(info?.commandChain, [path.join(env.SNAP, 'meta', 'hooks', hook)], env), env, cwd: env.SNAP_DATA });
   }
 }

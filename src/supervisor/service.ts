@@ -58,6 +58,9 @@ export class Service {
   private stopping = false;
   private handingOver = false;
   private ready: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  /** watchdog-timeout: the deadline for the next WATCHDOG=1, and whether it was missed (then the exit is a watchdog timeout). */
+  private watchdogTimer: NodeJS.Timeout | null = null;
+  private watchdogFired = false;
 
   constructor(
     readonly host: ServiceHost,
@@ -78,6 +81,8 @@ export class Service {
   }
 
   private setState(state: ServiceState, reason: string | null = null): void {
+    if (state === 'active' && this.record.state !== 'active') this.armWatchdog();
+    if (state !== 'active') this.disarmWatchdog();
     this.record.state = state;
     this.record.reason = reason;
     this.host.changed(this);
@@ -144,7 +149,12 @@ export class Service {
 
     const sockets = this.host.socketsFor(this);
     const env: Record<string, string> = { PATH: BASE_PATH };
-    if (this.app.daemon === 'notify' && this.host.notifySocket) env.NOTIFY_SOCKET = this.host.notifySocket;
+    const watchdog = this.app.watchdogTimeoutMs > 0;
+    if ((this.app.daemon === 'notify' || watchdog) && this.host.notifySocket) env.NOTIFY_SOCKET = this.host.notifySocket;
+    // systemd's WatchdogSec=: the service learns the interval from WATCHDOG_USEC (sd_watchdog_enabled).
+    if (watchdog) env.WATCHDOG_USEC = String(this.app.watchdogTimeoutMs * 1000);
+    this.disarmWatchdog();
+    this.watchdogFired = false;
     if (sockets.fds.length) {
       env.LISTEN_FDS = String(sockets.fds.length);
       env.LISTEN_FDNAMES = sockets.names.join(':');
@@ -377,8 +387,45 @@ export class Service {
       if (this.ready) this.ready.resolve();
       else if (this.record.state === 'activating') this.setState('active');
     }
+    if (fields.get('WATCHDOG') === '1' && this.record.state === 'active') this.armWatchdog();
     if (fields.get('STOPPING') === '1' && !this.stopping) this.setState('deactivating');
     if (fields.get('RELOADING') === '1') logLine(this.logFile, `${this.name}: reloading`);
+  }
+
+  /** (Re)starts the watchdog-timeout deadline: missed, the main process gets SIGABRT (systemd's WatchdogSignal), then SIGKILL after stop-timeout. */
+  private armWatchdog(): void {
+    this.disarmWatchdog();
+    const ms = this.app.watchdogTimeoutMs;
+    if (!(ms > 0) || this.app.daemon === 'oneshot') return;
+    this.watchdogTimer = setTimeout(() => {
+      this.watchdogTimer = null;
+      const pid = this.record.mainPid;
+      if (pid === null || this.stopping || this.handingOver) return;
+      this.watchdogFired = true;
+      logLine(this.logFile, `${this.name}: watchdog timeout (no WATCHDOG=1 within ${ms} ms): sending SIGABRT to main process ${pid}`);
+      try {
+        this.signalMain(6);
+      } catch {
+        // gone meanwhile: its exit is handled as a watchdog timeout all the same
+      }
+      const kill = setTimeout(() => {
+        if (this.record.mainPid === pid && this.mainAlive()) {
+          logLine(this.logFile, `${this.name}: main process ${pid} still runs ${this.app.stopTimeoutMs} ms after SIGABRT: SIGKILL`);
+          try {
+            this.signalMain(9);
+          } catch {
+            // gone
+          }
+        }
+      }, this.app.stopTimeoutMs);
+      kill.unref();
+    }, ms);
+    this.watchdogTimer.unref();
+  }
+
+  private disarmWatchdog(): void {
+    if (this.watchdogTimer) clearTimeout(this.watchdogTimer);
+    this.watchdogTimer = null;
   }
 
   /** A process that was our main process exited. */
@@ -395,7 +442,9 @@ export class Service {
     if (stopModeSignal(this.app.stopMode).all && readEvent(this.cgroup, 'populated') === 1) {
       await stopCgroup(this.cgroup, { mode: this.app.stopMode, timeoutMs: this.app.stopTimeoutMs });
     }
-    if (this.record.wanted && shouldRestart(this.app.restartCondition, status)) {
+    const watchdog = this.watchdogFired;
+    this.watchdogFired = false;
+    if (this.record.wanted && shouldRestart(this.app.restartCondition, status, this.app.successExitStatus, watchdog)) {
       this.setState('activating', `restarting in ${this.app.restartDelayMs} ms after it ${describeExit(status)}`);
       this.restartTimer = setTimeout(() => {
         this.restartTimer = null;
@@ -406,7 +455,8 @@ export class Service {
       }, this.app.restartDelayMs);
       return;
     }
-    if (isCleanExit(status)) this.setState('inactive');
+    if (watchdog) this.setState('failed', `watchdog timeout, then ${describeExit(status)}`);
+    else if (isCleanExit(status, this.app.successExitStatus)) this.setState('inactive');
     else this.setState('failed', describeExit(status));
   }
 
@@ -511,6 +561,7 @@ export class Service {
 
   /** Forgets timers and waits (supervisor shutdown without stopping services). */
   detach(): void {
+    this.disarmWatchdog();
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
     this.mainWait?.cancel();

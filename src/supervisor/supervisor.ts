@@ -31,6 +31,7 @@ import type { ChangeHost } from './change-host';
 import { Service, type ServiceHost } from './service';
 import { callerOf, describeAction, HookRuns, resolveServiceNames, type ServiceAction, type ServiceActionRequest } from './snapctl-server';
 import type { RequestContext } from './control';
+import type { InstallResult, RefreshResult } from './protocol';
 import { FdHolder, type HeldFd } from './fd-holder';
 
 /** systemd's FileDescriptorStoreMax for every service (systemd's default is 0: off; snapd sets none). */
@@ -59,11 +60,18 @@ export function defaultCgroupParent(): string {
   return process.env.SNAPPROC_CGROUP_PARENT || path.join(cgroup2Mount(), 'snapproc.slice');
 }
 
-export class Supervisor implements ServiceHost, ChangeHost {
+// Structurally a ServiceHost and a ChangeHost (what services and change steps
+// may ask of it); the members only they use are marked internal (JSDoc), left out of the
+// published declarations (tsconfig stripInternal), so the public surface is
+// the documented one.
+export class Supervisor {
   readonly root: string;
   readonly cgroupParent: string;
+  /** @internal */
   readonly store: RevisionStore;
+  /** @internal */
   readonly services = new Map<string, Service>();
+  /** @internal */
   notifySocket: string | null = null;
   private records = new Map<string, ServiceRecord>();
   private recordsFile;
@@ -179,6 +187,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   // ---------------------------------------------------------------- ServiceHost
 
   /**
+   * @internal
    * Records are saved at once (atomically, ~0.1 ms, not flushed): a crash
    * right after a main process changed must find the new one on disk, or the
    * next supervisor would not re-adopt it.
@@ -187,11 +196,13 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.save();
   }
 
+  /** @internal */
   reapedStatus(pid: number): number | undefined {
     this.reap();
     return this.reaped.get(pid);
   }
 
+  /** @internal */
   socketsFor(service: Service): { fds: number[]; names: string[] } {
     const fds: number[] = [];
     const names: string[] = [];
@@ -202,8 +213,9 @@ export class Supervisor implements ServiceHost, ChangeHost {
         let fd: number;
         if (sock.kind === 'unix') {
           const p = this.store.paths(service.record.snap, service.record.revision);
-          const file = sock.path!.replace(/^\$SNAP_DATA/, p.data).replace(/^\$SNAP_COMMON/, p.common);
-          fs.mkdirSync(path.dirname(file), { recursive: true });
+          // $XDG_RUNTIME_DIR of a system daemon is /run/snap.NAME under snapd; here R/run/snap.NAME. `@...` is abstract.
+          const file = sock.path!.replace(/^\$SNAP_DATA/, p.data).replace(/^\$SNAP_COMMON/, p.common).replace(/^\$XDG_RUNTIME_DIR/, path.join(this.root, 'run', `snap.${service.record.snap}`));
+          if (!file.startsWith('@')) fs.mkdirSync(path.dirname(file), { recursive: true });
           fd = native.bindListen({ kind: 'unix', path: file, mode: sock.socketMode ?? 0o666 });
         } else {
           fd = native.bindListen({ kind: 'tcp', host: sock.host ?? '::', port: sock.port! });
@@ -309,7 +321,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     }
   }
 
-  /** (Re)creates the Service objects of one snap for revision `rev`, keeping records of those that remain. */
+  /** @internal (Re)creates the Service objects of one snap for revision `rev`, keeping records of those that remain. */
   attachServices(instance: string, rev: string): Service[] {
     const yaml = this.store.readSnapYaml(instance, rev);
     const out: Service[] = [];
@@ -347,7 +359,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return out;
   }
 
-  /** Services of a snap in start order (optionally one app); throws for unknown names. */
+  /** @internal Services of a snap in start order (optionally one app); throws for unknown names. */
   servicesOf(instance: string, app?: string): Service[] {
     if (!this.store.get(instance)) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
     const all = [...this.services.values()].filter((s) => s.record.snap === instance);
@@ -419,25 +431,25 @@ export class Supervisor implements ServiceHost, ChangeHost {
     }
   }
 
-  /** One state-changing operation at a time: a refresh and a stop must not interleave. */
+  /** @internal One state-changing operation at a time: a refresh and a stop must not interleave. */
   serialize<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.busy.then(fn, fn);
     this.busy = run.catch(() => undefined);
     return run;
   }
 
-  /** The log a change of this snap writes to. */
+  /** @internal The log a change of this snap writes to. */
   changeLog(instance: string): string {
     return path.join(this.root, 'log', instance, 'changes.log');
   }
 
-  /** Writes the launch files of a revision (its apps' and hooks' command lines and environment). */
+  /** @internal Writes the launch files of a revision (its apps' and hooks' command lines and environment). */
   writeLaunchFiles(instance: string, rev: string): void {
     const snap = this.store.readSnapYaml(instance, rev);
     writeRevisionLaunchFiles(this.root, instance, rev, snap, this.envOf(instance, rev, snap));
   }
 
-  /** Makes the set of Service objects of a snap that of revision `rev`: services gone from it are dropped (they were stopped). */
+  /** @internal Makes the set of Service objects of a snap that of revision `rev`: services gone from it are dropped (they were stopped). */
   syncServices(instance: string, rev: string): void {
     const yaml = this.store.readSnapYaml(instance, rev);
     for (const [key, svc] of this.services) {
@@ -452,7 +464,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.save();
   }
 
-  /** Drops every Service object of a snap (after its services were stopped). */
+  /** @internal Drops every Service object of a snap (after its services were stopped). */
   forgetServices(instance: string): void {
     for (const [key, svc] of this.services) {
       if (svc.record.snap !== instance) continue;
@@ -464,7 +476,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.save();
   }
 
-  /** Deletes a snap's trash (retired revisions, discarded data) in the background, one sweep at a time. */
+  /** @internal Deletes a snap's trash (retired revisions, discarded data) in the background, one sweep at a time. */
   sweepTrash(instance?: string): void {
     this.sweeping = this.sweeping.then(() => this.store.sweepTrash(instance)).then(
       () => undefined,
@@ -477,7 +489,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return this.sweeping;
   }
 
-  /** Removes what snapproc kept about a removed snap: launch files, empty cgroups, held sockets. */
+  /** @internal Removes what snapproc kept about a removed snap: launch files, empty cgroups, held sockets. */
   removeSnapState(instance: string): void {
     fs.rmSync(path.join(this.root, 'state', 'launch', instance), { recursive: true, force: true });
     for (const [key, h] of this.held) {
@@ -593,7 +605,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return out;
   }
 
-  async stopSnap(instance: string, app: string | undefined, opts: { mode?: StopMode; timeoutMs?: number }, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
+  async stopSnap(instance: string, app?: string, opts: { mode?: StopMode; timeoutMs?: number } = {}, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
     const out: Array<{ service: string } & StopResult> = [];
     for (const svc of this.servicesOf(instance, app).reverse()) {
       out.push({ service: svc.name, ...(await svc.stop({ ...opts, keepWanted })) });
@@ -602,7 +614,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   }
 
   /** `install PATH`: a first install, or over an installed snap of that name a refresh (SPEC 1). */
-  async installOrRefresh(source: string, progress: (line: string) => void = () => {}): Promise<unknown> {
+  async installOrRefresh(source: string, progress: (line: string) => void = () => {}): Promise<InstallResult | RefreshResult> {
     const { name } = snapYamlOf(source);
     if (this.store.currentRevision(name)) return this.refresh(name, source, {}, progress);
     return this.install(source, progress);
@@ -679,6 +691,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   }
 
   /**
+   * @internal
    * Runs a hook of a revision in its own scope. Service commands the hook
    * asks for through snapctl meanwhile are queued and run right after it
    * returns (snapd's way: the change that runs the hook waits for it, so
@@ -694,6 +707,11 @@ export class Supervisor implements ServiceHost, ChangeHost {
     } finally {
       queued = this.hookRuns.end(scope);
     }
+    if (queued.length && hook === 'remove') {
+      // The snap is going: nothing it asks to start may outlive its removal.
+      for (const req of queued) progress(`  remove hook asked for ${describeAction(instance, req)}: ignored (the snap is being removed)`);
+      queued = [];
+    }
     if (queued.length) {
       // What is current now (after post-refresh: the new revision) is what a restart starts.
       const current = this.store.currentRevision(instance);
@@ -706,7 +724,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return result;
   }
 
-  /** start, stop or restart services of one snap now (the caller holds the change lock or is a queued hook command). */
+  /** @internal start, stop or restart services of one snap now (the caller holds the change lock or is a queued hook command). */
   async serviceAction(instance: string, req: ServiceActionRequest): Promise<string[]> {
     const services = req.apps === undefined ? this.servicesOf(instance) : req.apps.flatMap((a) => this.servicesOf(instance, a));
     const done: string[] = [];
@@ -849,7 +867,8 @@ export class Supervisor implements ServiceHost, ChangeHost {
         read: false,
         handler: (p, ctx) => {
           // Several ({targets: [{snap, app?}, ...]}) or every installed snap ({all: true}): side by side.
-          if (isMany(p)) return this.serialize(() => this.startMany(targetsOf(p)));
+          // From a running hook several targets cannot be queued as one command: refused (it would wait for the hook's change).
+          if (isMany(p)) return this.fromRunningHook(ctx, 'start several snaps', undefined), this.serialize(() => this.startMany(targetsOf(p)));
           const snap = snapName(p.snap);
           const app = optApp(p.app);
           return this.fromRunningHook(ctx, 'start', snap, { action: 'start', apps: app === undefined ? undefined : [app] }) ?? this.serialize(() => this.startSnap(snap, app));
@@ -859,6 +878,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
         read: false,
         handler: (p, ctx) => {
           if (isMany(p)) {
+            this.fromRunningHook(ctx, 'stop several snaps', undefined);
             const targets = targetsOf(p);
             return this.serialize(() => this.stopMany(targets, stopOpts(p)));
           }
@@ -874,11 +894,11 @@ export class Supervisor implements ServiceHost, ChangeHost {
         read: false,
         handler: (p, ctx) =>
           isMany(p)
-            ? this.serialize(async () => {
+            ? (this.fromRunningHook(ctx, 'restart several snaps', undefined), this.serialize(async () => {
                 const targets = targetsOf(p);
                 await this.stopMany(targets, {});
                 return this.startMany(targets);
-              })
+              }))
             : this.fromRunningHook(ctx, 'restart', snapName(p.snap), { action: 'restart', apps: optApp(p.app) === undefined ? undefined : [optApp(p.app)!] }) ??
           this.serialize(async () => {
             const snap = snapName(p.snap);
@@ -928,3 +948,6 @@ export function removeEmptyServiceCgroups(cgroups: string[]): void {
     }
   }
 }
+
+/** Compile-time check: a Supervisor is what its services and change steps are given. */
+export type _SupervisorIsHost = Supervisor extends ServiceHost & ChangeHost ? true : never;
