@@ -1058,7 +1058,8 @@ rtest('graceful refresh (sigX / sigX-all): the successor runs B\'s environment, 
       if (revisionOf(succ.pid) !== 'x2') problems.push(`successor runs ${revisionOf(succ.pid)}`);
       const want = { ...pick(expectedEnv(ctx, 'x2', '2.0'), ['SNAP', 'SNAP_REVISION', 'SNAP_VERSION', 'SNAP_DATA', 'SNAP_COMMON']) };
       if (JSON.stringify(succ.env) !== JSON.stringify(want)) problems.push(`successor env ${JSON.stringify(succ.env)}`);
-      if (succ.cwd !== paths(ctx, 'x2').data) problems.push(`successor cwd ${succ.cwd}`);
+      // Signal-mode services run in $SNAP_COMMON (a working directory in A's data would go with A).
+      if (succ.cwd !== paths(ctx, 'x2').common) problems.push(`successor cwd ${succ.cwd}`);
     }
     const mainsB = evs.filter((e) => e.event === 'start' && e.app === app && e.role === 'main' && e.rev === 'x2');
     if (mainsB.length !== 1) problems.push(`${mainsB.length} main processes started in x2 (${mainsB.map((e) => e.pid).join(',')}): a hand-over plus a restart`);

@@ -7,6 +7,7 @@
 // revision is linked leaves the snap exactly as it was. The hand-over itself
 // (signal, follow, drain, roll back) is in handover.ts.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ChangeRecord, crashPoint, runChange, Step } from './change-runner';
 import { handOver, type HandoverSettings } from './handover';
@@ -335,7 +336,22 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     // The refresh is done: B's data that was moved aside will not be restored.
     if (d.movedAside) store.discardMovedAside(d.snap, d.to!, d.movedAside);
     // An enduring process of an older revision keeps that revision.
-    for (const p of snapProcesses(d.snap, { under: sup.cgroupParent })) for (const proc of p.processes) if (proc.revision) keep.add(proc.revision);
+    // So does a process whose working directory is in it (a server that re-executed
+    // itself in place keeps the directory it was first started in).
+    const here = store.paths(d.snap, d.to!);
+    const revDirs = [here.snap, here.data].map((p) => path.dirname(p) + '/');
+    for (const p of snapProcesses(d.snap, { under: sup.cgroupParent })) {
+      for (const proc of p.processes) {
+        if (proc.revision) keep.add(proc.revision);
+        let cwd: string;
+        try {
+          cwd = fs.readlinkSync(`/proc/${proc.pid}/cwd`);
+        } catch {
+          continue;
+        }
+        for (const dir of revDirs) if (cwd.startsWith(dir)) keep.add(cwd.slice(dir.length).split('/')[0]);
+      }
+    }
     const all = store.get(d.snap)!.revisions.map((r) => r.revision);
     // As snapd: the revisions after `from` in the sequence (left by a revert) go first, then the oldest beyond retain.
     const at = all.indexOf(d.from);
