@@ -13,6 +13,7 @@ import { signalApp } from '../src/process/signal-app';
 import { stopCgroup } from '../src/process/stop';
 import { signalVerified } from '../src/kernel/signal-guard';
 import { startTimeOf } from '../src/kernel/procfs';
+import { identityOf } from '../src/kernel/process-identity';
 
 const [cg, countText] = process.argv.slice(2);
 const count = Number(countText);
@@ -43,6 +44,12 @@ function spawnSleeper(inside: boolean): ChildProcess {
   return spawn('/bin/sh', ['-c', script], { stdio: 'ignore' });
 }
 
+/** Resolves once `child` has exited (also when it already has). */
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => child.once('exit', () => r()));
+}
+
 function alive(pid: number): boolean {
   try {
     return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
@@ -53,22 +60,23 @@ function alive(pid: number): boolean {
 
 async function main(): Promise<void> {
   const ops = ['signal', 'stop', 'refresh'] as const;
-  const result = { trials: 0, reused: 0, stray: 0, byOp: { signal: 0, stop: 0, refresh: 0 }, strayByOp: { signal: 0, stop: 0, refresh: 0 }, inside: 0 };
+  const result = { strays: [] as Array<Record<string, unknown>>, trials: 0, reused: 0, stray: 0, byOp: { signal: 0, stop: 0, refresh: 0 }, strayByOp: { signal: 0, stop: 0, refresh: 0 }, inside: 0 };
   for (let i = 0; i < count; i++) {
     const op = ops[i % ops.length];
     const inside = i % 2 === 1; // the unrelated process in the same cgroup, or outside it
     const victim = spawnSleeper(true);
     const pid = await started(victim, true);
-    const record = { pid, startTime: startTimeOf(pid)! };
-    const gone = new Promise((r) => victim.once('exit', r));
+    // What a supervisor records of its main process: PID, start time, identity.
+    const record = { pid, startTime: startTimeOf(pid)!, identity: identityOf(pid) };
     victim.kill('SIGKILL');
-    await gone;
+    await exited(victim);
     fs.writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
     const other = spawnSleeper(inside);
     const otherPid = await started(other, inside);
     result.trials += 1;
     if (otherPid !== pid) {
       other.kill('SIGKILL');
+      await exited(other);
       continue; // the PID was not reused this time
     }
     result.reused += 1;
@@ -77,7 +85,7 @@ async function main(): Promise<void> {
     try {
       if (op === 'signal') await signalApp(cg, 'SIGTERM', { main: record });
       else if (op === 'stop') await stopCgroup(cg, { mode: 'sigterm', main: record, timeoutMs: 200 });
-      else signalVerified(record.pid, 12 /* SIGUSR2 */, cg, record.startTime);
+      else signalVerified(record.pid, 12 /* SIGUSR2 */, cg, record.startTime, record.identity);
     } catch {
       // refused (not a member): no signal
     }
@@ -85,10 +93,11 @@ async function main(): Promise<void> {
     if (!alive(otherPid)) {
       result.stray += 1;
       result.strayByOp[op] += 1;
+      await exited(other);
+      result.strays.push({ trial: i, op, inside, pid, signal: other.signalCode, code: other.exitCode });
     }
-    const end = new Promise((r) => other.once('exit', r));
     other.kill('SIGKILL');
-    await end;
+    await exited(other);
   }
   process.stdout.write(JSON.stringify(result) + '\n');
 }

@@ -28,7 +28,7 @@ function cgroupsOf(instance: string, app?: string, kinds: SnapCgroup['kind'][] =
   return all;
 }
 
-interface RecordSummary { snap: string; app: string; cgroup: string; state: string; mainPid: number | null; mainStartTime: number | null; pidns?: string | null; restarts: number; revision: string; reason: string | null }
+interface RecordSummary { snap: string; app: string; cgroup: string; state: string; mainPid: number | null; mainStartTime: number | null; pidns?: string | null; mainIdentity?: string | null; restarts: number; revision: string; reason: string | null }
 
 /** The supervisor's records of its services (state, restarts, main process), if one has run under this root. */
 function loadServiceRecords(root: string): RecordSummary[] {
@@ -58,7 +58,7 @@ function recordedMains(records: RecordSummary[]): Map<string, MainRecord | null>
       }
       s.mainPid = pidFromNamespace(s.mainPid, s.pidns, members);
     }
-    out.set(s.cgroup, s.mainPid === null ? null : { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
+    out.set(s.cgroup, s.mainPid === null ? null : { pid: s.mainPid, startTime: s.mainStartTime ?? undefined, identity: s.mainIdentity });
   }
   return out;
 }

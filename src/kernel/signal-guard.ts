@@ -12,6 +12,7 @@ import { cgroup2Mount, cgroupOfPid, cgroupSubtree, isInside } from './cgroupfs';
 import { hasCode, SnapprocError } from '../util/errors';
 import { native } from './native';
 import { startTimeOf } from './procfs';
+import { identityOfPidfd } from './process-identity';
 
 export type SignalOutcome = 'signalled' | 'gone';
 
@@ -45,7 +46,7 @@ export function assertSignallablePid(pid: number): void {
  * that it is in `cgroupDir` or below, and, when `startTime` is given, that it
  * is the same process that was recorded. 'gone' when it has already exited.
  */
-export function signalVerified(pid: number, sig: number, cgroupDir: string, startTime?: number): SignalOutcome {
+export function signalVerified(pid: number, sig: number, cgroupDir: string, startTime?: number, identity?: string | null): SignalOutcome {
   assertSignallablePid(pid);
   let pidfd: number;
   try {
@@ -55,19 +56,20 @@ export function signalVerified(pid: number, sig: number, cgroupDir: string, star
     throw err;
   }
   try {
-    return signalPidfdVerified(pidfd, pid, sig, cgroupDir, startTime);
+    return signalPidfdVerified(pidfd, pid, sig, cgroupDir, startTime, identity);
   } finally {
     fs.closeSync(pidfd);
   }
 }
 
 /** Like signalVerified, through a pidfd the caller holds (e.g. from spawn time). */
-export function signalPidfdVerified(pidfd: number, pid: number, sig: number, cgroupDir: string, startTime?: number): SignalOutcome {
+export function signalPidfdVerified(pidfd: number, pid: number, sig: number, cgroupDir: string, startTime?: number, identity?: string | null): SignalOutcome {
   assertSignallablePid(pid);
   // Not the whole hierarchy, nor a cgroup snapproc itself runs in.
   assertActionableCgroup(cgroupDir);
   const where = cgroupOfPid(pid);
-  const sameProcess = startTime === undefined || startTimeOf(pid) === startTime;
+  // The pidfd's identity (pidfs inode) tells a PID reused within the start time's 10 ms tick.
+  const sameProcess = (startTime === undefined || startTimeOf(pid) === startTime) && (!identity || identityOfPidfd(pidfd) === identity);
   // Alive through the pidfd after the reads: the reads described this process.
   try {
     native.pidfdSendSignal(pidfd, 0);

@@ -7,6 +7,7 @@
 import { cgroupSubtree } from '../kernel/cgroupfs';
 import { hasCode } from '../util/errors';
 import { native } from '../kernel/native';
+import { identityOf } from '../kernel/process-identity';
 
 export type ProcessRole = 'main' | 'group' | 'other';
 
@@ -24,6 +25,8 @@ export interface MainRecord {
   pid: number;
   /** /proc/PID/stat start time (clock ticks since boot); checked when given. */
   startTime?: number;
+  /** The process's identity (pidfs inode, kernel/process-identity.ts); checked when given. */
+  identity?: string | null;
 }
 
 export interface ClassifyOptions {
@@ -85,7 +88,7 @@ export function classifyCgroup(dir: string, options: ClassifyOptions = {}): Cgro
   let mainFrom: CgroupProcesses['mainFrom'] = null;
   // The record holds when its process is alive, in the cgroup, and the same process (start time).
   const k = record ? members.get(record.pid) : undefined;
-  if (record && k !== undefined && (record.startTime === undefined || info.start[k] === record.startTime)) {
+  if (record && k !== undefined && (record.startTime === undefined || info.start[k] === record.startTime) && (!record.identity || identityOf(record.pid) === record.identity)) {
     mainPid = record.pid;
     mainFrom = 'record';
   } else if (!record && !recordedNone) {

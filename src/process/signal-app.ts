@@ -32,6 +32,7 @@ export async function signalApp(dir: string, signal: string | number, options: S
   const { mainPid } = classifyCgroup(dir, { main: options.main });
   if (mainPid === null) return { signal: sig.name, target: 'main', mainPid: null, signalled: 0, gone: 0 };
   const startTime = typeof options.main === 'object' && options.main ? options.main.startTime : undefined;
-  const outcome = signalVerified(mainPid, sig.number, dir, startTime);
+  const identity = typeof options.main === 'object' && options.main ? options.main.identity : undefined;
+  const outcome = signalVerified(mainPid, sig.number, dir, startTime, identity);
   return { signal: sig.name, target: 'main', mainPid, signalled: outcome === 'signalled' ? 1 : 0, gone: outcome === 'gone' ? 1 : 0 };
 }

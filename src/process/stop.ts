@@ -125,6 +125,7 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
   // Plain stop-mode: the main process only.
   let mainPid: number | null;
   let startTime: number | undefined;
+  const identity = typeof options.main === 'object' && options.main ? options.main.identity : undefined;
   // A caller's pidfd is used only together with the record it belongs to.
   if (options.mainPidfd !== undefined && options.main != null) {
     mainPid = typeof options.main === 'number' ? options.main : options.main.pid;
@@ -153,7 +154,7 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
     }
   }
   try {
-    const outcome = signalPidfdVerified(pidfd, mainPid, number, dir, startTime);
+    const outcome = signalPidfdVerified(pidfd, mainPid, number, dir, startTime, identity);
     if (outcome === 'gone') {
       result.gone = 1;
       return result;

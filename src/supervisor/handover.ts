@@ -94,12 +94,13 @@ export async function handOver(svc: Service, from: string, to: string, sig: Hand
   const ms = () => Math.round(performance.now() - t0);
   const oldMain = svc.record.mainPid;
   const oldStart = svc.record.mainStartTime ?? undefined;
+  const oldIdentity = svc.record.mainIdentity;
   // Resumed after a crash: a main that already runs `to` was handed over before it.
   if (oldMain !== null && revisionOf(oldMain) === to) return { kind: 'already', newMain: oldMain };
   svc.beginHandover();
   try {
     if (sig.all) await signalCgroup(svc.cgroup, SIGNALS[sig.signal]);
-    else if (oldMain !== null) signalVerified(oldMain, SIGNALS[sig.signal], svc.cgroup, oldStart);
+    else if (oldMain !== null) signalVerified(oldMain, SIGNALS[sig.signal], svc.cgroup, oldStart, oldIdentity);
     const deadline = Date.now() + sig.stopTimeoutMs;
     let tried = false;
     let why = `no process of ${to} took over within ${sig.stopTimeoutMs} ms after ${sig.signal}`;
@@ -137,7 +138,7 @@ export async function handOver(svc: Service, from: string, to: string, sig: Hand
     // The old main is gone without a successor: fall back to a restart. What is
     // left of the old generation goes by its stop-mode (the main as recorded,
     // never guessed), and a successor that started but never took over too.
-    await stopCgroup(svc.cgroup, { mode: sig.stopMode, timeoutMs: sig.stopTimeoutMs, main: oldMain === null ? null : { pid: oldMain, startTime: oldStart } });
+    await stopCgroup(svc.cgroup, { mode: sig.stopMode, timeoutMs: sig.stopTimeoutMs, main: oldMain === null ? null : { pid: oldMain, startTime: oldStart, identity: oldIdentity } });
     for (const p of classifyCgroup(svc.cgroup, { revisions: true }).processes) {
       if (p.revision === to) signalVerified(p.pid, SIGNALS.SIGKILL, svc.cgroup);
     }

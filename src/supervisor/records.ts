@@ -38,6 +38,8 @@ export interface ServiceRecord {
    * PID 1 is the supervisor) finds the process through /proc/PID/status NSpid.
    */
   pidns?: string | null;
+  /** The main process's identity (pidfs inode: tells a PID reused within one start-time tick). */
+  mainIdentity?: string | null;
   /** ISO time the current main process started. */
   since: string | null;
   restarts: number;

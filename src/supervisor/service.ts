@@ -16,6 +16,7 @@ import { launchFile } from '../snap/launch-files';
 import { launcherPath, native, PendingWait } from '../kernel/native';
 import { liveStartTimeOf, pidNamespaceOf, startTimeOf } from '../kernel/procfs';
 import { cloneIntoKilledCgroupDies, recreateEmptyCgroup } from '../kernel/clone-quirk';
+import { identityOf } from '../kernel/process-identity';
 import { signalName } from '../kernel/signal-names';
 import type { AppInfo } from '../snap/snap-yaml';
 import { signalVerified } from '../kernel/signal-guard';
@@ -110,6 +111,7 @@ export class Service {
     logLine(this.logFile, `${this.name} failed: ${reason}`);
     this.record.mainPid = null;
     this.record.mainStartTime = null;
+    this.record.mainIdentity = null;
     this.setState('failed', reason);
     return new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', `${this.name} failed: ${reason}`);
   }
@@ -282,6 +284,7 @@ export class Service {
     this.record.mainPid = pid;
     this.record.pidns = ownPidNamespace();
     this.record.mainStartTime = startTimeOf(pid);
+    this.record.mainIdentity = identityOf(pid);
     this.record.since = new Date().toISOString();
     this.host.changed(this);
   }
@@ -290,6 +293,7 @@ export class Service {
     if (this.record.mainPid !== pid) return;
     this.record.mainPid = null;
     this.record.mainStartTime = null;
+    this.record.mainIdentity = null;
   }
 
   /** Whether the recorded main process is alive and the same process. */
@@ -297,7 +301,8 @@ export class Service {
     const pid = this.record.mainPid;
     if (pid === null) return this.app.daemon === 'oneshot' && this.record.state === 'active';
     // A zombie keeps its start time: it is not alive (the service must start again).
-    return this.record.mainStartTime !== null && liveStartTimeOf(pid) === this.record.mainStartTime;
+    if (this.record.mainStartTime === null || liveStartTimeOf(pid) !== this.record.mainStartTime) return false;
+    return !this.record.mainIdentity || identityOf(pid) === this.record.mainIdentity;
   }
 
   /** Watches a main process that is not our direct child (adopted, forked, MAINPID=). */
@@ -522,7 +527,7 @@ export class Service {
       return false;
     }
     const found = classifyCgroup(this.cgroup, {
-      main: rec.mainPid !== null ? { pid: rec.mainPid, startTime: rec.mainStartTime ?? undefined } : undefined,
+      main: rec.mainPid !== null ? { pid: rec.mainPid, startTime: rec.mainStartTime ?? undefined, identity: rec.mainIdentity } : undefined,
     });
     let mainPid = found.mainPid;
     // Guess a main process only without a record: a recorded main that died
@@ -555,12 +560,15 @@ export class Service {
       if (!fs.existsSync(path.join(this.cgroup, 'cgroup.procs'))) {
         this.record.mainPid = null;
         this.record.mainStartTime = null;
+      this.record.mainIdentity = null;
+        this.record.mainIdentity = null;
+    this.record.mainIdentity = null;
         this.setState('inactive');
         const { signal, all } = stopModeSignal(options.mode ?? this.app.stopMode);
         return { mode: options.mode ?? this.app.stopMode, signal, target: all ? 'cgroup' : 'main', mainPid: null, signalled: 0, gone: 0, timedOut: false, isForcefullyTerminated: false, stopped: true, durationMs: 0, note: 'never started' };
       }
       if (this.app.stopCommand) await this.runAuxiliary('stop', timeoutMs);
-      const main = this.record.mainPid !== null ? { pid: this.record.mainPid, startTime: this.record.mainStartTime ?? undefined } : null;
+      const main = this.record.mainPid !== null ? { pid: this.record.mainPid, startTime: this.record.mainStartTime ?? undefined, identity: this.record.mainIdentity } : null;
       const result = await stopCgroup(this.cgroup, { mode: options.mode ?? this.app.stopMode, timeoutMs, main });
       this.mainWait?.cancel();
       this.mainWait = null;
@@ -569,6 +577,8 @@ export class Service {
       logLine(this.logFile, `stopped ${this.name} (${result.mode}: ${result.signal} to ${to}${result.isForcefullyTerminated ? ', SIGKILL after timeout' : ''}${result.note && result.mainPid !== null ? `; ${result.note}` : ''})`);
       this.record.mainPid = null;
       this.record.mainStartTime = null;
+      this.record.mainIdentity = null;
+    this.record.mainIdentity = null;
       this.setState('inactive');
       if (!options.keepWanted) this.host.flushFdStore(this);
       return result;
@@ -603,7 +613,7 @@ export class Service {
   /** Sends a signal to the main process (or the cgroup), through the guard. */
   signalMain(sig: number): void {
     if (this.record.mainPid === null) return;
-    signalVerified(this.record.mainPid, sig, this.cgroup, this.record.mainStartTime ?? undefined);
+    signalVerified(this.record.mainPid, sig, this.cgroup, this.record.mainStartTime ?? undefined, this.record.mainIdentity);
   }
 
   /** Forgets timers and waits (supervisor shutdown without stopping services). */
