@@ -61,5 +61,6 @@ export function recordsWriter(root: string): SlotFile {
 export function saveRecords(writer: SlotFile, records: Iterable<ServiceRecord>): void {
   const services = [...records].sort((a, b) => serviceKey(a.snap, a.app).localeCompare(serviceKey(b.snap, b.app)));
   // Not flushed: after a power loss no service runs, so nothing is left to re-adopt.
-  writer.write({ services });
+  // Compact: with 1000 services the indented form is twice the bytes to write at every change.
+  writer.write({ services }, { compact: true });
 }

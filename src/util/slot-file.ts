@@ -62,7 +62,7 @@ export class SlotFile {
    * `durable`, flushed before it returns; the slots' names are made durable
    * at the first write.
    */
-  write(doc: object, options: { durable?: boolean } = {}): void {
+  write(doc: object, options: { durable?: boolean; compact?: boolean } = {}): void {
     const d = doc as Seq;
     if (!this.fds) {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
@@ -73,7 +73,7 @@ export class SlotFile {
     }
     this.seq += 1;
     d.seq = this.seq;
-    const data = Buffer.from(JSON.stringify(doc, null, 2) + '\n');
+    const data = Buffer.from((options.compact ? JSON.stringify(doc) : JSON.stringify(doc, null, 2)) + '\n');
     const fd = this.fds[this.seq % 2];
     fs.writeSync(fd, data, 0, data.length, 0);
     fs.ftruncateSync(fd, data.length);
