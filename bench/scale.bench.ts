@@ -130,7 +130,7 @@ async function main(): Promise<void> {
       s6svcs.push(d);
     }
     const cg = bc.make('s6');
-    svscan = spawn('/bin/sh', ['-c', `echo $$ > ${cg}/cgroup.procs && exec s6-svscan ${s6dir}`], { stdio: 'ignore' });
+    svscan = spawn('/bin/sh', ['-c', `echo $$ > ${cg}/cgroup.procs && exec s6-svscan -c ${SERVICES + 100} ${s6dir}`], { stdio: 'ignore' });
     children.push(svscan);
     progress(`s6-svscan with ${SERVICES} services`);
     await waitFor('s6-supervise for every service', () => s6svcs.every((d) => fs.existsSync(path.join(d, 'supervise', 'status'))), 120_000);

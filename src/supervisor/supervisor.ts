@@ -170,12 +170,13 @@ export class Supervisor implements ServiceHost, ChangeHost {
    * a microtask: before any timer, I/O callback or awaited step goes on, so
    * with 1000 services a start or stop does not rewrite every record per field.
    */
-  changed(_service: Service): void {
+  changed(service: Service): void {
+    this.recordsFile.mark(serviceKey(service.record.snap, service.record.app));
     if (this.savePending) return;
     this.savePending = true;
     queueMicrotask(() => {
       if (!this.savePending) return;
-      this.save();
+      this.save(true);
     });
   }
 
@@ -211,8 +212,9 @@ export class Supervisor implements ServiceHost, ChangeHost {
 
   // ---------------------------------------------------------------- services
 
-  private save(): void {
+  private save(changedOnly = false): void {
     this.savePending = false;
+    if (!changedOnly) this.recordsFile.mark();
     saveRecords(this.recordsFile, [...this.services.values()].map((s) => s.record));
   }
 
