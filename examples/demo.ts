@@ -41,7 +41,10 @@ function snapproc(...args: string[]): Promise<string> {
   });
 }
 
+let cleanedUp = false;
 function cleanup(): void {
+  if (cleanedUp) return;
+  cleanedUp = true;
   spawnSync(process.execPath, [CLI, 'remove', 'hello', '--purge'], { env, stdio: 'ignore' });
   spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(REPO, 'dist/src/supervisor/client.js'))}).request(${JSON.stringify(root)}, 'shutdown', {}).catch(() => {})`], { env, stdio: 'ignore' });
   if (fs.existsSync(cgroupParent)) {
@@ -80,8 +83,21 @@ function startClient(socket: string) {
   return { stats, stop: () => (running = false) };
 }
 
+// `npm run example | head`: once the reader is gone (EPIPE), clean up and end
+// quietly, as a Unix filter does; Ctrl-C, a closed terminal or a kill clean up too.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  cleanup();
+  process.exit(0);
+});
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  process.on(sig, () => {
+    cleanup();
+    process.exit(code);
+  });
+}
+
 async function main(): Promise<void> {
-  process.on('SIGINT', () => { cleanup(); process.exit(130); });
   await snapproc('validate', EXAMPLE);
   await snapproc('install', EXAMPLE);
   await snapproc('ps', 'hello');

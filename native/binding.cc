@@ -125,6 +125,14 @@ Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
   return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::Number::New(info.Env(), rc);
 }
 
+Napi::Value PidfdGetfd(const Napi::CallbackInfo& info) {
+  int pidfd, target;
+  if (!ArgInt(info, 0, &pidfd) || !ArgInt(info, 1, &target)) return info.Env().Undefined();
+  const char* sc = nullptr;
+  int rc = sys_pidfd_getfd(pidfd, target, &sc);
+  return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::Number::New(info.Env(), rc);
+}
+
 Napi::Value PidfdSendSignal(const Napi::CallbackInfo& info) {
   int fd, sig;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &sig)) return info.Env().Undefined();
@@ -369,10 +377,14 @@ void DeliverNotify(Napi::Env env, Napi::Function cb, Notifier* n, NotifyMsg* m) 
       cb.Call({Napi::Number::New(env, 0), Napi::Number::New(env, -1), Napi::String::New(env, ""),
                Napi::Number::New(env, m->err), Napi::String::New(env, m->syscall ? m->syscall : "recvmsg")});
     } else {
+      Napi::Array fds = Napi::Array::New(env, m->msg.fds.size());
+      for (size_t i = 0; i < m->msg.fds.size(); i++) fds.Set(i, Napi::Number::New(env, m->msg.fds[i]));
+      m->msg.fds.clear();  // JavaScript owns them now (and closes what it does not keep)
       cb.Call({Napi::Number::New(env, m->msg.pid), Napi::Number::New(env, m->msg.uid),
-               Napi::String::New(env, m->msg.text)});
+               Napi::String::New(env, m->msg.text), env.Undefined(), env.Undefined(), fds});
     }
   }
+  for (int fd : m->msg.fds) close(fd);
   delete m;
 }
 
@@ -432,6 +444,7 @@ Napi::Value NotifyListen(const Napi::CallbackInfo& info) {
       int rc = sup_notify_recv(n->fd, n->cancel_fd, &m->msg, &m->syscall);
       if (rc == 1) {
         if (tsfn.BlockingCall(m) != napi_ok) {
+          for (int fd : m->msg.fds) close(fd);
           delete m;
           break;  // the environment is closing
         }
@@ -634,6 +647,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kill", Napi::Function::New(env, Kill));
   exports.Set("killpg", Napi::Function::New(env, Killpg));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
+  exports.Set("pidfdGetfd", Napi::Function::New(env, PidfdGetfd));
   exports.Set("pidfdSendSignal", Napi::Function::New(env, PidfdSendSignal));
   exports.Set("pidfdExitStatus", Napi::Function::New(env, PidfdExitStatus));
   exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait));

@@ -9,6 +9,12 @@
  *
  * Usage:
  *   snapproc-exec [--cgroup DIR] [--ready-fd N] [--launch FILE | --resolve ROOT NAME APP] [--] [ARG...]
+ *   snapproc-exec [--cgroup DIR] [--ready-fd N] --hold
+ *
+ * --hold: the supervisor's fd holder (as s6-fdholderd): it executes nothing and
+ * sleeps until killed, keeping open the descriptors it was started with (the
+ * held sockets and the services' fd stores), so that a new supervisor can take
+ * copies of them with pidfd_getfd(2) after the old one died.
  *
  * A launch file holds one directive a line (values may hold anything but a
  * newline or a NUL byte):
@@ -217,6 +223,7 @@ static int found_on_path(const char *cmd) {
 int main(int argc, char **argv) {
   const char *cgroup = NULL, *launch = NULL, *root = NULL, *name = NULL, *app = NULL;
   int ready_fd = -1;
+  int hold = 0;
   int i = 1;
   while (i < argc) {
     const char *a = argv[i];
@@ -235,6 +242,9 @@ int main(int argc, char **argv) {
       if (!end || *end || fd < 3 || fd > 1 << 20) usage_error("--ready-fd needs a file descriptor number >= 3");
       ready_fd = (int)fd;
       i += 2;
+    } else if (strcmp(a, "--hold") == 0) {
+      hold = 1;
+      i++;
     } else if (strcmp(a, "--launch") == 0) {
       if (i + 1 >= argc) usage_error("--launch needs a file");
       if (root) usage_error("--launch and --resolve exclude each other");
@@ -263,6 +273,13 @@ int main(int argc, char **argv) {
     close(ready_fd);
   }
   reset_signals();
+  if (hold) {
+    /* Only SIGKILL (or SIGTERM from whoever cleans up) ends it. */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    for (;;) pause();
+  }
 
   struct launch spec = {NULL, 0, NULL};
   char resolved[PATH_MAX];

@@ -45,13 +45,19 @@ void close_keep_errno(int fd) {
   errno = e;
 }
 
-// Fills a sockaddr_un for a filesystem path; -ENAMETOOLONG if it cannot hold it.
+// Fills a sockaddr_un for a filesystem path, or for "@name" an abstract
+// address (sun_path[0] = 0, no terminating NUL); -ENAMETOOLONG if it cannot hold it.
 int unix_addr(const char* path, struct sockaddr_un* sa, socklen_t* len) {
   size_t n = strlen(path);
   if (n == 0) return -EINVAL;
   if (n >= sizeof sa->sun_path) return -ENAMETOOLONG;
   memset(sa, 0, sizeof *sa);
   sa->sun_family = AF_UNIX;
+  if (path[0] == '@') {
+    memcpy(sa->sun_path + 1, path + 1, n - 1);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    return 0;
+  }
   memcpy(sa->sun_path, path, n);
   *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
   return 0;
@@ -72,12 +78,13 @@ int bind_unix(const char* path, int type, int mode, const char** syscall_out) {
   if (rc < 0) return fail_with(syscall_out, "bind", rc);
   int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail(syscall_out, "socket");
-  remove_stale_socket(path);
+  bool abstract = path[0] == '@';  // no file: nothing to remove or chmod
+  if (!abstract) remove_stale_socket(path);
   if (bind(fd, (struct sockaddr*)&sa, len) < 0) {
     close_keep_errno(fd);
     return fail(syscall_out, "bind");
   }
-  if (chmod(path, (mode_t)mode) < 0) {
+  if (!abstract && chmod(path, (mode_t)mode) < 0) {
     close_keep_errno(fd);
     rc = fail(syscall_out, "chmod");
     unlink(path);
@@ -322,6 +329,7 @@ int sup_notify_recv(int fd, int cancel_fd, notify_msg* out, const char** syscall
       return fail(syscall_out, "recvmsg");
     }
     out->text.assign(data.data(), (size_t)got);
+    out->fds.clear();
     out->pid = 0;
     out->uid = -1;
     out->gid = -1;
@@ -338,7 +346,7 @@ int sup_notify_recv(int fd, int cancel_fd, notify_msg* out, const char** syscall
         for (size_t i = 0; i < nfd; i++) {
           int passed;
           memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
-          close(passed);
+          out->fds.push_back(passed);
         }
       }
     }

@@ -26,6 +26,9 @@
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
 #endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
 
 // PIDFD_GET_INFO (Linux 6.13+). Declared here because distribution headers
 // lag the kernel; the layout is the kernel's PIDFD_INFO_SIZE_VER0 (64 bytes).
@@ -139,6 +142,12 @@ int sys_pidfd_open(int pid, const char** syscall_out) {
   if (fd < 0) return fail(syscall_out, "pidfd_open");
   // pidfd_open(2) always sets O_CLOEXEC.
   return fd;
+}
+
+int sys_pidfd_getfd(int pidfd, int targetfd, const char** syscall_out) {
+  // The copy is O_CLOEXEC (pidfd_getfd(2) sets it).
+  int fd = (int)syscall(SYS_pidfd_getfd, pidfd, targetfd, 0);
+  return fd < 0 ? fail(syscall_out, "pidfd_getfd") : fd;
 }
 
 int sys_pidfd_send_signal(int pidfd, int sig, const char** syscall_out) {

@@ -13,6 +13,8 @@ namespace snapproc {
 int sys_kill(int pid, int sig, const char** syscall_out);
 int sys_killpg(int pgid, int sig, const char** syscall_out);
 int sys_pidfd_open(int pid, const char** syscall_out);
+// A copy of fd `targetfd` of the process behind `pidfd` (pidfd_getfd(2), 5.6+).
+int sys_pidfd_getfd(int pidfd, int targetfd, const char** syscall_out);
 int sys_pidfd_send_signal(int pidfd, int sig, const char** syscall_out);
 // Waits until the process behind `pidfd` exits, `timeout_ms` passes (-1: no
 // limit) or `cancel_fd` becomes readable. 1 = exited, 0 = timed out,
@@ -103,10 +105,11 @@ struct notify_msg {
   int32_t uid;
   int32_t gid;
   std::string text;
+  std::vector<int> fds;  // descriptors the sender attached (SCM_RIGHTS), now ours
 };
 // Waits for one datagram on `fd` or for `cancel_fd` to become readable:
 // 1 = a message (in *out), 2 = cancelled, -errno. Descriptors a sender
-// attached (SCM_RIGHTS) are closed: they are not kept (no FDSTORE).
+// attached (SCM_RIGHTS, for FDSTORE=1) are handed over in out->fds.
 int sup_notify_recv(int fd, int cancel_fd, notify_msg* out, const char** syscall_out);
 
 struct reaped {

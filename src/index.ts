@@ -33,4 +33,7 @@ export { Supervisor, defaultCgroupParent } from './supervisor/supervisor';
 export type { SupervisorOptions } from './supervisor/supervisor';
 export type { ServiceRecord, ServiceState } from './supervisor/records';
 export { request, call } from './supervisor/client';
-export type { CallOptions } from './supervisor/client';
+export type { CallOptions, ParamsFor, ResultFor } from './supervisor/client';
+export type { ControlMethods, ControlMethod, ParamsOf, ResultOf, Queued, InstallResult, RefreshResult, RevertResult, RemoveResult, ServiceStopResult } from './supervisor/protocol';
+export { serviceStatus } from './supervisor/service-status';
+export type { ServiceStatusRow, ServiceCurrent } from './supervisor/service-status';

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { serviceCgroupName } from '../src/process/cgroup-names';
 import { readEvent } from '../src/kernel/cgroupfs';
 import { killCgroup } from '../src/kernel/kill';
-import { alive, CLI, cleanupParent, gate, isRoot, makeCgroup, signalsOf, startTree, uniqueSnapName, waitFor } from './helpers';
+import { alive, CLI, cleanupParent, cliForNobody, gate, isRoot, makeCgroup, signalsOf, startTree, uniqueSnapName, waitFor } from './helpers';
 
 const test = suite('cli');
 const rootTest = gate(test);
@@ -15,7 +15,8 @@ test.after(() => cleanupParent());
 
 function cli(args: string[], opts: { asNobody?: boolean } = {}) {
   const cmd = opts.asNobody ? 'setpriv' : process.execPath;
-  const argv = opts.asNobody ? ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, ...args] : [CLI, ...args];
+  // From a 0700 checkout nobody cannot read CLI: cliForNobody() is a readable copy then.
+  const argv = opts.asNobody ? ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, cliForNobody(), ...args] : [CLI, ...args];
   const r = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...process.env, SNAPPROC_ROOT: '/nonexistent-snapproc-root' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { findCgroup2Mount } from '../src/kernel/cgroupfs';
 
@@ -149,4 +149,35 @@ export function alive(pid: number): boolean {
 export const reliabilityFull = process.env.SNAPPROC_RELIABILITY === 'full';
 export function trials(bounded: number, full: number): number {
   return reliabilityFull ? full : bounded;
+}
+
+/**
+ * The CLI as another user (nobody) can run it. A checkout in a 0700
+ * directory (a root user's home) is not readable by nobody: then what the
+ * CLI needs at run time (bin/, dist/src/, the addon and launcher, package.json,
+ * commander and yaml) is copied once to a world-readable temporary directory,
+ * removed at exit.
+ */
+let nobodyCli: string | null = null;
+export function cliForNobody(): string {
+  if (nobodyCli) return nobodyCli;
+  const probe = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', `require(${JSON.stringify(path.join(REPO, 'dist', 'src', 'cli', 'program.js'))})`], { stdio: 'ignore' });
+  if (probe.status === 0) return (nobodyCli = CLI);
+  const dir = tmpdir('snapproc-cli-copy-');
+  fs.chmodSync(dir, 0o755);
+  const copy = (rel: string) => fs.cpSync(path.join(REPO, rel), path.join(dir, rel), { recursive: true });
+  for (const rel of ['bin', 'package.json', path.join('dist', 'src'), path.join('node_modules', 'commander'), path.join('node_modules', 'yaml')]) copy(rel);
+  fs.mkdirSync(path.join(dir, 'build', 'Release'), { recursive: true });
+  for (const f of ['snapproc.node', 'snapproc-exec']) fs.copyFileSync(path.join(REPO, 'build', 'Release', f), path.join(dir, 'build', 'Release', f));
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) {
+        fs.chmodSync(p, 0o755);
+        walk(p);
+      } else fs.chmodSync(p, fs.statSync(p).mode & 0o111 ? 0o755 : 0o644);
+    }
+  };
+  walk(dir);
+  return (nobodyCli = path.join(dir, 'bin', 'snapproc'));
 }

@@ -347,9 +347,16 @@ test('held socket: passed as LISTEN_FDS through the launcher, it outlives the se
 
 // ---- notify socket ------------------------------------------------------------
 
-function listenNotify(sock: string): { messages: Array<{ pid: number; uid: number; text: string }>; id: number } {
+function listenNotify(sock: string, passed: string[] = []): { messages: Array<{ pid: number; uid: number; text: string }>; id: number } {
   const messages: Array<{ pid: number; uid: number; text: string }> = [];
-  const id = native.notifyListen(sock, (pid, uid, text) => messages.push({ pid, uid, text }));
+  const id = native.notifyListen(sock, (pid, uid, text, fds) => {
+    // Attached descriptors are the callback's: note what they are, then close them.
+    for (const fd of fds) {
+      passed.push(fs.readlinkSync(`/proc/self/fd/${fd}`));
+      fs.closeSync(fd);
+    }
+    messages.push({ pid, uid, text });
+  });
   notifiers.push(id);
   return { messages, id };
 }
@@ -378,13 +385,15 @@ pythonTest('notifyListen: READY=1 and MAINPID= arrive with the sender\'s pid and
   closeNotify(again.id);
 });
 
-pythonTest('notifyListen: descriptors a sender attaches are closed, not leaked', async () => {
+pythonTest('notifyListen: descriptors a sender attaches go to the callback (FDSTORE=1), none leaked', async () => {
   const sock = path.join(dir(), 'notify.socket');
-  const { messages, id } = listenNotify(sock);
+  const passed: string[] = [];
+  const { messages, id } = listenNotify(sock, passed);
   const marker = path.join(path.dirname(sock), 'passed-file');
   await sendDatagram(sock, 'FDSTORE=1', { passFile: marker });
   await waitFor('the notification', () => messages.length > 0);
   assert.is(messages[0].text, 'FDSTORE=1');
+  assert.equal(passed, [path.join(fs.realpathSync(path.dirname(sock)), 'passed-file')], 'the callback got the passed file');
   const open = fs.readdirSync('/proc/self/fd').filter((fd) => {
     try { return fs.readlinkSync(`/proc/self/fd/${fd}`) === marker; } catch { return false; }
   });

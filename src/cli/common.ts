@@ -21,3 +21,18 @@ export function printTable(rows: string[][]): void {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd() + '\n');
 }
+
+/**
+ * A reader that went away (`snapproc changes | head -3`) ends the command
+ * quietly, as SIGPIPE ends a C program, instead of an EPIPE stack trace; Node
+ * ignores SIGPIPE, so the write error arrives as an 'error' event. What the
+ * command asked a supervisor to do goes on there. Every entry point calls it.
+ */
+export function exitQuietlyOnEpipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      process.exitCode = 1;
+    });
+  }
+}

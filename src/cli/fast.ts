@@ -60,6 +60,7 @@ function fail(err: unknown): never {
 export async function fastMain(argv: string[]): Promise<boolean> {
   const p = parseFast(argv);
   if (!p) return false;
+  (require('./common') as typeof import('./common')).exitQuietlyOnEpipe();
   try {
     const { resolveRoot } = require('../snap/state-root') as typeof import('../snap/state-root');
     const g = { root: resolveRoot(p.root), autostart: p.autostart };

@@ -5,6 +5,8 @@ import type { GlobalOptions } from './common';
 import { call } from '../supervisor/client';
 import { parseSnapTarget } from '../snap/names';
 import { requireRoot } from './common';
+import type { Targets } from '../supervisor/protocol';
+import type { StopMode } from '../process/stop';
 
 export interface MutateOptions {
   autostart?: boolean;
@@ -15,7 +17,7 @@ function progress(line: string): void {
 }
 
 /** The request parameters naming the targets: one snap (the form every supervisor answers), several, or all. */
-function targetParams(targets: string[] | { all: true }): Record<string, unknown> {
+function targetParams(targets: string[] | { all: true }): Targets {
   if (!Array.isArray(targets)) return { all: true };
   const parsed = targets.map((t) => {
     const { instance, app } = parseSnapTarget(t);
@@ -34,7 +36,7 @@ export async function lifecycleCommand(g: GlobalOptions, verb: 'start' | 'restar
 }
 
 export async function supervisedStop(g: GlobalOptions, targets: string[] | { all: true }, params: { mode?: string; timeout?: string }, opts: MutateOptions): Promise<void> {
-  const results = (await call(g.root, 'stop', { ...targetParams(targets), ...params }, { autostart: opts.autostart, onProgress: progress })) as Array<{
+  const results = (await call(g.root, 'stop', { ...targetParams(targets), mode: params.mode as StopMode | undefined, timeout: params.timeout }, { autostart: opts.autostart, onProgress: progress })) as Array<{
     service: string; mode: string; signal: string; target: string; mainPid: number | null; signalled: number; isForcefullyTerminated: boolean; stopped: boolean; durationMs: number;
   }> | { queued: string };
   if (!Array.isArray(results)) return void process.stdout.write(`${results.queued}\n`);

@@ -5,6 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { SnapprocError } from '../util/errors';
 import { defaultRoot, resolveRoot } from '../snap/state-root';
 import type { GlobalOptions } from './common';
+import { exitQuietlyOnEpipe } from './common';
 
 
 
@@ -217,21 +218,6 @@ function exitFor(err: unknown): never {
   const message = (e && e.message) || String(err);
   process.stderr.write(`error: ${message.split('\n').join('\n  ')}\n`);
   process.exit(e && e.code === 'ERR_SNAPPROC_USAGE' ? 2 : 1);
-}
-
-/**
- * A reader that went away (`snapproc changes | head -3`) ends the command
- * quietly, as SIGPIPE ends a C program, instead of an EPIPE stack trace; Node
- * ignores SIGPIPE, so the write error arrives as an 'error' event. What the
- * command asked a supervisor to do goes on there.
- */
-export function exitQuietlyOnEpipe(): void {
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') process.exit(0);
-      process.exitCode = 1;
-    });
-  }
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -8,6 +8,7 @@ import { call } from '../supervisor/client';
 import { SnapprocError, usageError } from '../util/errors';
 import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { printTable, requireRoot } from './common';
+import { progressPrinter } from './progress';
 import { readSnapYamlFrom } from '../snap/snap-from-path';
 
 export interface MutateOptions {
@@ -22,7 +23,14 @@ export async function installCommand(g: GlobalOptions, source: string, opts: Mut
   requireRoot('snapproc install');
   const abs = path.resolve(source);
   if (!fs.existsSync(abs)) throw new SnapprocError('ENOENT', `no such file or directory: ${source}`);
-  const r = (await call(g.root, 'install', { path: abs }, { autostart: opts.autostart, onProgress: progress })) as { snap: string; revision?: string; started?: string[]; from?: string; to?: string };
+  const p = progressPrinter(`install ${source}`);
+  const r = await (async () => {
+    try {
+      return (await call(g.root, 'install', { path: abs }, { autostart: opts.autostart, onProgress: p.line })) as { snap: string; revision?: string; started?: string[]; from?: string; to?: string };
+    } finally {
+      p.done();
+    }
+  })();
   if (r.to !== undefined) return; // a refresh: its last progress line said it all
   process.stdout.write(`${r.snap} ${r.revision} installed${r.started?.length ? `; started ${r.started.join(', ')}` : ''}\n`);
 }
@@ -34,7 +42,9 @@ export function validateCommand(source: string, opts: { json?: boolean } = {}): 
   const { SnapYamlError, summarizeSnap, validateSnapYaml } = require('../snap/snap-yaml') as typeof import('../snap/snap-yaml');
   // The same rules as install: special files, setuid bits, links out of the snap, hooks (../snap/snap-from-path.ts).
   const { text, file, hooks } = readSnapYamlFrom(source);
-  const r = validateSnapYaml(text, file);
+  // default-configure is no hook snapproc runs, but snapd's rule about it counts the file too.
+  const dc = fs.existsSync(path.join(source, 'meta', 'hooks', 'default-configure')) ? ['default-configure'] : [];
+  const r = validateSnapYaml(text, file, { hookFiles: [...hooks, ...dc] });
   if (!r.ok) {
     if (opts.json) {
       process.stdout.write(JSON.stringify({ ok: false, source: file, problems: r.problems }) + '\n');
@@ -128,20 +138,37 @@ export async function refreshCommand(g: GlobalOptions, name: string, opts: { fro
   requireRoot('snapproc refresh');
   const from = opts.from === undefined ? undefined : path.resolve(opts.from);
   if (from !== undefined && !fs.existsSync(from)) throw new SnapprocError('ENOENT', `no such file or directory: ${opts.from}`);
-  await call(g.root, 'refresh', { snap: name, from, ignoreRunning: !!opts.ignoreRunning }, { autostart: g.autostart, onProgress: progress });
+  const p = progressPrinter(`refresh ${name}`);
+  try {
+    await call(g.root, 'refresh', { snap: name, from, ignoreRunning: !!opts.ignoreRunning }, { autostart: g.autostart, onProgress: p.line });
+  } finally {
+    p.done();
+  }
 }
 
 export async function revertCommand(g: GlobalOptions, name: string): Promise<void> {
   checkInstanceName(name);
   requireRoot('snapproc revert');
-  const r = (await call(g.root, 'revert', { snap: name }, { autostart: g.autostart, onProgress: progress })) as { from: string; to: string };
+  const p = progressPrinter(`revert ${name}`);
+  const r = await (async () => {
+    try {
+      return (await call(g.root, 'revert', { snap: name }, { autostart: g.autostart, onProgress: p.line })) as { from: string; to: string };
+    } finally {
+      p.done();
+    }
+  })();
   process.stdout.write(`${name} reverted from ${r.from} to ${r.to}\n`);
 }
 
 export async function removeCommand(g: GlobalOptions, name: string, opts: { purge?: boolean }): Promise<void> {
   checkInstanceName(name);
   requireRoot('snapproc remove');
-  await call(g.root, 'remove', { snap: name, purge: !!opts.purge }, { autostart: g.autostart, onProgress: progress });
+  const p = progressPrinter(`remove ${name}`);
+  try {
+    await call(g.root, 'remove', { snap: name, purge: !!opts.purge }, { autostart: g.autostart, onProgress: p.line });
+  } finally {
+    p.done();
+  }
   process.stdout.write(`${name} removed\n`);
 }
 

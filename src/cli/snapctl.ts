@@ -42,7 +42,7 @@ export async function snapctl(argv: string[]): Promise<void> {
   if (command !== 'services' && names.length === 0) throw new UsageError('the required argument `<service> (at least 1 argument)` was not provided');
   const root = process.env.SNAPPROC_ROOT;
   if (!root) throw new SnapprocError('ERR_SNAPPROC_USAGE', 'snapctl runs only inside a snap run by snapproc (SNAPPROC_ROOT is not set)');
-  const params = { command, names, enable: command === 'start' && flag, disable: command === 'stop' && flag, reload: command === 'restart' && flag };
+  const params = { command: command as 'services' | 'start' | 'stop' | 'restart', names, enable: command === 'start' && flag, disable: command === 'stop' && flag, reload: command === 'restart' && flag };
   const result = (await request(root, 'snapctl', params)) as ServiceStatusRow[] | { queued: string } | { done: string[] };
   if (command === 'services') {
     const { serviceTable } = await import('../supervisor/service-status');

@@ -38,7 +38,8 @@ interface Addon {
   listenTcp(host: string, port: number, backlog: number): number;
   socketName(fd: number): { family: 'unix' | 'IPv4' | 'IPv6'; address: string; port: number };
   /** The callback gets (pid, uid, text) per message, or (0, -1, '', errno, syscall) once if the receiving thread fails. */
-  notifyListen(path: string, cb: (pid: number, uid: number, text: string, errno?: number, syscall?: string) => void): number;
+  notifyListen(path: string, cb: (pid: number, uid: number, text: string, errno?: number, syscall?: string, fds?: number[]) => void): number;
+  pidfdGetfd(pidfd: number, fd: number): number;
   notifyClose(id: number): boolean;
   reapChildren(exclude: Int32Array): Array<{ pid: number; status: number }>;
   copyTree(src: string, dst: string, flags: number): Promise<CopyStats>;
@@ -253,11 +254,11 @@ function socketName(fd: number): SocketName {
  * reported as an uncaught exception; a failure of the receiving thread goes to
  * `onError` (or is thrown the same way) and ends the listener.
  */
-function notifyListen(file: string, onMessage: (pid: number, uid: number, text: string) => void, onError?: (err: unknown) => void): number {
+function notifyListen(file: string, onMessage: (pid: number, uid: number, text: string, fds: number[]) => void, onError?: (err: unknown) => void): number {
   const raise = (err: unknown) => queueMicrotask(() => { throw err; });
   return call(
     () =>
-      load().notifyListen(file, (pid, uid, text, errno, syscall) => {
+      load().notifyListen(file, (pid, uid, text, errno, syscall, fds) => {
         try {
           if (errno !== undefined) {
             const err = SnapprocError.fromErrno(errno, syscall ?? 'recvmsg', { path: file });
@@ -265,7 +266,8 @@ function notifyListen(file: string, onMessage: (pid: number, uid: number, text: 
             else raise(err);
             return;
           }
-          onMessage(pid, uid, text);
+          // Attached descriptors (FDSTORE=1) are the callback's: it keeps or closes them.
+          onMessage(pid, uid, text, fds ?? []);
         } catch (err) {
           raise(err);
         }
@@ -278,6 +280,8 @@ export const native = {
   kill: (pid: number, sig: number) => call(() => load().kill(pid, sig), { pid }),
   killpg: (pgid: number, sig: number) => call(() => load().killpg(pgid, sig), { pid: pgid }),
   pidfdOpen: (pid: number) => call(() => load().pidfdOpen(pid), { pid }),
+  /** A copy (O_CLOEXEC) of fd `fd` of the process behind `pidfd` (pidfd_getfd(2)). */
+  pidfdGetfd: (pidfd: number, fd: number): number => call(() => load().pidfdGetfd(pidfd, fd)),
   pidfdSendSignal: (pidfd: number, sig: number) => call(() => load().pidfdSendSignal(pidfd, sig)),
   pidfdExitStatus: (pidfd: number) => call(() => load().pidfdExitStatus(pidfd)),
   /** Starts a child inside a cgroup from its first instant (clone3 CLONE_INTO_CGROUP); fds[i] becomes its fd i. */

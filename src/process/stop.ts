@@ -19,6 +19,8 @@ import { native } from '../kernel/native';
 export const STOP_MODES = [
   'sigterm', 'sigterm-all', 'sighup', 'sighup-all', 'sigusr1', 'sigusr1-all',
   'sigusr2', 'sigusr2-all', 'sigint', 'sigint-all',
+  // snapproc extension: the graceful stop of nginx and others (SIGTERM is their fast shutdown).
+  'sigquit', 'sigquit-all',
 ] as const;
 export type StopMode = (typeof STOP_MODES)[number];
 

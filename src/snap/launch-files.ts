@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file';
 import { SnapprocError } from '../util/errors';
 import { launcherPath } from '../kernel/native';
-import type { AppInfo, SnapYaml } from './snap-yaml';
+import { refreshSignal, type AppInfo, type SnapYaml } from './snap-yaml';
 
 export interface LaunchSpec {
   argv: string[];
@@ -63,9 +63,32 @@ export function writeLaunchFile(file: string, spec: LaunchSpec): void {
   writeFileAtomic(file, renderLaunchFile(spec), 0o644);
 }
 
-/** The launch spec of an app: its command in its environment; services run in $SNAP_DATA. */
+/** `command-chain` in front of a command line: each program gets the rest as its arguments (snapd's snap-exec). */
+export function chainArgv(chain: readonly string[] | undefined, argv: string[], env: Record<string, string>): string[] {
+  return [...(chain ?? []).map((c) => commandArgv(c, env)[0]), ...argv];
+}
+
+/**
+ * The environment a signal-mode service's command line is expanded in: $SNAP
+ * and $SNAP_DATA through the `current` links, so that a server re-executing
+ * its own argv[0] (nginx's binary upgrade, HAProxy's -W reload) runs the
+ * revision that is current then, with that revision's files in its arguments
+ * (SPEC 6). The environment itself stays the revision's own.
+ */
+export function throughCurrent(env: Record<string, string>): Record<string, string> {
+  const cur = (dir: string | undefined) => (dir ? path.join(path.dirname(dir), 'current') : dir);
+  return { ...env, SNAP: cur(env.SNAP)!, SNAP_DATA: cur(env.SNAP_DATA)! };
+}
+
+/** The launch spec of an app: its command (through its command-chain) in its environment; services run in $SNAP_DATA. */
 export function appLaunchSpec(app: AppInfo, env: Record<string, string>): LaunchSpec {
-  return { argv: commandArgv(app.command, env), env, cwd: app.isService ? env.SNAP_DATA : undefined };
+  const words = app.isService && refreshSignal(app.refreshMode) ? throughCurrent(env) : env;
+  return { argv: chainArgv(app.commandChain, commandArgv(app.command, words), words), env, cwd: app.isService ? env.SNAP_DATA : undefined };
+}
+
+/** Where a service writes its pid file (snapproc's `pid-file`), or null. */
+export function pidFilePath(app: AppInfo, env: Record<string, string>): string | null {
+  return app.pidFile ? expandVars(app.pidFile, env) : null;
 }
 
 /** Writes the launch files of every app and hook of a revision. */
@@ -85,11 +108,11 @@ export function writeRevisionLaunchFiles(
     const spec = appLaunchSpec(app, env);
     writeLaunchFile(launchFile(root, instance, revision, app.name), spec);
     // stop-command and post-stop-command run in the service's environment and directory.
-    if (app.stopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.stop`), { ...spec, argv: commandArgv(app.stopCommand, env) });
-    if (app.postStopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.post-stop`), { ...spec, argv: commandArgv(app.postStopCommand, env) });
+    if (app.stopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.stopCommand, env), env) });
+    if (app.postStopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.post-stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.postStopCommand, env), env) });
   }
-  for (const hook of Object.keys(snap.hooks)) {
+  for (const [hook, info] of Object.entries(snap.hooks)) {
     const env = envOf(null);
-    writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: [path.join(env.SNAP, 'meta', 'hooks', hook)], env, cwd: env.SNAP_DATA });
+    writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: chainArgv(info?.commandChain, [path.join(env.SNAP, 'meta', 'hooks', hook)], env), env, cwd: env.SNAP_DATA });
   }
 }

@@ -199,8 +199,11 @@ function hasErrno(err: unknown, ...codes: string[]): boolean {
  * (special files, setuid bits, links out of it) is checked by checkSnapTree.
  */
 export function inspectSnapTree(dir: string, label: string = dir): SnapYaml {
-  const snap = parseSnapYamlCached(readTreeSnapYaml(dir, label), path.join(label, 'meta', 'snap.yaml'));
-  for (const hook of treeHooks(dir, label)) {
+  const files = treeHooks(dir, label);
+  // default-configure is no hook snapproc runs, but snapd's rule about it (it needs configure) counts the file too.
+  const dc = fs.existsSync(path.join(dir, 'meta', 'hooks', 'default-configure')) ? ['default-configure'] : [];
+  const snap = parseSnapYamlCached(readTreeSnapYaml(dir, label), path.join(label, 'meta', 'snap.yaml'), { hookFiles: [...files, ...dc] });
+  for (const hook of files) {
     if (!snap.hooks[hook as HookName]) snap.hooks[hook as HookName] = { name: hook as HookName };
   }
   return snap;

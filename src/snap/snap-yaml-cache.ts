@@ -4,19 +4,19 @@
 // milliseconds. Results are kept by the exact text (and the name it is
 // reported under), so a changed file is always validated again; each caller
 // gets its own copy to change as it likes.
-import { parseSnapYaml, type SnapYaml } from './snap-yaml';
+import { parseSnapYaml, type SnapYaml, type SnapYamlOptions } from './snap-yaml';
 
 const MAX = 64;
 const cache = new Map<string, SnapYaml>();
 
 /** parseSnapYaml, remembered for identical text: throws as it does (failures are not kept). */
-export function parseSnapYamlCached(text: string | Buffer, source?: string): SnapYaml {
-  const key = `${source ?? ''}\0${typeof text === 'string' ? 'S' + text : 'B' + text.toString('latin1')}`;
+export function parseSnapYamlCached(text: string | Buffer, source?: string, options: SnapYamlOptions = {}): SnapYaml {
+  const key = `${source ?? ''}\0${(options.hookFiles ?? []).join('/')}\0${typeof text === 'string' ? 'S' + text : 'B' + text.toString('latin1')}`;
   let snap = cache.get(key);
   if (snap) {
     cache.delete(key); // most recently used last
   } else {
-    snap = parseSnapYaml(text, source);
+    snap = parseSnapYaml(text, source, options);
     if (cache.size >= MAX) cache.delete(cache.keys().next().value!);
   }
   cache.set(key, snap);

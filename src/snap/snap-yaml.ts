@@ -14,7 +14,7 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yam
 import type { Document, Node, Pair, Scalar } from 'yaml';
 import { posix } from 'node:path';
 import { SnapprocError } from '../util/errors';
-import { validateAppName, validateSnapName } from './names';
+import { APP_NAME as APP_NAME_RE, validateAppName, validateSnapName } from './names';
 import { controlCharacter, decodeSnapYaml, documentBounds, flowTooDeep, isStackOverflow, TOO_DEEP } from './yaml-limits';
 import { formatDuration, parseDuration } from '../util/duration';
 import { DEFAULT_STOP_MODE, DEFAULT_STOP_TIMEOUT_MS, STOP_MODES, stopModeSignal as stopModeOf, type StopMode } from '../process/stop';
@@ -86,13 +86,29 @@ export interface AppInfo {
   /** Services that must start before this one (as written). */
   after: string[];
   sockets: Record<string, SocketInfo>;
+  /**
+   * snapproc extension `drain-signal` (e.g. SIGQUIT): what the old main process
+   * gets once a graceful refresh has handed over to a successor. Default: the
+   * signal of the stop-mode.
+   */
+  drainSignal?: string;
+  /** snapproc extension `pid-file` (systemd's PIDFile=): `$SNAP_DATA/...` or `$SNAP_COMMON/...`, as written. */
+  pidFile?: string;
   installMode?: InstallMode;
   /** Top-level `environment` overlaid with the app's own. */
   environment: Record<string, string>;
+  /** `command-chain`: programs (relative to $SNAP) the command runs through, in order; each gets the rest as its arguments. */
+  commandChain: string[];
+  /** `watchdog-timeout` (services): the service must send WATCHDOG=1 at least this often; 0: no watchdog. */
+  watchdogTimeoutMs: number;
+  /** `success-exit-status` (services): exit codes that count as success besides 0. */
+  successExitStatus: number[];
 }
 
 export interface HookInfo {
   name: HookName;
+  /** The hook's `command-chain`. */
+  commandChain?: string[];
 }
 
 export interface SnapYaml {
@@ -158,17 +174,40 @@ export const DEFAULT_REFRESH_MODE: RefreshMode = 'restart';
 
 const VERSION = /^[a-zA-Z0-9](?:[a-zA-Z0-9:.+~-]{0,30}[a-zA-Z0-9+~])?$/;
 const HOOK_NAME = /^[a-z](?:-?[a-z0-9])*$/;
-const SOCKET_NAME = /^[a-z](?:-?[a-z0-9])*$/;
-/** snapd's appContentWhitelist, widened by `=%@+,` (arguments such as --port=80). */
-const COMMAND_CHARS = /^[A-Za-z0-9/. _#:$=%@+,-]*$/;
+/** Socket names follow the snap name rules, without the length limit (snapd's naming.ValidateSocket: `01game` is valid). */
+const SOCKET_NAME = /^[a-z0-9-]*[a-z][a-z0-9-]*$/;
+/** snapd's appContentWhitelist: what command lines may hold (no quotes, so snap-exec cannot be confused). */
+const COMMAND_CHARS = /^[A-Za-z0-9/. _#:$-]*$/;
+/** snapd's commandChainContentWhitelist: the same without white space. */
+const COMMAND_CHAIN_CHARS = /^[A-Za-z0-9/._#:$-]*$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** sun_path holds 108 bytes including the terminating NUL. */
 const MAX_UNIX_PATH = 107;
 const TCP_HOSTS = ['127.0.0.1', '[::1]', '[::]'];
-const SERVICE_ONLY = [
-  'stop-mode', 'stop-timeout', 'start-timeout', 'restart-condition', 'restart-delay',
-  'stop-command', 'post-stop-command', 'reload-command', 'before', 'after', 'sockets', 'install-mode',
-] as const;
+/**
+ * Fields only services may have, with snapd's message for each (validate.go).
+ * snapd accepts stop-command, post-stop-command, reload-command and sockets
+ * on an app that is not a service and ignores them; so does snapproc.
+ */
+const SERVICE_ONLY: Record<string, (app: string) => string> = {
+  'stop-mode': (app) => `"stop-mode" cannot be used for ${q(app)}, only for services`,
+  'install-mode': (app) => `"install-mode" cannot be used for ${q(app)}, only for services`,
+  'start-timeout': () => 'start-timeout is only applicable to services',
+  'stop-timeout': () => 'stop-timeout is only applicable to services',
+  'watchdog-timeout': () => 'watchdog-timeout is only applicable to services',
+  'restart-delay': () => 'restart-delay is only applicable to services',
+  'restart-condition': () => 'restart-condition is only applicable to services',
+  'success-exit-status': () => 'success exit status is only applicable to services',
+  'timer': () => 'timer is only applicable to services',
+  'before': () => 'must be a service to define before/after ordering',
+  'after': () => 'must be a service to define before/after ordering',
+  // snapproc's extensions, in the same words as stop-mode's.
+  'drain-signal': (app) => `"drain-signal" cannot be used for ${q(app)}, only for services`,
+  'pid-file': (app) => `"pid-file" cannot be used for ${q(app)}, only for services`,
+};
+/** Signals `drain-signal` may name (snapproc extension). */
+export const drainSignals = ['sigquit', 'sigterm', 'sigint', 'sighup', 'sigusr1', 'sigusr2', 'sigwinch'] as const;
+const PID_FILE = /^\$(SNAP_DATA|SNAP_COMMON)\/[A-Za-z0-9._\/-]+$/;
 
 // ---------------------------------------------------------------- names
 
@@ -265,6 +304,8 @@ export function summarizeSnap(snap: SnapYaml): string {
       parts.push(`start-timeout=${formatDuration(a.startTimeoutMs)}`);
       parts.push(`restart-condition=${a.restartCondition}`, `restart-delay=${formatDuration(a.restartDelayMs)}`);
       if (a.installMode) parts.push(`install-mode=${a.installMode}`);
+      if (a.drainSignal) parts.push(`drain-signal=${a.drainSignal.toLowerCase()}`);
+      if (a.pidFile) parts.push(`pid-file=${a.pidFile}`);
       if (a.before.length) parts.push(`before=${a.before.join(',')}`);
       if (a.after.length) parts.push(`after=${a.after.join(',')}`);
       const socks = Object.values(a.sockets).map((s) =>
@@ -321,8 +362,13 @@ function snapYamlErrorMessage(problems: Problem[], source?: string): string {
 // ---------------------------------------------------------------- entry points
 
 /** Parses and validates snap.yaml (text, or the file's bytes); throws SnapYamlError listing every problem. */
-export function parseSnapYaml(text: string | Uint8Array, source?: string): SnapYaml {
-  const r = validateSnapYaml(text, source);
+/** `hookFiles`: the names in the snap's meta/hooks/ (snapd's implicit hooks), for the rules about the set of hooks. */
+export interface SnapYamlOptions {
+  hookFiles?: readonly string[];
+}
+
+export function parseSnapYaml(text: string | Uint8Array, source?: string, options: SnapYamlOptions = {}): SnapYaml {
+  const r = validateSnapYaml(text, source, options);
   if (!r.ok) throw new SnapYamlError(r.problems, source);
   return r.snap;
 }
@@ -333,7 +379,7 @@ export function parseSnapYaml(text: string | Uint8Array, source?: string): SnapY
  * expansion beyond MAX_YAML_EXPANDED_NODES each give one problem
  * (./yaml-limits.ts) before anything walks the document.
  */
-export function validateSnapYaml(input: string | Uint8Array, source?: string): ValidateResult {
+export function validateSnapYaml(input: string | Uint8Array, source?: string, options: SnapYamlOptions = {}): ValidateResult {
   void source; // accepted for symmetry with parseSnapYaml; problems carry no source (formatProblem adds it)
   let text: string;
   if (typeof input === 'string') {
@@ -375,7 +421,7 @@ export function validateSnapYaml(input: string | Uint8Array, source?: string): V
     ctx.add('', bound.message, bound.node);
     return { ok: false, problems: ctx.problems };
   }
-  const snap = readSnap(ctx, ctx.deref(doc.contents as Node | null));
+  const snap = readSnap(ctx, ctx.deref(doc.contents as Node | null), options.hookFiles ?? []);
   if (ctx.problems.length > 0 || snap === undefined) return { ok: false, problems: inDocumentOrder(ctx.problems) };
   return { ok: true, snap };
 }
@@ -509,9 +555,12 @@ function invalidValue(field: string, value: string, allowed: readonly string[]):
   return `${q(field)} field contains invalid value ${q(value)}, must be one of: ${oneOf(allowed)}${hint}`;
 }
 
+/** snapd's rule for hooks declared in snap.yaml or found in meta/hooks/. */
+export const DEFAULT_CONFIGURE_NEEDS_CONFIGURE = 'cannot specify "default-configure" hook without "configure" hook';
+
 const TOP_KEYS = new Set(['name', 'version', 'confinement', 'summary', 'environment', 'apps', 'hooks']);
 
-function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
+function readSnap(ctx: Ctx, root: Node | null, hookFiles: readonly string[]): SnapYaml | undefined {
   if (root === null) {
     ctx.add('', 'snap.yaml is empty; it must be a mapping with at least "name" and "version"');
     return undefined;
@@ -531,7 +580,7 @@ function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
   let name = '';
   const nameE = top.get('name');
   const nameV = nameE ? ctx.str(nameE.value, 'name', '"name"') : ABSENT;
-  if (nameV === ABSENT) ctx.add('name', '"name" is required', nameE?.keyNode ?? root);
+  if (nameV === ABSENT || nameV === '') ctx.add('name', 'snap name cannot be empty', nameE?.value ?? nameE?.keyNode ?? root);
   else if (nameV !== WRONG) {
     name = nameV;
     const bad = validateSnapName(nameV);
@@ -542,7 +591,7 @@ function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
   let version = '';
   const verE = top.get('version');
   const verV = verE ? ctx.str(verE.value, 'version', '"version"') : ABSENT;
-  if (verV === ABSENT) ctx.add('version', '"version" is required', verE?.keyNode ?? root);
+  if (verV === ABSENT) ctx.add('version', 'invalid snap version: cannot be empty', verE?.keyNode ?? root);
   else if (verV !== WRONG) {
     version = verV;
     const bad = validateVersion(verV);
@@ -556,7 +605,7 @@ function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
     const v = ctx.str(confE.value, 'confinement', '"confinement"');
     if (typeof v === 'string') {
       if ((confinements as readonly string[]).includes(v)) confinement = v as Confinement;
-      else ctx.add('confinement', invalidValue('confinement', v, confinements), confE.value);
+      else ctx.add('confinement', `invalid confinement type: ${q(v)}, must be one of: ${oneOf(confinements)}`, confE.value);
     }
   }
 
@@ -565,16 +614,18 @@ function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
   const sumE = top.get('summary');
   if (sumE) {
     const v = ctx.str(sumE.value, 'summary', '"summary"');
-    if (typeof v === 'string') {
-      const n = [...v].length;
-      if (n > 128) ctx.add('summary', `summary can have up to 128 codepoints, got ${n}`, sumE.value);
-      summary = v;
-    }
+    // snapd does not check the length of snap.yaml's summary (only the store does): neither does snapproc.
+    if (typeof v === 'string') summary = v;
   }
 
   // environment
   const envE = top.get('environment');
   const environment = envE ? readEnvironment(ctx, envE.value, 'environment', '"environment"') : {};
+
+  // Plugs bound to every app (snapd binds top-level plugs to all apps): sockets need network-bind.
+  const topPlugs = new Set<string>();
+  const plugsE = top.get('plugs');
+  if (plugsE && isMap(plugsE.value)) for (const e of ctx.entries(plugsE.value, 'plugs')) topPlugs.add(e.key);
 
   // apps
   const apps: Record<string, AppInfo> = {};
@@ -588,10 +639,11 @@ function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
         const path = `apps.${e.key}`;
         const badApp = validateAppName(e.key);
         if (badApp !== null) {
-          ctx.add(path, badApp, e.keyNode);
+          // snapd's wording for a name that breaks its pattern; the length limit is snapproc's own.
+          ctx.add(path, APP_NAME_RE.test(e.key) ? badApp : `cannot have ${q(e.key)} as app name - use letters, digits, and dash as separator`, e.keyNode);
           continue;
         }
-        const r = readApp(ctx, e, path, environment);
+        const r = readApp(ctx, e, path, environment, { snapName: name, topPlugs, confinement });
         if (r) {
           apps[e.key] = r.app;
           appNodes.set(e.key, r.nodes);
@@ -604,6 +656,7 @@ function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
 
   // hooks
   const hooks: Partial<Record<HookName, HookInfo>> = {};
+  const declaredHooks = new Map<string, Node>();
   const hooksE = top.get('hooks');
   if (hooksE && hooksE.value !== null) {
     if (!isMap(hooksE.value)) {
@@ -619,9 +672,18 @@ function readSnap(ctx: Ctx, root: Node | null): SnapYaml | undefined {
           ctx.add(path, `hook ${q(e.key)} must be a mapping, got ${kindOf(e.value)}`, e.value);
           continue;
         }
-        if ((hookNames as readonly string[]).includes(e.key)) hooks[e.key as HookName] = { name: e.key as HookName };
+        declaredHooks.set(e.key, e.keyNode);
+        let chain: string[] | undefined;
+        const ccE = e.value !== null ? ctx.entries(e.value, path).find((x) => x.key === 'command-chain') : undefined;
+        if (ccE) chain = readCommandChain(ctx, ccE.value, `${path}.command-chain`, (v) => `hook command-chain contains illegal ${q(v)} (legal: '${COMMAND_CHAIN_CHARS.source}')`);
+        if ((hookNames as readonly string[]).includes(e.key)) hooks[e.key as HookName] = chain?.length ? { name: e.key as HookName, commandChain: chain } : { name: e.key as HookName };
       }
     }
+  }
+  const dc = declaredHooks.get('default-configure');
+  // Declared or implicit (a file in meta/hooks/), as snapd counts them.
+  if ((dc || hookFiles.includes('default-configure')) && !declaredHooks.has('configure') && !hookFiles.includes('configure')) {
+    ctx.add('hooks.default-configure', DEFAULT_CONFIGURE_NEEDS_CONFIGURE, dc ?? null);
   }
 
   if (ctx.problems.length > 0) return undefined;
@@ -663,6 +725,7 @@ function readApp(
   entry: Entry,
   path: string,
   snapEnv: Record<string, string>,
+  snapInfo: { snapName: string; topPlugs: Set<string>; confinement: Confinement },
 ): { app: AppInfo; nodes: AppNodes } | undefined {
   const name = entry.key;
   const node = entry.value;
@@ -711,23 +774,25 @@ function readApp(
 
   // service-only fields on a non-service
   if (serviceKnown && !isService) {
-    for (const key of SERVICE_ONLY) {
+    for (const [key, message] of Object.entries(SERVICE_ONLY)) {
       const e = f.get(key);
       if (!e || e.value === null) continue;
       if ((isSeq(e.value) || isMap(e.value)) && e.value.items.length === 0) continue;
-      ctx.add(`${path}.${key}`, `${q(key)} cannot be used for ${q(name)}, only for services`, e.value);
+      ctx.add(`${path}.${key}`, message(name), e.value);
     }
   }
   const serviceField = (key: string): boolean => f.has(key) && val(key) !== null && (isService || !serviceKnown);
+  // Checked on every app, as snapd checks them; they take effect only for services.
+  const anyField = (key: string): boolean => f.has(key) && val(key) !== null;
 
   // command and the other command lines
   const command = readCommand(ctx, 'command', str('command'), `${path}.command`, at('command'));
   if (command === ABSENT) ctx.add(`${path}.command`, `"command" ${forApp} is required`, val('command') ?? f.get('command')?.keyNode ?? entry.keyNode);
   const cmds: Partial<Record<'stop-command' | 'post-stop-command' | 'reload-command', string>> = {};
   for (const key of ['stop-command', 'post-stop-command', 'reload-command'] as const) {
-    if (!serviceField(key)) continue;
+    if (!anyField(key)) continue;
     const c = readCommand(ctx, key, str(key), `${path}.${key}`, at(key));
-    if (typeof c === 'string') cmds[key] = c;
+    if (typeof c === 'string' && isService) cmds[key] = c;
   }
 
   // refresh-mode
@@ -738,11 +803,7 @@ function readApp(
       if (rm === 'ignore-running') refreshMode = 'ignore-running';
       else ctx.add(`${path}.refresh-mode`, `"refresh-mode" for app ${q(name)} can only have value "ignore-running"`, at('refresh-mode'));
     } else if (rm === 'ignore-running') {
-      ctx.add(
-        `${path}.refresh-mode`,
-        `"refresh-mode" for app ${q(name)} cannot be "ignore-running", which is only for apps that are not services; services take one of: ${oneOf(serviceRefreshModes)}`,
-        at('refresh-mode'),
-      );
+      ctx.add(`${path}.refresh-mode`, `"refresh-mode" cannot be set to "ignore-running" for services`, at('refresh-mode'));
     } else if ((serviceRefreshModes as readonly string[]).includes(rm)) {
       refreshMode = rm as RefreshMode;
     } else {
@@ -770,7 +831,7 @@ function readApp(
     const v = str(key);
     if (typeof v !== 'string') return dflt;
     if (v.trim().startsWith('-')) {
-      ctx.add(`${path}.${key}`, `${q(key)} ${forApp} cannot be negative`, at(key));
+      ctx.add(`${path}.${key}`, `${key} cannot be negative`, at(key));
       return dflt;
     }
     const r = parseDuration(v);
@@ -783,6 +844,34 @@ function readApp(
   const stopTimeoutMs = duration('stop-timeout', DEFAULT_STOP_TIMEOUT_MS);
   const startTimeoutMs = duration('start-timeout', DEFAULT_START_TIMEOUT_MS);
   const restartDelayMs = duration('restart-delay', DEFAULT_RESTART_DELAY_MS);
+  const watchdogTimeoutMs = duration('watchdog-timeout', 0);
+
+  // success-exit-status: snapd's rule, integers 1..255 (0 always counts as success).
+  const successExitStatus: number[] = [];
+  if (serviceField('success-exit-status')) {
+    const v = val('success-exit-status');
+    const items = isSeq(v) ? v.items.map((it) => ctx.deref(it as Node)) : [v];
+    for (const it of items) {
+      const text = isScalar(it) ? scalarText(it) : undefined;
+      const n = text !== undefined && /^[+-]?\d+$/.test(text.trim()) ? Number(text) : NaN;
+      if (!(Number.isInteger(n) && n >= 1 && n <= 255)) {
+        ctx.add(`${path}.success-exit-status`, 'exit code must be an integer in range 1 to 255', it ?? at('success-exit-status'));
+        break;
+      }
+      if (!successExitStatus.includes(n)) successExitStatus.push(n);
+    }
+  }
+
+  // timer: snapproc does not run timer services (no calendar scheduler): refused, not silently run as a plain service.
+  if (serviceField('timer')) {
+    const v = str('timer');
+    if (v !== WRONG) ctx.add(`${path}.timer`, `timer services are not supported by snapproc (${q(v ?? '')} would never fire); run the job from a service of its own`, at('timer'));
+  }
+
+  // command-chain: snapd's content rule, and like command relative to $SNAP.
+  const commandChain = anyField('command-chain')
+    ? readCommandChain(ctx, val('command-chain'), `${path}.command-chain`, (v) => `app description field 'command-chain' contains illegal ${q(v)} (legal: '${COMMAND_CHAIN_CHARS.source}')`)
+    : [];
 
   // restart-condition
   let restartCondition: RestartCondition = !isService || daemon === 'oneshot' ? 'never' : 'on-failure';
@@ -792,11 +881,10 @@ function readApp(
       if (v === 'no') restartCondition = 'never';
       else if ((restartConditions as readonly string[]).includes(v)) restartCondition = v as RestartCondition;
       else {
-        ctx.add(
-          `${path}.restart-condition`,
-          invalidValue('restart-condition', v, ['no', ...restartConditions]),
-          at('restart-condition'),
-        );
+        // snapd's ErrUnknownRestartCondition, with the value and what is allowed.
+        const near = v.toLowerCase().replace(/[_ ]/g, '-');
+        const hint = near !== v && (restartConditions as readonly string[]).includes(near) ? ` (did you mean ${q(near)}?)` : '';
+        ctx.add(`${path}.restart-condition`, `invalid restart condition ${q(v)}, must be one of: ${oneOf(['no', ...restartConditions])}${hint}`, at('restart-condition'));
       }
     }
   }
@@ -835,18 +923,46 @@ function readApp(
 
   // sockets
   const sockets: Record<string, SocketInfo> = {};
-  if (serviceField('sockets')) {
+  if (anyField('sockets')) {
     const v = val('sockets');
     if (!isMap(v)) {
       ctx.add(`${path}.sockets`, `"sockets" ${forApp} must be a mapping of socket names to socket definitions, got ${kindOf(v)}`, at('sockets'));
     } else {
       for (const se of ctx.entries(v, `${path}.sockets`)) {
-        const r = readSocket(ctx, se, `${path}.sockets.${se.key}`, name);
+        const r = readSocket(ctx, se, `${path}.sockets.${se.key}`, snapInfo.snapName);
         if (r) {
           sockets[se.key] = r.info;
           nodes.sockets.set(se.key, r.node);
         }
       }
+    }
+  }
+
+  // snapd: socket activation needs the network-bind plug (on the app, or top-level and so on every app), unless classic.
+  if (Object.keys(sockets).length > 0 && snapInfo.confinement !== 'classic') {
+    const plugs = val('plugs');
+    const own = isSeq(plugs) ? plugs.items.map((it) => ctx.deref(it as Node)).map((n) => (isScalar(n) ? scalarText(n) : undefined)) : [];
+    if (!own.includes('network-bind') && !snapInfo.topPlugs.has('network-bind')) {
+      ctx.add(`${path}.sockets`, '"network-bind" interface plug is required when sockets are used', at('sockets'));
+    }
+  }
+  // Sockets of an app that is not a service are checked (as snapd does) but never bound.
+  const boundSockets = isService ? sockets : {};
+  // drain-signal, pid-file (snapproc extensions)
+  let drainSignal: string | undefined;
+  if (serviceField('drain-signal')) {
+    const v = str('drain-signal');
+    if (typeof v === 'string') {
+      if ((drainSignals as readonly string[]).includes(v.toLowerCase())) drainSignal = v.toUpperCase();
+      else ctx.add(`${path}.drain-signal`, invalidValue('drain-signal', v, drainSignals), at('drain-signal'));
+    }
+  }
+  let pidFile: string | undefined;
+  if (serviceField('pid-file')) {
+    const v = str('pid-file');
+    if (typeof v === 'string') {
+      if (PID_FILE.test(v) && !v.endsWith('/') && !v.split('/').slice(1).some((part) => part === '' || part === '.' || part === '..')) pidFile = v;
+      else ctx.add(`${path}.pid-file`, `"pid-file" ${forApp} must be a path under $SNAP_DATA/ or $SNAP_COMMON/ (no "..", no spaces), got ${q(v)}`, at('pid-file'));
     }
   }
 
@@ -865,8 +981,11 @@ function readApp(
     restartDelayMs,
     before,
     after,
-    sockets,
+    sockets: boundSockets,
     environment,
+    commandChain,
+    watchdogTimeoutMs,
+    successExitStatus,
   };
   if (daemon !== undefined) app.daemon = daemon;
   if (refreshMode !== undefined) app.refreshMode = refreshMode;
@@ -874,6 +993,8 @@ function readApp(
   if (cmds['post-stop-command'] !== undefined) app.postStopCommand = cmds['post-stop-command'];
   if (cmds['reload-command'] !== undefined) app.reloadCommand = cmds['reload-command'];
   if (installMode !== undefined) app.installMode = installMode;
+  if (drainSignal !== undefined) app.drainSignal = drainSignal;
+  if (pidFile !== undefined) app.pidFile = pidFile;
   return { app, nodes };
 }
 
@@ -898,32 +1019,62 @@ function readCommand(ctx: Ctx, field: string, v: string | null | undefined, path
   return v;
 }
 
-function readSocket(ctx: Ctx, e: Entry, path: string, app: string): { info: SocketInfo; node: Node } | undefined {
-  const of = `for socket ${q(e.key)} of app ${q(app)}`;
-  if (!SOCKET_NAME.test(e.key)) {
-    ctx.add(path, `invalid socket name: ${q(e.key)}`, e.keyNode);
+/** A command-chain: a list of programs, each checked with `illegal` for its characters, relative to $SNAP and inside it. */
+function readCommandChain(ctx: Ctx, node: Node | null, path: string, illegal: (v: string) => string): string[] {
+  const out: string[] = [];
+  if (node === null) return out;
+  if (!isSeq(node)) {
+    ctx.add(path, `"command-chain" must be a list of programs, got ${kindOf(node)}`, node);
+    return out;
+  }
+  for (const it of node.items) {
+    const n = ctx.deref(it as Node);
+    const v = isScalar(n) ? scalarText(n) : undefined;
+    if (v === undefined || n === null) {
+      ctx.add(path, `"command-chain" must be a list of programs, got an entry that is ${kindOf(n)}`, n ?? node);
+      return out;
+    }
+    if (!COMMAND_CHAIN_CHARS.test(v)) {
+      ctx.add(path, illegal(v), n);
+      return out;
+    }
+    const rel = v.startsWith('$SNAP/') ? v.slice('$SNAP/'.length) : v;
+    if (rel === '' || rel.startsWith('/') || rel.split('/').includes('..')) {
+      ctx.add(path, `command-chain entry ${q(v)} must be a program relative to $SNAP, inside it`, n);
+      return out;
+    }
+    out.push(v);
+  }
+  return out;
+}
+
+function readSocket(ctx: Ctx, e: Entry, path: string, snapName: string): { info: SocketInfo; node: Node } | undefined {
+  // snapd's messages, each as `invalid definition of socket "NAME": ...` (validate.go).
+  const bad = (sub: string, message: string, node: Node | null | undefined) => ctx.add(sub, `invalid definition of socket ${q(e.key)}: ${message}`, node ?? e.keyNode);
+  if (!validSocketName(e.key)) {
+    bad(path, `invalid socket name: ${q(e.key)}`, e.keyNode);
     return undefined;
   }
-  if (!isMap(e.value)) {
-    ctx.add(path, `socket ${q(e.key)} of app ${q(app)} must be a mapping with "listen-stream", got ${kindOf(e.value)}`, e.value ?? e.keyNode);
+  if (e.value !== null && !isMap(e.value)) {
+    bad(path, `must be a mapping with "listen-stream", got ${kindOf(e.value)}`, e.value);
     return undefined;
   }
   const f = new Map<string, Entry>();
-  for (const s of ctx.entries(e.value, path)) f.set(s.key, s);
+  if (e.value !== null) for (const s of ctx.entries(e.value, path)) f.set(s.key, s);
   let ok = true;
 
   const lsE = f.get('listen-stream');
-  const ls = lsE ? ctx.str(lsE.value, `${path}.listen-stream`, `"listen-stream" ${of}`) : ABSENT;
+  const ls = lsE ? ctx.str(lsE.value, `${path}.listen-stream`, `"listen-stream" of socket ${q(e.key)}`) : ABSENT;
   let addr: Omit<SocketInfo, 'name' | 'listenStream' | 'socketMode'> | undefined;
-  if (ls === ABSENT) {
-    ctx.add(`${path}.listen-stream`, `"listen-stream" ${of} is required`, lsE?.keyNode ?? e.keyNode);
+  if (ls === ABSENT || ls === '') {
+    bad(`${path}.listen-stream`, '"listen-stream" is not defined', lsE?.value ?? lsE?.keyNode);
     ok = false;
   } else if (ls === WRONG) {
     ok = false;
   } else {
-    const r = parseListenStream(ls);
+    const r = parseListenStream(ls, snapName);
     if ('reason' in r) {
-      ctx.add(`${path}.listen-stream`, `invalid "listen-stream" value ${q(ls)} ${of}: ${r.reason}`, lsE?.value);
+      bad(`${path}.listen-stream`, r.reason, lsE?.value);
       ok = false;
     } else addr = r;
   }
@@ -935,12 +1086,15 @@ function readSocket(ctx: Ctx, e: Entry, path: string, app: string): { info: Sock
     const v = isScalar(n) ? n.value : undefined;
     if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0o777) {
       socketMode = v;
+    } else if (typeof v === 'number' && Number.isInteger(v) && v > 0o777) {
+      // snapd: `cannot use mode: %04o`; a mode written in decimal gets the fix.
+      const hint = isScalar(n) && n.type === 'PLAIN' && /^[1-7][0-7]{0,3}$/.test(String(n.source)) ? ` (did you mean 0${n.source}?)` : '';
+      bad(`${path}.socket-mode`, `cannot use mode: ${v.toString(8).padStart(4, '0')}${hint}`, n);
+      ok = false;
     } else {
       const src = isScalar(n) ? (n.type === 'PLAIN' ? String(n.source ?? v) : q(String(v))) : kindOf(n);
-      let hint = '';
-      if (isScalar(n) && n.type === 'PLAIN' && /^[1-7][0-7]{0,3}$/.test(String(n.source))) hint = ` (did you mean 0${n.source}?)`;
-      else if (isScalar(n) && typeof v === 'string' && /^0?[0-7]{1,3}$/.test(v)) hint = ` (write it unquoted, as in socket-mode: 0${v.replace(/^0/, '')})`;
-      ctx.add(`${path}.socket-mode`, `"socket-mode" for socket ${q(e.key)} of app ${q(app)} must be an octal mode <= 0777, got ${src}${hint}`, n);
+      const hint = isScalar(n) && typeof v === 'string' && /^0?[0-7]{1,3}$/.test(v) ? ` (write it unquoted, as in socket-mode: 0${v.replace(/^0/, '')})` : '';
+      bad(`${path}.socket-mode`, `"socket-mode" must be an octal file mode such as 0660, got ${src}${hint}`, n);
       ok = false;
     }
   }
@@ -950,34 +1104,66 @@ function readSocket(ctx: Ctx, e: Entry, path: string, app: string): { info: Sock
   return { info, node: lsE?.value ?? e.keyNode };
 }
 
-const LISTEN_STREAM_FORMS = '$SNAP_DATA/PATH, $SNAP_COMMON/PATH, 127.0.0.1:PORT, [::1]:PORT, [::]:PORT or PORT';
+/** snapd's naming.ValidateSocket: the snap name rules without the length limit. */
+function validSocketName(name: string): boolean {
+  return SOCKET_NAME.test(name) && !name.startsWith('-') && !name.endsWith('-') && !name.includes('--');
+}
 
-/** Parses a listen-stream value; a reason saying what is allowed when it is bad. */
+/** Go's filepath.Clean for the paths snap.yaml holds: `.` and `..` resolved lexically, slashes squeezed, no trailing slash. */
+function cleanPath(p: string): string {
+  if (p === '') return '.';
+  const abs = p.startsWith('/');
+  const out: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length > 0 && out[out.length - 1] !== '..') out.pop();
+      else if (!abs) out.push('..');
+      continue;
+    }
+    out.push(part);
+  }
+  const joined = out.join('/');
+  return abs ? `/${joined}` : joined || '.';
+}
+
+/** Where snapproc binds a unix listen-stream: the prefixes snapd allows for system daemons. */
+export const SOCKET_PATH_PREFIXES = ['$SNAP_DATA/', '$SNAP_COMMON/', '$XDG_RUNTIME_DIR/'] as const;
+
+/**
+ * Parses a listen-stream value as snapd's validateSocketAddr does (its
+ * messages); `snapName` is needed for abstract sockets, which must be named
+ * `@snap.NAME.…`. snapproc adds one rule of its own: a path longer than a
+ * unix socket address holds is refused here rather than failing at bind.
+ */
 export function parseListenStream(
   value: string,
+  snapName = '',
 ): { kind: 'unix'; path: string } | { kind: 'tcp'; host?: string; port: number } | { reason: string } {
+  if (value === '') return { reason: '"listen-stream" is not defined' };
   if (value.startsWith('$') || value.startsWith('/')) {
-    const prefix = ['$SNAP_DATA/', '$SNAP_COMMON/'].find((p) => value.startsWith(p));
-    if (prefix === undefined) return { reason: 'a unix socket path must start with $SNAP_DATA/ or $SNAP_COMMON/' };
-    const rest = value.slice(prefix.length);
-    if (rest === '') return { reason: `the path must name a socket file under ${prefix.slice(0, -1)}` };
-    if (rest.split('/').includes('..')) return { reason: 'the path must not contain ".."' };
-    let clean = posix.normalize(value);
-    if (clean.length > 1 && clean.endsWith('/')) clean = clean.slice(0, -1);
-    if (clean !== value) return { reason: `the path should be written as ${q(clean)}` };
-    if (Buffer.byteLength(value) > MAX_UNIX_PATH) return { reason: `the path is longer than ${MAX_UNIX_PATH} bytes (a unix socket path holds at most ${MAX_UNIX_PATH})` };
+    const clean = cleanPath(value);
+    if (clean !== value) return { reason: `invalid "listen-stream": ${q(value)} should be written as ${q(clean)}` };
+    if (!SOCKET_PATH_PREFIXES.some((p) => value.startsWith(p))) {
+      return { reason: 'invalid "listen-stream": system daemon sockets must have a prefix of $SNAP_DATA, $SNAP_COMMON or $XDG_RUNTIME_DIR' };
+    }
+    if (Buffer.byteLength(value) > MAX_UNIX_PATH) return { reason: `invalid "listen-stream": ${q(value)} is longer than ${MAX_UNIX_PATH} bytes (a unix socket path holds at most ${MAX_UNIX_PATH}; a snapproc limit)` };
     return { kind: 'unix', path: value };
   }
-  if (value.startsWith('@')) return { reason: `abstract sockets are not supported by snapproc; use one of: ${LISTEN_STREAM_FORMS}` };
+  if (value.startsWith('@')) {
+    const prefix = `@snap.${snapName}.`;
+    if (!value.startsWith(prefix)) return { reason: `path for "listen-stream" must be prefixed with ${q(prefix)}` };
+    if (Buffer.byteLength(value) > MAX_UNIX_PATH) return { reason: `invalid "listen-stream": ${q(value)} is longer than ${MAX_UNIX_PATH} bytes (a snapproc limit)` };
+    return { kind: 'unix', path: value };
+  }
   const colon = value.lastIndexOf(':');
   const hostPart = colon >= 0 ? value.slice(0, colon) : undefined;
   const portPart = colon >= 0 ? value.slice(colon + 1) : value;
-  if (hostPart === undefined && !/^\d+$/.test(portPart)) return { reason: `must be one of: ${LISTEN_STREAM_FORMS}` };
   if (hostPart !== undefined && !TCP_HOSTS.includes(hostPart)) {
-    return { reason: `the address must be one of: ${TCP_HOSTS.join(', ')} (or a bare PORT for every address)` };
+    return { reason: `invalid "listen-stream" address ${q(hostPart)}, must be one of: ${TCP_HOSTS.join(', ')}` };
   }
   const port = /^\d{1,5}$/.test(portPart) ? Number(portPart) : NaN;
-  if (!(port >= 1 && port <= 65535)) return { reason: `the port must be a number from 1 to 65535, got ${q(portPart)}` };
+  if (!(port >= 1 && port <= 65535)) return { reason: `invalid "listen-stream" port number ${q(portPart)}` };
   const out: { kind: 'tcp'; host?: string; port: number } = { kind: 'tcp', port };
   if (hostPart !== undefined) out.host = hostPart.replace(/^\[(.*)\]$/, '$1');
   return out;
@@ -1006,9 +1192,8 @@ function checkOrdering(ctx: Ctx, apps: Record<string, AppInfo>, nodes: Map<strin
       a[key].forEach((dep, i) => {
         const node = nodes.get(a.name)?.[key][i] ?? null;
         const path = `apps.${a.name}.${key}`;
-        const head = `invalid before/after entry ${q(dep)} for app ${q(a.name)}`;
-        if (!Object.prototype.hasOwnProperty.call(apps, dep)) ctx.add(path, `${head}: application ${q(dep)} does not exist`, node);
-        else if (!apps[dep].isService) ctx.add(path, `${head}: application ${q(dep)} is not a service`, node);
+        if (!Object.prototype.hasOwnProperty.call(apps, dep)) ctx.add(path, `before/after references a missing application ${q(dep)}`, node);
+        else if (!apps[dep].isService) ctx.add(path, `before/after references a non-service application ${q(dep)}`, node);
       });
     }
   }

@@ -46,6 +46,8 @@ export interface RefreshData {
   started: string[];
   handedOver: string[];
   fellBack: string[];
+  /** Signal-mode services whose successor failed while the old main served on (the refresh is undone). */
+  rolledBack: string[];
   pruned: string[];
 }
 
@@ -145,7 +147,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           const sig = refreshSignal(mode);
           if (still && sig) {
             if (!d.signalled.includes(app)) d.signalled.push(app);
-            d.signalModes[app] = { ...sig, stopMode: svc.app.stopMode, stopTimeoutMs: svc.app.stopTimeoutMs };
+            d.signalModes[app] = { ...sig, stopMode: svc.app.stopMode, stopTimeoutMs: svc.app.stopTimeoutMs, drainSignal: svc.app.drainSignal ?? null };
             parts.push(`${app} (${mode} later)`);
             continue;
           }
@@ -242,19 +244,24 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           const app = svc.record.app;
           if (!d.signalled.includes(app) || d.handedOver.includes(app) || d.fellBack.includes(app)) continue;
           // A's settings: the process being told to upgrade is A's.
-          const sig = d.signalModes[app] ?? { ...refreshSignal(svc.app.refreshMode)!, stopMode: svc.app.stopMode, stopTimeoutMs: svc.app.stopTimeoutMs };
-          const r = await handOver(svc, d.to!, sig);
+          const sig = d.signalModes[app] ?? { ...refreshSignal(svc.app.refreshMode)!, stopMode: svc.app.stopMode, stopTimeoutMs: svc.app.stopTimeoutMs, drainSignal: svc.app.drainSignal ?? null };
+          const files = { to: svc.pidFile(d.to!), from: svc.pidFile(d.from) };
+          const r = await handOver(svc, d.from, d.to!, sig, files);
           if (r.kind === 'already') {
             d.handedOver.push(app);
             parts.push(`${app}: already handed over to ${r.newMain} (${d.to})`);
           } else if (r.kind === 'handed-over') {
             d.handedOver.push(app);
-            parts.push(`${app}: ${sig.signal} -> main ${r.oldMain} handed over to ${r.newMain} (${d.to}) in ${r.ms} ms`);
+            parts.push(`${app}: ${sig.signal} -> main ${r.oldMain} handed over to ${r.newMain} (${d.to}, ${r.how}) in ${r.ms} ms; drain: ${r.drain}`);
+          } else if (r.kind === 'rolled-back') {
+            // The undo relinks `from`; the old main, untouched, serves on.
+            (d.rolledBack ??= []).push(app);
+            throw new SnapprocError('ERR_SNAPPROC_HANDOVER_FAILED', `${svc.name}: ${r.why}; refresh undone, main process ${r.oldMain} of ${d.from} serves on untouched`);
           } else {
             d.fellBack.push(app);
             await svc.start();
             if (!d.started.includes(app)) d.started.push(app);
-            parts.push(`${app}: no hand-over within ${sig.stopTimeoutMs} ms after ${sig.signal}, restarted instead (PID ${svc.record.mainPid})`);
+            parts.push(`${app}: ${r.why}; restarted into ${d.to} instead (PID ${svc.record.mainPid})`);
           }
         }
         // The hand-overs are over: now nothing of the old revision writes its data.

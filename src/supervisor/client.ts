@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { SnapprocError } from '../util/errors';
 import { answers, socketPath } from './control';
+import type { ControlMethod, ParamsOf, ResultOf } from './protocol';
 
 export interface CallOptions {
   /** Start a supervisor in the background when none answers (default: unless SNAPPROC_NO_AUTOSTART=1). */
@@ -15,13 +16,22 @@ export interface CallOptions {
   onProgress?: (line: string) => void;
 }
 
+/** A known method's params and result (./protocol.ts); a name only known at run time (a `string`) gets a plain object and `unknown`. */
+export type ParamsFor<M extends string> = M extends ControlMethod ? ParamsOf<M> : Record<string, unknown>;
+export type ResultFor<M extends string> = M extends ControlMethod ? ResultOf<M> : unknown;
+
 let nextId = 1;
 
 /** The code of a request that reached no supervisor (as opposed to an error the supervisor answered). */
 export const NO_SUPERVISOR = 'ERR_SNAPPROC_NO_SUPERVISOR';
 
-/** Sends one request and resolves with its result (rejects with the supervisor's error). */
-export function request(root: string, method: string, params: Record<string, unknown> = {}, onProgress?: (line: string) => void): Promise<unknown> {
+/**
+ * Sends one request and resolves with its result (rejects with the
+ * supervisor's error). Typed per method (./protocol.ts); a method name the
+ * types do not know (a newer supervisor's) gives `unknown`.
+ */
+export function request<M extends string>(root: string, method: M, params?: ParamsFor<M>, onProgress?: (line: string) => void): Promise<ResultFor<M>>;
+export function request(root: string, method: string, params: object = {}, onProgress?: (line: string) => void): Promise<unknown> {
   const file = socketPath(root);
   return new Promise((resolve, reject) => {
     const id = nextId++;
@@ -85,9 +95,10 @@ export async function startBackgroundSupervisor(root: string, timeoutMs = 10_000
 }
 
 /** A request to the supervisor, starting one first if allowed and none answers. */
-export async function call(root: string, method: string, params: Record<string, unknown> = {}, options: CallOptions = {}): Promise<unknown> {
+export function call<M extends string>(root: string, method: M, params?: ParamsFor<M>, options?: CallOptions): Promise<ResultFor<M>>;
+export async function call(root: string, method: string, params: object = {}, options: CallOptions = {}): Promise<unknown> {
   try {
-    return await request(root, method, params, options.onProgress);
+    return await request(root, method as string, params as Record<string, unknown>, options.onProgress);
   } catch (err) {
     // Only a connection that failed means "no supervisor": an answered error (ENOENT for an unknown snap) is just that.
     if ((err as SnapprocError).code !== NO_SUPERVISOR) throw err;
@@ -95,6 +106,6 @@ export async function call(root: string, method: string, params: Record<string, 
       throw new SnapprocError(NO_SUPERVISOR, `no supervisor answers on ${socketPath(root)}; start one with \`snapproc --root ${root} daemon\` (autostart is off)`);
     }
     await startBackgroundSupervisor(root);
-    return request(root, method, params, options.onProgress);
+    return request(root, method as string, params as Record<string, unknown>, options.onProgress);
   }
 }

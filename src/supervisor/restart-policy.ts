@@ -11,13 +11,19 @@ export interface ExitStatus {
 // systemd counts these signals as a clean exit for a service.
 const CLEAN_SIGNALS = new Set(['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGPIPE']);
 
-export function isCleanExit(s: ExitStatus): boolean {
-  return s.signal === null ? s.code === 0 : CLEAN_SIGNALS.has(s.signal);
+/** A clean exit: status 0 or one of `successCodes` (success-exit-status), or a signal systemd counts as clean. */
+export function isCleanExit(s: ExitStatus, successCodes: readonly number[] = []): boolean {
+  return s.signal === null ? s.code === 0 || (s.code !== null && successCodes.includes(s.code)) : CLEAN_SIGNALS.has(s.signal);
 }
 
-/** Whether `condition` restarts a service that exited with `status`. */
-export function shouldRestart(condition: RestartCondition, status: ExitStatus): boolean {
-  const clean = isCleanExit(status);
+/**
+ * Whether `condition` restarts a service that exited with `status`
+ * (systemd's Restart= table). `watchdog`: it was killed because it missed its
+ * watchdog deadline, which restarts on-failure, on-abnormal, on-watchdog and always.
+ */
+export function shouldRestart(condition: RestartCondition, status: ExitStatus, successCodes: readonly number[] = [], watchdog = false): boolean {
+  if (watchdog) return condition === 'always' || condition === 'on-failure' || condition === 'on-abnormal' || condition === 'on-watchdog';
+  const clean = isCleanExit(status, successCodes);
   const uncleanSignal = status.signal !== null && !clean;
   switch (condition) {
     case 'never':
@@ -31,11 +37,10 @@ export function shouldRestart(condition: RestartCondition, status: ExitStatus): 
     case 'on-abnormal':
       return uncleanSignal;
     case 'on-abort':
-      // systemd: any unclean signal (SIGKILL included). It differs from
-      // on-abnormal only for timeouts and the watchdog, which snapproc lacks.
+      // systemd: any unclean signal (SIGKILL included); unlike on-abnormal, not a watchdog timeout.
       return uncleanSignal;
     case 'on-watchdog':
-      return false; // snapproc has no watchdog yet: nothing can time out on it
+      return false; // only a watchdog timeout (above)
   }
 }
 

@@ -21,6 +21,7 @@ import { signalVerified } from '../kernel/signal-guard';
 import { stopCgroup, StopMode, StopResult, stopModeSignal } from '../process/stop';
 import { appLogFile, logLine, openLog } from '../snap/app-logs';
 import type { ServiceRecord, ServiceState } from './records';
+import { readPidFile, servicePidFile } from './pid-file';
 import { describeExit, ExitStatus, isCleanExit, shouldRestart, StartLimit } from './restart-policy';
 
 /** What a service needs from the supervisor that owns it. */
@@ -34,6 +35,8 @@ export interface ServiceHost {
   reapedStatus(pid: number): number | undefined;
   /** Persist the records. */
   changed(service: Service): void;
+  /** The service stopped for good (not to be restarted): drop its fd store. */
+  flushFdStore(service: Service): void;
 }
 
 const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -55,6 +58,9 @@ export class Service {
   private stopping = false;
   private handingOver = false;
   private ready: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  /** watchdog-timeout: the deadline for the next WATCHDOG=1, and whether it was missed (then the exit is a watchdog timeout). */
+  private watchdogTimer: NodeJS.Timeout | null = null;
+  private watchdogFired = false;
 
   constructor(
     readonly host: ServiceHost,
@@ -75,6 +81,8 @@ export class Service {
   }
 
   private setState(state: ServiceState, reason: string | null = null): void {
+    if (state === 'active' && this.record.state !== 'active') this.armWatchdog();
+    if (state !== 'active') this.disarmWatchdog();
     this.record.state = state;
     this.record.reason = reason;
     this.host.changed(this);
@@ -141,7 +149,12 @@ export class Service {
 
     const sockets = this.host.socketsFor(this);
     const env: Record<string, string> = { PATH: BASE_PATH };
-    if (this.app.daemon === 'notify' && this.host.notifySocket) env.NOTIFY_SOCKET = this.host.notifySocket;
+    const watchdog = this.app.watchdogTimeoutMs > 0;
+    if ((this.app.daemon === 'notify' || watchdog) && this.host.notifySocket) env.NOTIFY_SOCKET = this.host.notifySocket;
+    // systemd's WatchdogSec=: the service learns the interval from WATCHDOG_USEC (sd_watchdog_enabled).
+    if (watchdog) env.WATCHDOG_USEC = String(this.app.watchdogTimeoutMs * 1000);
+    this.disarmWatchdog();
+    this.watchdogFired = false;
     if (sockets.fds.length) {
       env.LISTEN_FDS = String(sockets.fds.length);
       env.LISTEN_FDNAMES = sockets.names.join(':');
@@ -172,8 +185,10 @@ export class Service {
       case 'forking': {
         const status = await exited;
         if (status.code !== 0) throw this.fail(`the forking start command ${describeExit(status)}`);
-        const { mainPid } = classifyCgroup(this.cgroup);
-        if (mainPid === null) throw this.fail('the forking start command exited and left no process in the cgroup');
+        const mainPid = await this.forkedMain();
+        if (mainPid === null) {
+          throw this.fail(this.pidFile() ? `no process of the cgroup in ${this.pidFile()} within ${this.app.startTimeoutMs} ms after the start command exited` : 'the forking start command exited and left no process in the cgroup');
+        }
         this.setMain(mainPid);
         this.watchByPidfd(mainPid);
         this.setState('active');
@@ -209,6 +224,29 @@ export class Service {
         void exited.then((s) => this.onExit(pid, s));
         this.setState('active');
       }
+    }
+  }
+
+  /** The service's pid file (snapproc's `pid-file`), or null. */
+  pidFile(revision = this.record.revision): string | null {
+    return servicePidFile(this.host.root, this.record.snap, revision, this.app);
+  }
+
+  /**
+   * The main process of a forking daemon once its start command exited: the
+   * PID in its pid file (which a daemon may write a moment after its parent
+   * exits: waited for within start-timeout, as systemd does), else the one
+   * process of the cgroup whose parent is outside it (the daemonised child).
+   */
+  private async forkedMain(): Promise<number | null> {
+    const file = this.pidFile();
+    if (!file) return classifyCgroup(this.cgroup).mainPid;
+    const deadline = Date.now() + this.app.startTimeoutMs;
+    for (;;) {
+      const pid = readPidFile(file, this.cgroup);
+      if (pid !== null) return pid;
+      if (Date.now() >= deadline || readEvent(this.cgroup, 'populated') === 0) return null;
+      await new Promise((r) => setTimeout(r, 10));
     }
   }
 
@@ -349,8 +387,45 @@ export class Service {
       if (this.ready) this.ready.resolve();
       else if (this.record.state === 'activating') this.setState('active');
     }
+    if (fields.get('WATCHDOG') === '1' && this.record.state === 'active') this.armWatchdog();
     if (fields.get('STOPPING') === '1' && !this.stopping) this.setState('deactivating');
     if (fields.get('RELOADING') === '1') logLine(this.logFile, `${this.name}: reloading`);
+  }
+
+  /** (Re)starts the watchdog-timeout deadline: missed, the main process gets SIGABRT (systemd's WatchdogSignal), then SIGKILL after stop-timeout. */
+  private armWatchdog(): void {
+    this.disarmWatchdog();
+    const ms = this.app.watchdogTimeoutMs;
+    if (!(ms > 0) || this.app.daemon === 'oneshot') return;
+    this.watchdogTimer = setTimeout(() => {
+      this.watchdogTimer = null;
+      const pid = this.record.mainPid;
+      if (pid === null || this.stopping || this.handingOver) return;
+      this.watchdogFired = true;
+      logLine(this.logFile, `${this.name}: watchdog timeout (no WATCHDOG=1 within ${ms} ms): sending SIGABRT to main process ${pid}`);
+      try {
+        this.signalMain(6);
+      } catch {
+        // gone meanwhile: its exit is handled as a watchdog timeout all the same
+      }
+      const kill = setTimeout(() => {
+        if (this.record.mainPid === pid && this.mainAlive()) {
+          logLine(this.logFile, `${this.name}: main process ${pid} still runs ${this.app.stopTimeoutMs} ms after SIGABRT: SIGKILL`);
+          try {
+            this.signalMain(9);
+          } catch {
+            // gone
+          }
+        }
+      }, this.app.stopTimeoutMs);
+      kill.unref();
+    }, ms);
+    this.watchdogTimer.unref();
+  }
+
+  private disarmWatchdog(): void {
+    if (this.watchdogTimer) clearTimeout(this.watchdogTimer);
+    this.watchdogTimer = null;
   }
 
   /** A process that was our main process exited. */
@@ -367,7 +442,9 @@ export class Service {
     if (stopModeSignal(this.app.stopMode).all && readEvent(this.cgroup, 'populated') === 1) {
       await stopCgroup(this.cgroup, { mode: this.app.stopMode, timeoutMs: this.app.stopTimeoutMs });
     }
-    if (this.record.wanted && shouldRestart(this.app.restartCondition, status)) {
+    const watchdog = this.watchdogFired;
+    this.watchdogFired = false;
+    if (this.record.wanted && shouldRestart(this.app.restartCondition, status, this.app.successExitStatus, watchdog)) {
       this.setState('activating', `restarting in ${this.app.restartDelayMs} ms after it ${describeExit(status)}`);
       this.restartTimer = setTimeout(() => {
         this.restartTimer = null;
@@ -378,7 +455,8 @@ export class Service {
       }, this.app.restartDelayMs);
       return;
     }
-    if (isCleanExit(status)) this.setState('inactive');
+    if (watchdog) this.setState('failed', `watchdog timeout, then ${describeExit(status)}`);
+    else if (isCleanExit(status, this.app.successExitStatus)) this.setState('inactive');
     else this.setState('failed', describeExit(status));
   }
 
@@ -412,7 +490,10 @@ export class Service {
     let mainPid = found.mainPid;
     // Guess a main process only without a record: a recorded main that died
     // means the service exited (what is left are its children, not it).
-    if (mainPid === null && rec.mainPid === null) mainPid = classifyCgroup(this.cgroup).mainPid;
+    if (mainPid === null && rec.mainPid === null) {
+      const file = this.pidFile();
+      mainPid = (file && readPidFile(file, this.cgroup)) || classifyCgroup(this.cgroup).mainPid;
+    }
     if (mainPid === null) return false;
     if (mainPid !== rec.mainPid) this.setMain(mainPid);
     logLine(this.logFile, `${this.name}: adopted running main process ${mainPid}`);
@@ -442,6 +523,7 @@ export class Service {
       this.record.mainPid = null;
       this.record.mainStartTime = null;
       this.setState('inactive');
+      if (!options.keepWanted) this.host.flushFdStore(this);
       return result;
     } finally {
       this.stopping = false;
@@ -479,6 +561,7 @@ export class Service {
 
   /** Forgets timers and waits (supervisor shutdown without stopping services). */
   detach(): void {
+    this.disarmWatchdog();
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
     this.mainWait?.cancel();

@@ -25,12 +25,19 @@ import { RevisionStore } from '../snap/revision-store';
 import { inhibit, release } from '../snap/inhibit';
 import { ownChildPids, trackNodeChildren } from './children';
 import { ControlServer, socketPath, type ControlLimits, type Method } from './control';
-import { LogRotator } from '../snap/app-logs';
+import { LogRotator, logLine } from '../snap/app-logs';
 import { loadRecords, recordsWriter, saveRecords, serviceKey, type ServiceRecord } from './records';
 import type { ChangeHost } from './change-host';
 import { Service, type ServiceHost } from './service';
 import { callerOf, describeAction, HookRuns, resolveServiceNames, type ServiceAction, type ServiceActionRequest } from './snapctl-server';
 import type { RequestContext } from './control';
+import type { InstallResult, RefreshResult } from './protocol';
+import { FdHolder, type HeldFd } from './fd-holder';
+
+/** systemd's FileDescriptorStoreMax for every service (systemd's default is 0: off; snapd sets none). */
+export const FD_STORE_MAX = 64;
+/** FDNAME=: what systemd accepts (printable ASCII, no ':', at most 255). */
+const FDNAME = /^[\x21-\x39\x3b-\x7e]{1,255}$/;
 
 export interface SupervisorOptions {
   /** State root R. */
@@ -53,11 +60,18 @@ export function defaultCgroupParent(): string {
   return process.env.SNAPPROC_CGROUP_PARENT || path.join(cgroup2Mount(), 'snapproc.slice');
 }
 
-export class Supervisor implements ServiceHost, ChangeHost {
+// Structurally a ServiceHost and a ChangeHost (what services and change steps
+// may ask of it); the members only they use are marked internal (JSDoc), left out of the
+// published declarations (tsconfig stripInternal), so the public surface is
+// the documented one.
+export class Supervisor {
   readonly root: string;
   readonly cgroupParent: string;
+  /** @internal */
   readonly store: RevisionStore;
+  /** @internal */
   readonly services = new Map<string, Service>();
+  /** @internal */
   notifySocket: string | null = null;
   private records = new Map<string, ServiceRecord>();
   private recordsFile;
@@ -65,6 +79,9 @@ export class Supervisor implements ServiceHost, ChangeHost {
   private control: ControlServer | null = null;
   private notifyHandle: number | null = null;
   private held = new Map<string, { fd: number; name: string }>();
+  /** Each service's fd store (FDSTORE=1), by NAME.APP, in the order stored. */
+  private stored = new Map<string, Array<{ name: string; fd: number }>>();
+  private fdHolder: FdHolder;
   private reaped = new Map<number, number>();
   private rotator: LogRotator;
   private onSigchld = () => this.reap();
@@ -84,6 +101,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.recordsFile = recordsWriter(this.root);
     this.rotator = new LogRotator(options.logMaxBytes);
     this.say = options.log ?? ((line) => process.stderr.write(`snapproc: ${line}\n`));
+    this.fdHolder = new FdHolder(this.root, this.cgroupParent, (l) => this.say(l));
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -111,7 +129,8 @@ export class Supervisor implements ServiceHost, ChangeHost {
       process.on('SIGINT', this.onStopSignal);
     }
     this.notifySocket = path.join(this.root, 'run', 'notify.socket');
-    this.notifyHandle = native.notifyListen(this.notifySocket, (pid, _uid, text) => this.onNotify(pid, text));
+    this.notifyHandle = native.notifyListen(this.notifySocket, (pid, _uid, text, fds) => this.onNotify(pid, text, fds));
+    this.recoverHeldFds();
     this.records = loadRecords(this.root);
     this.loadServices();
     this.adoptRunning();
@@ -140,8 +159,14 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.recordsFile.close();
     if (this.notifyHandle !== null) native.notifyClose(this.notifyHandle);
     this.notifyHandle = null;
+    await this.fdHolder.settled();
+    // Everything stopped: the holder goes too. Otherwise it stays, for the next supervisor.
+    if (options.stopServices) await this.fdHolder.update([]);
+    this.fdHolder.detach();
     for (const h of this.held.values()) fs.closeSync(h.fd);
     this.held.clear();
+    for (const list of this.stored.values()) for (const e of list) fs.closeSync(e.fd);
+    this.stored.clear();
     this.rotator.close();
     process.off('SIGCHLD', this.onSigchld);
     if (process.pid !== 1) native.setChildSubreaper(false);
@@ -163,6 +188,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   // ---------------------------------------------------------------- ServiceHost
 
   /**
+   * @internal
    * Records are saved before anything else happens (in place, not flushed):
    * a crash right after a main process changed must find the new one on
    * disk, or the next supervisor would not re-adopt it. The changes of one
@@ -180,11 +206,13 @@ export class Supervisor implements ServiceHost, ChangeHost {
     });
   }
 
+  /** @internal */
   reapedStatus(pid: number): number | undefined {
     this.reap();
     return this.reaped.get(pid);
   }
 
+  /** @internal */
   socketsFor(service: Service): { fds: number[]; names: string[] } {
     const fds: number[] = [];
     const names: string[] = [];
@@ -195,19 +223,85 @@ export class Supervisor implements ServiceHost, ChangeHost {
         let fd: number;
         if (sock.kind === 'unix') {
           const p = this.store.paths(service.record.snap, service.record.revision);
-          const file = sock.path!.replace(/^\$SNAP_DATA/, p.data).replace(/^\$SNAP_COMMON/, p.common);
-          fs.mkdirSync(path.dirname(file), { recursive: true });
+          // $XDG_RUNTIME_DIR of a system daemon is /run/snap.NAME under snapd; here R/run/snap.NAME. `@...` is abstract.
+          const file = sock.path!.replace(/^\$SNAP_DATA/, p.data).replace(/^\$SNAP_COMMON/, p.common).replace(/^\$XDG_RUNTIME_DIR/, path.join(this.root, 'run', `snap.${service.record.snap}`));
+          if (!file.startsWith('@')) fs.mkdirSync(path.dirname(file), { recursive: true });
           fd = native.bindListen({ kind: 'unix', path: file, mode: sock.socketMode ?? 0o666 });
         } else {
           fd = native.bindListen({ kind: 'tcp', host: sock.host ?? '::', port: sock.port! });
         }
         held = { fd, name: sock.name };
         this.held.set(key, held);
+        void this.syncHolder();
       }
       fds.push(held.fd);
       names.push(held.name);
     }
+    // Then the fd store, as systemd passes it: after the sockets, named by FDNAME=.
+    for (const e of this.stored.get(service.name) ?? []) {
+      fds.push(e.fd);
+      names.push(e.name);
+    }
     return { fds, names };
+  }
+
+  /** A service was stopped for good (not restarted): its fd store is flushed, as systemd does. */
+  flushFdStore(service: Service): void {
+    const list = this.stored.get(service.name);
+    if (!list) return;
+    for (const e of list) fs.closeSync(e.fd);
+    this.stored.delete(service.name);
+    logLine(service.logFile, `${service.name}: fd store flushed (${list.length} fd${list.length === 1 ? '' : 's'})`);
+    void this.syncHolder();
+  }
+
+  /** What the fd holder must keep: every held socket and every stored fd. */
+  private syncHolder(): Promise<void> {
+    const all: HeldFd[] = [];
+    for (const [key, h] of this.held) all.push({ kind: 'socket', service: key.slice(0, key.length - h.name.length - 1), name: h.name, fd: h.fd });
+    for (const [service, list] of this.stored) for (const e of list) all.push({ kind: 'store', service, name: e.name, fd: e.fd });
+    return this.fdHolder.update(all);
+  }
+
+  /** Held sockets and fd stores of a previous supervisor, back from its fd holder. */
+  private recoverHeldFds(): void {
+    const got = this.fdHolder.recover();
+    for (const h of got) {
+      if (h.kind === 'socket') this.held.set(`${h.service}.${h.name}`, { fd: h.fd, name: h.name });
+      else {
+        const list = this.stored.get(h.service) ?? [];
+        list.push({ name: h.name, fd: h.fd });
+        this.stored.set(h.service, list);
+      }
+    }
+    if (got.length) this.say(`recovered ${got.length} held fd(s) from fd holder ${this.fdHolder.pid}`);
+  }
+
+  /** FDSTORE=1 / FDSTOREREMOVE=1 of a service (systemd's fd store); returns the fds it did not keep. */
+  private fdStore(svc: Service, fields: Map<string, string>, fds: number[]): number[] {
+    const name = fields.get('FDNAME') ?? 'stored';
+    if (fields.get('FDSTOREREMOVE') === '1') {
+      const list = this.stored.get(svc.name) ?? [];
+      const keep = list.filter((e) => e.name !== name);
+      for (const e of list) if (e.name === name) fs.closeSync(e.fd);
+      if (keep.length !== list.length) {
+        if (keep.length) this.stored.set(svc.name, keep);
+        else this.stored.delete(svc.name);
+        void this.syncHolder();
+      }
+    }
+    if (fields.get('FDSTORE') !== '1' || fds.length === 0) return fds;
+    if (!FDNAME.test(name)) {
+      logLine(svc.logFile, `${svc.name}: FDSTORE=1 with an invalid FDNAME= refused`);
+      return fds;
+    }
+    const list = this.stored.get(svc.name) ?? [];
+    const room = Math.max(0, FD_STORE_MAX - list.length);
+    for (const fd of fds.slice(0, room)) list.push({ name, fd });
+    if (fds.length > room) logLine(svc.logFile, `${svc.name}: fd store full (${FD_STORE_MAX}): ${fds.length - room} fd(s) refused`);
+    this.stored.set(svc.name, list);
+    void this.syncHolder();
+    return fds.slice(room);
   }
 
   // ---------------------------------------------------------------- services
@@ -239,7 +333,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     }
   }
 
-  /** (Re)creates the Service objects of one snap for revision `rev`, keeping records of those that remain. */
+  /** @internal (Re)creates the Service objects of one snap for revision `rev`, keeping records of those that remain. */
   attachServices(instance: string, rev: string): Service[] {
     const yaml = this.store.readSnapYaml(instance, rev);
     const out: Service[] = [];
@@ -277,7 +371,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return out;
   }
 
-  /** Services of a snap in start order (optionally one app); throws for unknown names. */
+  /** @internal Services of a snap in start order (optionally one app); throws for unknown names. */
   servicesOf(instance: string, app?: string): Service[] {
     if (!this.store.get(instance)) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
     const all = [...this.services.values()].filter((s) => s.record.snap === instance);
@@ -319,19 +413,25 @@ export class Supervisor implements ServiceHost, ChangeHost {
     }
   }
 
-  private onNotify(pid: number, text: string): void {
+  private onNotify(pid: number, text: string, fds: number[] = []): void {
     const fields = new Map<string, string>();
     for (const line of text.split('\n')) {
       const eq = line.indexOf('=');
       if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
     }
-    const full = cgroupOfPid(pid);
-    if (!full) return;
-    for (const svc of this.services.values()) {
-      if (isInside(full, svc.cgroup)) {
-        svc.onNotify(pid, fields);
-        return;
+    let unused = fds;
+    try {
+      const full = cgroupOfPid(pid);
+      if (!full) return;
+      for (const svc of this.services.values()) {
+        if (isInside(full, svc.cgroup)) {
+          unused = this.fdStore(svc, fields, fds);
+          svc.onNotify(pid, fields);
+          return;
+        }
       }
+    } finally {
+      for (const fd of unused) fs.closeSync(fd);
     }
   }
 
@@ -343,30 +443,31 @@ export class Supervisor implements ServiceHost, ChangeHost {
     }
   }
 
-  /** One state-changing operation at a time: a refresh and a stop must not interleave. */
+  /** @internal One state-changing operation at a time: a refresh and a stop must not interleave. */
   serialize<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.busy.then(fn, fn);
     this.busy = run.catch(() => undefined);
     return run;
   }
 
-  /** The log a change of this snap writes to. */
+  /** @internal The log a change of this snap writes to. */
   changeLog(instance: string): string {
     return path.join(this.root, 'log', instance, 'changes.log');
   }
 
-  /** Writes the launch files of a revision (its apps' and hooks' command lines and environment). */
+  /** @internal Writes the launch files of a revision (its apps' and hooks' command lines and environment). */
   writeLaunchFiles(instance: string, rev: string): void {
     const snap = this.store.readSnapYaml(instance, rev);
     writeRevisionLaunchFiles(this.root, instance, rev, snap, this.envOf(instance, rev, snap));
   }
 
-  /** Makes the set of Service objects of a snap that of revision `rev`: services gone from it are dropped (they were stopped). */
+  /** @internal Makes the set of Service objects of a snap that of revision `rev`: services gone from it are dropped (they were stopped). */
   syncServices(instance: string, rev: string): void {
     const yaml = this.store.readSnapYaml(instance, rev);
     for (const [key, svc] of this.services) {
       if (svc.record.snap !== instance) continue;
       if (!yaml.apps[svc.record.app]?.isService) {
+        this.flushFdStore(svc);
         svc.detach();
         this.services.delete(key);
       }
@@ -375,7 +476,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.save();
   }
 
-  /** Drops every Service object of a snap (after its services were stopped). */
+  /** @internal Drops every Service object of a snap (after its services were stopped). */
   forgetServices(instance: string): void {
     for (const [key, svc] of this.services) {
       if (svc.record.snap !== instance) continue;
@@ -387,7 +488,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     this.save();
   }
 
-  /** Deletes a snap's trash (retired revisions, discarded data) in the background, one sweep at a time. */
+  /** @internal Deletes a snap's trash (retired revisions, discarded data) in the background, one sweep at a time. */
   sweepTrash(instance?: string): void {
     this.sweeping = this.sweeping.then(() => this.store.sweepTrash(instance)).then(
       () => undefined,
@@ -400,7 +501,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return this.sweeping;
   }
 
-  /** Removes what snapproc kept about a removed snap: launch files, empty cgroups, held sockets. */
+  /** @internal Removes what snapproc kept about a removed snap: launch files, empty cgroups, held sockets. */
   removeSnapState(instance: string): void {
     fs.rmSync(path.join(this.root, 'state', 'launch', instance), { recursive: true, force: true });
     for (const [key, h] of this.held) {
@@ -409,6 +510,13 @@ export class Supervisor implements ServiceHost, ChangeHost {
         this.held.delete(key);
       }
     }
+    for (const [key, list] of this.stored) {
+      if (key.startsWith(`${instance}.`)) {
+        for (const e of list) fs.closeSync(e.fd);
+        this.stored.delete(key);
+      }
+    }
+    void this.syncHolder();
     removeEmptyServiceCgroups(findSnapCgroups(instance, { under: this.cgroupParent }).map((c) => c.path));
   }
 
@@ -422,7 +530,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     const change = newChange('refresh', instance, steps, 5, {
       snap: instance, source, ignoreRunning: !!opts.ignoreRunning, from, to: null,
       stopped: [], enduring: [], signalled: [], signalModes: {}, movedAside: null, dataCopied: false, protected: false,
-      started: [], handedOver: [], fellBack: [], pruned: [],
+      started: [], handedOver: [], fellBack: [], rolledBack: [], pruned: [],
     });
     const t0 = performance.now();
     // `snapproc run` of this snap waits meanwhile (snapd's inhibit lock).
@@ -509,7 +617,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return out;
   }
 
-  async stopSnap(instance: string, app: string | undefined, opts: { mode?: StopMode; timeoutMs?: number }, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
+  async stopSnap(instance: string, app?: string, opts: { mode?: StopMode; timeoutMs?: number } = {}, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
     const out: Array<{ service: string } & StopResult> = [];
     for (const svc of this.servicesOf(instance, app).reverse()) {
       out.push({ service: svc.name, ...(await svc.stop({ ...opts, keepWanted })) });
@@ -518,7 +626,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   }
 
   /** `install PATH`: a first install, or over an installed snap of that name a refresh (SPEC 1). */
-  async installOrRefresh(source: string, progress: (line: string) => void = () => {}): Promise<unknown> {
+  async installOrRefresh(source: string, progress: (line: string) => void = () => {}): Promise<InstallResult | RefreshResult> {
     const { name } = snapYamlOf(source);
     if (this.store.currentRevision(name)) return this.refresh(name, source, {}, progress);
     return this.install(source, progress);
@@ -544,6 +652,10 @@ export class Supervisor implements ServiceHost, ChangeHost {
       journal(r.snap, 'done');
       return r;
     } catch (err) {
+      // Refused at its first step (validate and unpack: bad input, or a copy
+      // that failed and was removed): nothing was installed, and nothing is
+      // left on disk for it, not even a journal (issue 10, item 13).
+      if (steps.length <= 1) throw err;
       if (steps.length) steps[steps.length - 1].status = 'error';
       let name: string | null = null;
       try {
@@ -591,6 +703,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
   }
 
   /**
+   * @internal
    * Runs a hook of a revision in its own scope. Service commands the hook
    * asks for through snapctl meanwhile are queued and run right after it
    * returns (snapd's way: the change that runs the hook waits for it, so
@@ -618,7 +731,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
     return result;
   }
 
-  /** start, stop or restart services of one snap now (the caller holds the change lock or is a queued hook command). */
+  /** @internal start, stop or restart services of one snap now (the caller holds the change lock or is a queued hook command). */
   async serviceAction(instance: string, req: ServiceActionRequest): Promise<string[]> {
     const services = req.apps === undefined ? this.servicesOf(instance) : req.apps.flatMap((a) => this.servicesOf(instance, a));
     const done: string[] = [];
@@ -761,7 +874,8 @@ export class Supervisor implements ServiceHost, ChangeHost {
         read: false,
         handler: (p, ctx) => {
           // Several ({targets: [{snap, app?}, ...]}) or every installed snap ({all: true}): side by side.
-          if (isMany(p)) return this.serialize(() => this.startMany(targetsOf(p)));
+          // From a running hook several targets cannot be queued as one command: refused (it would wait for the hook's change).
+          if (isMany(p)) return this.fromRunningHook(ctx, 'start several snaps', undefined), this.serialize(() => this.startMany(targetsOf(p)));
           const snap = snapName(p.snap);
           const app = optApp(p.app);
           return this.fromRunningHook(ctx, 'start', snap, { action: 'start', apps: app === undefined ? undefined : [app] }) ?? this.serialize(() => this.startSnap(snap, app));
@@ -771,6 +885,7 @@ export class Supervisor implements ServiceHost, ChangeHost {
         read: false,
         handler: (p, ctx) => {
           if (isMany(p)) {
+            this.fromRunningHook(ctx, 'stop several snaps', undefined);
             const targets = targetsOf(p);
             return this.serialize(() => this.stopMany(targets, stopOpts(p)));
           }
@@ -786,16 +901,17 @@ export class Supervisor implements ServiceHost, ChangeHost {
         read: false,
         handler: (p, ctx) =>
           isMany(p)
-            ? this.serialize(async () => {
+            ? (this.fromRunningHook(ctx, 'restart several snaps', undefined), this.serialize(async () => {
                 const targets = targetsOf(p);
                 await this.stopMany(targets, {});
                 return this.startMany(targets);
-              })
+              }))
             : this.fromRunningHook(ctx, 'restart', snapName(p.snap), { action: 'restart', apps: optApp(p.app) === undefined ? undefined : [optApp(p.app)!] }) ??
           this.serialize(async () => {
             const snap = snapName(p.snap);
             const app = optApp(p.app);
-            await this.stopSnap(snap, app, {});
+            // Stopped to be started again: wanted throughout, its fd store kept (as systemd's restart).
+            await this.stopSnap(snap, app, {}, true);
             return this.startSnap(snap, app);
           }),
       },
@@ -839,3 +955,6 @@ export function removeEmptyServiceCgroups(cgroups: string[]): void {
     }
   }
 }
+
+/** Compile-time check: a Supervisor is what its services and change steps are given. */
+export type _SupervisorIsHost = Supervisor extends ServiceHost & ChangeHost ? true : never;
