@@ -202,6 +202,7 @@ rootTest('fd store: an established connection kept across the service\'s restart
   fs.writeFileSync(path.join(dir, 'bin', 'svc'), `#!/bin/sh\nexec python3 ${path.join(REPO, 'test', 'fixtures', 'fdstore-service.py')}\n`, { mode: 0o755 });
   fs.writeFileSync(path.join(dir, 'meta', 'snap.yaml'), [
     `name: ${name}`, "version: '1'", 'apps:', '  svc:', '    command: bin/svc', '    daemon: notify', '    stop-timeout: 5s',
+    '    plugs: [network-bind]', // snapd requires it for sockets
     '    sockets:', '      http:', `        listen-stream: 127.0.0.1:${port}`,
   ].join('\n') + '\n');
   const holderFile = path.join(root, 'run', 'fd-holder.json');

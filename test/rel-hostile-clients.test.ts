@@ -139,14 +139,14 @@ rootTest('a flood of connections from one user is capped; root still gets in', a
   assert.is(r.unanswered, 0);
 });
 
-rootTest('pipelined requests never read: the connection is closed at the unread-output cap, RSS bounded', async () => {
+rootTest('pipelined requests never read: handling stops at the first answer the client leaves unread, the connection is then closed as idle, RSS bounded', async () => {
   const rssBefore = rssMiB(daemonPid);
   const r = await pingWhile(abuse('pipeline', 200_000, { HOLD_MS: '60000' }));
   const rssAfter = rssMiB(daemonPid);
   figure(`200000 pipelined requests, answers never read: closed by the supervisor ${r.result.closedByServer} after ${r.result.closedAfterMs} ms; ${r.pings} pings, ${r.unanswered} unanswered, slowest ${r.maxMs.toFixed(1)} ms; RSS ${rssBefore.toFixed(1)} -> ${rssAfter.toFixed(1)} MiB`);
   assert.is(r.result.closedByServer, true);
   assert.is(r.unanswered, 0);
-  assert.ok(rssAfter - rssBefore < 40);
+  assert.ok(rssAfter - rssBefore < 20, `RSS grew by ${(rssAfter - rssBefore).toFixed(1)} MiB`);
 });
 
 rootTest('garbage lines get one error each; a state-changing request from a non-root user is refused', async () => {

@@ -188,7 +188,7 @@ function setField(doc: Record<string, unknown>, dotted: string, value: unknown):
 function baseDoc(): Record<string, unknown> {
   return {
     name: 'fuzzed', version: '1.0',
-    apps: { svc: { command: 'bin/run', daemon: 'simple', sockets: { web: { 'listen-stream': '$SNAP_DATA/web.sock' } } }, tool: { command: 'bin/run' } },
+    apps: { svc: { command: 'bin/run', daemon: 'simple', plugs: ['network-bind'], sockets: { web: { 'listen-stream': '$SNAP_DATA/web.sock' } } }, tool: { command: 'bin/run' } },
   };
 }
 

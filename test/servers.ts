@@ -89,6 +89,7 @@ export function writeNginxSnap(dir: string, o: NginxSnapOptions): string {
       // nginx's own socket inheritance: fd 3 is the socket snapproc holds.
       '    environment:',
       '      NGINX: "3;"',
+      '    plugs: [network-bind]', // snapd requires it for sockets
       '    sockets:',
       '      http:',
       `        listen-stream: 127.0.0.1:${o.port}`,

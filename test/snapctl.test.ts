@@ -143,4 +143,17 @@ exec sleep 1000
   });
 });
 
+rootTest('remove hook: `snapctl start` is ignored (nothing outlives the removal) and the remove completes', async () => {
+  await embedded(async ({ root, sup }) => {
+    const name = uniqueSnapName('sr');
+    const hook = '#!/bin/sh\nsnapctl start "$SNAP_INSTANCE_NAME.svc"\necho "asked"\n';
+    await sup.install(buildSnap(name, '1', APPS, { stay: STAY }, { remove: hook }));
+    await sup.remove(name, { purge: true });
+    assert.is(sup.status(name).length, 0);
+    const { snapProcesses } = await import('../src/process/process-table');
+    assert.equal(snapProcesses(name, { under: sup.cgroupParent }), [], 'nothing of the snap runs');
+    assert.match(fs.readFileSync(path.join(root, 'log', name, 'changes.log'), 'utf8'), /remove hook asked for start of .*\.svc: ignored/);
+  });
+});
+
 test.run();

@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { Supervisor } from '../src/supervisor/supervisor';
 import { killCgroup } from '../src/kernel/kill';
 import { inhibit, release } from '../src/snap/inhibit';
+import { progressPrinter } from '../src/cli/progress';
 import { CLI, cleanupParent, gate, makeCgroup, tmpdir, uniqueSnapName, waitFor } from './helpers';
 
 const test = suite('status-cli');
@@ -66,6 +67,22 @@ ${extraApps}`,
 }
 
 test.after(() => cleanupParent());
+
+test('progress: one line per step when piped; on a terminal a live line (step, elapsed) under the per-step lines, erased at the end', () => {
+  let piped = '';
+  const pipe = { isTTY: false, write: (t: string) => ((piped += t), true) } as unknown as NodeJS.WriteStream;
+  const p1 = progressPrinter('refresh x', pipe);
+  p1.line('[1/3] validate x 2 (x2) (3 ms)');
+  p1.line('[2/3] pre-refresh hook of x1 (10 ms)');
+  p1.done();
+  assert.is(piped, '[1/3] validate x 2 (x2) (3 ms)\n[2/3] pre-refresh hook of x1 (10 ms)\n');
+  let tty = '';
+  const term = { isTTY: true, write: (t: string) => ((tty += t), true) } as unknown as NodeJS.WriteStream;
+  const p2 = progressPrinter('refresh x', term);
+  p2.line('[1/3] validate x 2 (x2) (3 ms)');
+  p2.done();
+  assert.match(tty, /^\r\x1b\[Krefresh x: starting \(0\.\d s\)\r\x1b\[K\[1\/3\] validate x 2 \(x2\) \(3 ms\)\n\r\x1b\[Krefresh x: step 2\/3 \(0\.\d s\)\r\x1b\[K$/);
+});
 
 rootTest('services, info, ps, logs, changes, retain, validate --json, run during a refresh', async () => {
   const root = tmpdir('status-root-');

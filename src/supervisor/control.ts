@@ -196,10 +196,26 @@ export class ControlServer {
     socket.setTimeout(limits.idleTimeoutMs, () => {
       if (state.inFlight === 0) socket.destroy();
     });
+    // A client that does not read its answers gets no more requests handled
+    // until it does (reading pauses at the first write the kernel could not
+    // take), so unread answers cannot pile up; what is in flight may still
+    // answer, up to maxUnreadBytes.
+    let writeBlocked = false;
     const send = (obj: unknown) => {
       if (socket.destroyed || closing) return;
-      socket.write(JSON.stringify(obj) + '\n');
-      if (socket.writableLength > limits.maxUnreadBytes) socket.destroy();
+      const flushed = socket.write(JSON.stringify(obj) + '\n');
+      if (socket.writableLength > limits.maxUnreadBytes) {
+        socket.destroy();
+        return;
+      }
+      if (!flushed && !writeBlocked) {
+        writeBlocked = true;
+        socket.pause();
+        socket.once('drain', () => {
+          writeBlocked = false;
+          proceed();
+        });
+      }
     };
     // Requests beyond maxInFlight wait: the rest of the chunk is held and the
     // socket paused, so a client pipelining thousands of requests gets them
@@ -209,31 +225,35 @@ export class ControlServer {
       state.inFlight! += 1;
       void this.handle(send, line, peer).finally(() => {
         state.inFlight! -= 1;
-        if (closing || socket.destroyed) return;
-        if (held !== null) {
-          // On the next turn of the event loop, not in this chain of
-          // promises: other connections (root's) get their turn in between.
-          if (!resumeScheduled) {
-            resumeScheduled = true;
-            setImmediate(() => {
-              resumeScheduled = false;
-              if (closing || socket.destroyed || held === null || state.inFlight! >= limits.maxInFlight) return;
-              const rest = held;
-              held = null;
-              take(rest);
-              if (held === null && state.inFlight! < limits.maxInFlight) socket.resume();
-            });
-          }
-        } else if (state.inFlight! < limits.maxInFlight) {
-          socket.resume();
-        }
+        proceed();
       });
+    };
+    /** Goes on reading (the held rest first) once below maxInFlight and not blocked on writing. */
+    const proceed = () => {
+      if (closing || socket.destroyed || writeBlocked) return;
+      if (held !== null) {
+        // On the next turn of the event loop, not in this chain of
+        // promises: other connections (root's) get their turn in between.
+        if (!resumeScheduled) {
+          resumeScheduled = true;
+          setImmediate(() => {
+            resumeScheduled = false;
+            if (closing || socket.destroyed || writeBlocked || held === null || state.inFlight! >= limits.maxInFlight) return;
+            const rest = held;
+            held = null;
+            take(rest);
+            if (held === null && !writeBlocked && state.inFlight! < limits.maxInFlight) socket.resume();
+          });
+        }
+      } else if (state.inFlight! < limits.maxInFlight) {
+        socket.resume();
+      }
     };
     let resumeScheduled = false;
     const take = (chunk: Buffer) => {
       let start = 0;
       for (;;) {
-        if (state.inFlight! >= limits.maxInFlight) {
+        if (state.inFlight! >= limits.maxInFlight || writeBlocked) {
           if (start < chunk.length) held = chunk.subarray(start);
           socket.pause();
           return;

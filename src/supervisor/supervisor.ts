@@ -719,6 +719,11 @@ export class Supervisor {
     } finally {
       queued = this.hookRuns.end(scope);
     }
+    if (queued.length && hook === 'remove') {
+      // The snap is going: nothing it asks to start may outlive its removal.
+      for (const req of queued) progress(`  remove hook asked for ${describeAction(instance, req)}: ignored (the snap is being removed)`);
+      queued = [];
+    }
     if (queued.length) {
       // What is current now (after post-refresh: the new revision) is what a restart starts.
       const current = this.store.currentRevision(instance);
