@@ -124,7 +124,7 @@ rootTest('nginx: B with a broken config rolls back with zero downtime; the old m
   });
 });
 
-rootTest('haproxy -W: the master re-executes B in the same PID; counted as the hand-over, 0 failed', async () => {
+rootTest('haproxy -W: the master re-executes B in the same PID; counted as the hand-over, 0 failed, three refreshes in a row', async () => {
   await withSupervisor(async (sup) => {
     const name = uniqueSnapName('hap');
     const port = await freePort();
@@ -133,15 +133,18 @@ rootTest('haproxy -W: the master re-executes B in the same PID; counted as the h
     const svc = sup.servicesOf(name)[0];
     const master = svc.record.mainPid!;
     await waitAnswer(port, '200 rev 1');
-    const lines: string[] = [];
-    const { value, load } = await loadDuring(port, () => sup.refresh(name, snap('2'), {}, (l) => lines.push(l)));
-    noFailures('haproxy refresh', load);
-    assert.equal(value.handedOver, ['lb'], lines.join('\n'));
-    assert.is(svc.record.mainPid, master, 'the same master PID');
-    assert.is(revisionOf(master), 'x2', 'now executing B');
-    assert.match(lines.join('\n'), /same PID re-executed/);
-    assert.equal(revisionsIn(svc.cgroup), ['x2'], 'the old workers left');
-    assert.equal(await answers(port, 20), ['200 rev 2']);
+    // The third one runs after x1 was pruned: the master's working directory must not have been in it.
+    for (const [v, rev] of [['2', 'x2'], ['3', 'x3'], ['4', 'x4']] as const) {
+      const lines: string[] = [];
+      const { value, load } = await loadDuring(port, () => sup.refresh(name, snap(v), {}, (l) => lines.push(l)));
+      noFailures(`haproxy refresh to ${rev}`, load);
+      assert.equal(value.handedOver, ['lb'], lines.join('\n'));
+      assert.is(svc.record.mainPid, master, 'the same master PID');
+      assert.is(revisionOf(master), rev, 'now executing the new revision');
+      assert.match(lines.join('\n'), /same PID re-executed/);
+      assert.equal(revisionsIn(svc.cgroup), [rev], 'the old workers left');
+      assert.equal(await answers(port, 10), [`200 rev ${v}`]);
+    }
   });
 });
 

@@ -80,10 +80,17 @@ export function throughCurrent(env: Record<string, string>): Record<string, stri
   return { ...env, SNAP: cur(env.SNAP)!, SNAP_DATA: cur(env.SNAP_DATA)! };
 }
 
-/** The launch spec of an app: its command (through its command-chain) in its environment; services run in $SNAP_DATA. */
+/**
+ * The launch spec of an app: its command (through its command-chain) in its
+ * environment; services run in $SNAP_DATA, except signal-mode services, which
+ * run in $SNAP_COMMON: a server that re-executes itself in place keeps its
+ * working directory, and one in the old revision's $SNAP_DATA would be gone
+ * once that revision is pruned.
+ */
 export function appLaunchSpec(app: AppInfo, env: Record<string, string>): LaunchSpec {
-  const words = app.isService && refreshSignal(app.refreshMode) ? throughCurrent(env) : env;
-  return { argv: chainArgv(app.commandChain, commandArgv(app.command, words), words), env, cwd: app.isService ? env.SNAP_DATA : undefined };
+  const inPlace = app.isService && refreshSignal(app.refreshMode) !== null;
+  const words = inPlace ? throughCurrent(env) : env;
+  return { argv: chainArgv(app.commandChain, commandArgv(app.command, words), words), env, cwd: app.isService ? (inPlace ? env.SNAP_COMMON : env.SNAP_DATA) : undefined };
 }
 
 /** Where a service writes its pid file (snapproc's `pid-file`), or null. */

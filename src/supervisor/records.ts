@@ -30,8 +30,14 @@ export interface ServiceRecord {
   /** Startup, as `snap services` shows it: false after `snapctl stop --disable` or with install-mode: disable (absent in old records: true). */
   enabled?: boolean;
   mainPid: number | null;
-  /** /proc start time of mainPid (clock ticks since boot). */
+  /** /proc start time of mainPid (clock ticks since boot; the same in every PID namespace). */
   mainStartTime: number | null;
+  /**
+   * The PID namespace mainPid is a PID of (the supervisor's: "pid:[…]"), so
+   * that a reader in another namespace (ps on the host of a container whose
+   * PID 1 is the supervisor) finds the process through /proc/PID/status NSpid.
+   */
+  pidns?: string | null;
   /** ISO time the current main process started. */
   since: string | null;
   restarts: number;
