@@ -165,6 +165,14 @@ Napi::Value Syncfs(const Napi::CallbackInfo& info) {
   return StartWait(info.Env(), "snapproc.syncfs", [path](int, const char** sc) { return sys_syncfs(path.c_str(), sc); });
 }
 
+Napi::Value BindReadonly(const Napi::CallbackInfo& info) {
+  std::string path;
+  if (!ArgString(info, 0, &path)) return info.Env().Undefined();
+  const char* sc = nullptr;
+  int rc = sys_bind_readonly(path.c_str(), &sc);
+  return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : info.Env().Undefined();
+}
+
 Napi::Value CancelWait(const Napi::CallbackInfo& info) {
   int fd;
   if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
@@ -653,6 +661,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait));
   exports.Set("cancelWait", Napi::Function::New(env, CancelWait));
   exports.Set("syncfs", Napi::Function::New(env, Syncfs));
+  exports.Set("bindReadonly", Napi::Function::New(env, BindReadonly));
   exports.Set("spawnInCgroup", Napi::Function::New(env, SpawnInCgroup));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("getChildSubreaper", Napi::Function::New(env, GetChildSubreaper));

@@ -23,6 +23,15 @@
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
 #endif
@@ -188,6 +197,31 @@ int sys_syncfs(const char* path, const char** syscall_out) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fail(syscall_out, "open");
   int rc = syncfs(fd) < 0 ? fail(syscall_out, "syncfs") : 1;
+  close(fd);
+  return rc;
+}
+
+namespace {
+// struct mount_attr of linux/mount.h (declared here: headers lag the kernel).
+struct mount_attr_v0 {
+  uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+const unsigned kOpenTreeClone = 1;
+const uint64_t kMountAttrRdonly = 0x1;
+const unsigned kMoveMountFEmptyPath = 0x4;
+}  // namespace
+
+int sys_bind_readonly(const char* path, const char** syscall_out) {
+  int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path, kOpenTreeClone | O_CLOEXEC);
+  if (fd < 0) return fail(syscall_out, "open_tree");
+  mount_attr_v0 attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = kMountAttrRdonly;
+  int rc = 0;
+  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+    rc = fail(syscall_out, "mount_setattr");
+  else if (syscall(SYS_move_mount, fd, "", AT_FDCWD, path, kMoveMountFEmptyPath) < 0)
+    rc = fail(syscall_out, "move_mount");
   close(fd);
   return rc;
 }
@@ -453,8 +487,11 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
       close(t.second);
     }
   }
+  // The thaw is written, not waited for: every member is signalled, and the
+  // caller waits for what it is after (`populated 0`), not for `frozen 0`,
+  // which the kernel may announce up to a notification interval late.
   const char* thaw_syscall = nullptr;
-  int thaw = was_frozen ? 1 : cg_set_frozen(dir, 0, freeze_timeout_ms, &thaw_syscall);
+  int thaw = was_frozen ? 1 : write_file(dir, "cgroup.freeze", "0", &thaw_syscall);
   if (rc < 0) return rc;
   if (thaw < 0) {
     if (syscall_out) *syscall_out = thaw_syscall;

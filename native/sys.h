@@ -27,6 +27,12 @@ int sys_pidfd_exit_status(int pidfd, int* status, const char** syscall_out);
 // Flushes the file system that holds `path` (syncfs(2)): 1 when done.
 int sys_syncfs(const char* path, const char** syscall_out);
 
+// Bind-mounts `path` read-only over itself in one step: the clone of the
+// mount is made read-only while it is still detached (open_tree,
+// mount_setattr, move_mount; Linux 5.12+), so there is no moment at which a
+// writable bind mount exists, and no EBUSY from writers racing a remount.
+int sys_bind_readonly(const char* path, const char** syscall_out);
+
 int sys_set_child_subreaper(int on, const char** syscall_out);
 int sys_get_child_subreaper(const char** syscall_out);
 int sys_set_pdeathsig(int sig, const char** syscall_out);

@@ -70,6 +70,8 @@ function writeSnap(spec: SnapSpec): string {
   fs.mkdirSync(path.join(dir, 'bin'));
   const script = (extra: string) => `#!/bin/sh\nexec "${process.execPath}" "${FIXTURE}" ${extra}"$@"\n`;
   fs.writeFileSync(path.join(dir, 'bin', 'daemon'), script(''), { mode: 0o755 });
+  // A command that dies at once (within the supervisor's settle time).
+  fs.writeFileSync(path.join(dir, 'bin', 'fail'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
   const y = [`name: ${spec.name}`, `version: '${spec.version}'`, 'summary: refresh test fixture', 'confinement: strict', 'apps:'];
   for (const [app, a] of Object.entries(spec.apps)) {
     y.push(`  ${app}:`, `    command: ${a.command ?? `bin/daemon --app ${app}${a.args ? ' ' + a.args : ''}`}`);
@@ -693,11 +695,18 @@ const FAILURES: Failure[] = [
     stopped: true,
   },
   {
-    name: 'a service of B cannot start',
+    name: 'a service of B dies at once',
+    hooks: HOOKS_OK,
+    changeB: (s) => (s.apps.rs.command = 'bin/fail'),
+    error: () => /rs failed: main process \d+ exited with status 1 within \d+ ms of its start/,
+    stopped: true,
+  },
+  {
+    name: 'a command of B is missing',
     hooks: HOOKS_OK,
     changeB: (s) => (s.apps.rs.command = 'bin/missing --app rs'),
-    error: () => /rs failed: command not found/,
-    stopped: true,
+    error: () => /app "rs" command "bin\/missing" does not exist in the snap/,
+    stopped: false,
   },
 ];
 

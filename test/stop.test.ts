@@ -116,10 +116,10 @@ rootTest('an empty cgroup stops at once', async () => {
 rootTest('signal: main only, or with all every process', async () => {
   const cg = serviceCgroup();
   const tree = await startTree(cg, [...TREE, '--ignore', 'SIGUSR1', '--ignore', 'SIGUSR2'], ROLES);
-  const one = signalApp(cg, 'usr1');
+  const one = await signalApp(cg, 'usr1');
   assert.equal(one, { signal: 'SIGUSR1', target: 'main', mainPid: tree.pids.main, signalled: 1, gone: 0 });
-  const every = signalApp(cg, 12, { all: true });
-  assert.equal(every, { signal: 'SIGUSR2', target: 'cgroup', mainPid: null, signalled: 3, gone: 0 });
+  const every = await signalApp(cg, 12, { all: true });
+  assert.equal(every, { signal: 'SIGUSR2', target: 'cgroup', mainPid: null, signalled: 3, gone: 0, freezeSkipped: false });
   await waitFor('signals logged', () => signalsOf(tree.log, 'other').length === 1 && signalsOf(tree.log, 'group').length === 1 && signalsOf(tree.log, 'main').length === 2);
   // Both may be pending at once: Node runs their handlers in either order.
   assert.equal(signalsOf(tree.log, 'main').sort(), ['SIGUSR1', 'SIGUSR2']);
@@ -160,7 +160,7 @@ rootTest('freeze waits for frozen 1; signals wait until thaw', async () => {
   const f = await freezeCgroup(cg);
   assert.is(f.done, true);
   assert.is(readEvent(cg, 'frozen'), 1);
-  signalApp(cg, 'SIGUSR1');
+  await signalApp(cg, 'SIGUSR1');
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(signalsOf(tree.log, 'main'), [], 'frozen: the handler has not run');
   const t = await thawCgroup(cg);

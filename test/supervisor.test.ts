@@ -710,38 +710,24 @@ rootTest('a service that exits at once under restart-condition: always is thrott
   });
 });
 
-rootTest('a missing or non-executable command marks that service failed with the reason; the others start', async () => {
+rootTest('a missing or non-executable command: install refuses the snap, naming the app and the command', async () => {
   await embedded(async ({ root, sup }) => {
     const name = uniqueSnapName('bc');
-    const dir = buildSnap(
-      name,
-      apps({
-        missing: { command: 'bin/nope', daemon: 'simple' },
-        noexec: { command: 'bin/noexec', daemon: 'simple' },
-        good: { command: 'bin/stay good', daemon: 'simple' },
-      }),
-      { noexec: { text: '#!/bin/sh\nexec sleep 1000\n', mode: 0o644 }, stay: STAY },
-    );
-    const r = await sup.install(dir);
-    assert.equal(r.started, [`${name}.good`]);
-    const missing = rec(sup, name, 'missing');
-    assert.is(missing.state, 'failed');
-    assert.match(missing.reason ?? '', /not found/);
-    assert.match(missing.reason ?? '', /bin\/nope/);
-    const noexec = rec(sup, name, 'noexec');
-    assert.is(noexec.state, 'failed');
-    assert.match(noexec.reason ?? '', /not executable/);
-    assert.match(noexec.reason ?? '', /bin\/noexec/);
-    assert.match(fs.readFileSync(path.join(root, 'log', name, 'missing.log'), 'utf8'), /failed: .*not found/);
-    const good = rec(sup, name, 'good');
-    assert.is(good.state, 'active');
-    assert.ok(alive(good.mainPid!));
-    // Starting the failed one again says why, and fails again.
-    try {
-      await sup.startSnap(name, 'missing');
-      assert.unreachable('a missing command cannot start');
-    } catch (err) {
-      assert.match((err as Error).message, /not found/);
+    for (const [app, bin, why] of [['missing', 'bin/nope', /does not exist in the snap/], ['noexec', 'bin/noexec', /is not executable/]] as const) {
+      const dir = buildSnap(
+        name,
+        apps({ [app]: { command: bin, daemon: 'simple' }, good: { command: 'bin/stay good', daemon: 'simple' } }),
+        { noexec: { text: '#!/bin/sh\nexec sleep 1000\n', mode: 0o644 }, stay: STAY },
+      );
+      try {
+        await sup.install(dir);
+        assert.unreachable('installed');
+      } catch (err) {
+        assert.match((err as Error).message, why);
+        assert.ok((err as Error).message.includes(`app "${app}" command "${bin}"`), (err as Error).message);
+      }
+      assert.is(sup.store.get(name), undefined, 'nothing installed');
+      assert.not.ok(fs.existsSync(path.join(root, 'snap', name, 'x1')));
     }
   });
 });

@@ -6,13 +6,13 @@ import * as path from 'node:path';
 import { readSlotFile } from '../util/slot-file';
 import type { GlobalOptions } from './common';
 import { printTable, requireRoot } from './common';
-import type { MainRecord } from '../process/classify';
+import { cgroupPids, type MainRecord } from '../process/classify';
 import { findSnapCgroups, SnapCgroup } from '../process/find-cgroups';
 import { durationMs } from '../util/duration';
 import { SnapprocError, usageError } from '../util/errors';
 import { freezeCgroup, thawCgroup } from '../kernel/freeze';
 import { cgroup2Mount, readEvent } from '../kernel/cgroupfs';
-import { revisionOf, startTimeOf } from '../kernel/procfs';
+import { pidFromNamespace, revisionOf, startTimeOf } from '../kernel/procfs';
 import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { signalApp } from '../process/signal-app';
 import { snapProcesses } from '../process/process-table';
@@ -28,7 +28,7 @@ function cgroupsOf(instance: string, app?: string, kinds: SnapCgroup['kind'][] =
   return all;
 }
 
-interface RecordSummary { snap: string; app: string; cgroup: string; state: string; mainPid: number | null; mainStartTime: number | null; restarts: number; revision: string; reason: string | null }
+interface RecordSummary { snap: string; app: string; cgroup: string; state: string; mainPid: number | null; mainStartTime: number | null; pidns?: string | null; restarts: number; revision: string; reason: string | null }
 
 /** The supervisor's records of its services (state, restarts, main process), if one has run under this root. */
 function loadServiceRecords(root: string): RecordSummary[] {
@@ -39,10 +39,27 @@ function loadServiceRecords(root: string): RecordSummary[] {
   }
 }
 
-/** Main processes as the supervisor recorded them (verified against the cgroup by classify). */
-function recordedMains(records: RecordSummary[]): Map<string, MainRecord> {
-  const out = new Map<string, MainRecord>();
-  for (const s of records) if (s.mainPid !== null) out.set(s.cgroup, { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
+/**
+ * Main processes by cgroup as the supervisor records them (verified against
+ * the cgroup by classify); null where it records none (then none is
+ * guessed). A record made in another PID namespace (the supervisor is a
+ * container's PID 1) is translated to ours through NSpid: `mainPid` of such
+ * a record is rewritten to the PID we see, or null when it runs no more.
+ */
+function recordedMains(records: RecordSummary[]): Map<string, MainRecord | null> {
+  const out = new Map<string, MainRecord | null>();
+  for (const s of records) {
+    if (s.mainPid !== null && s.pidns) {
+      let members: Iterable<number> = [];
+      try {
+        members = cgroupPids(s.cgroup);
+      } catch {
+        // no cgroup: nothing runs
+      }
+      s.mainPid = pidFromNamespace(s.mainPid, s.pidns, members);
+    }
+    out.set(s.cgroup, s.mainPid === null ? null : { pid: s.mainPid, startTime: s.mainStartTime ?? undefined });
+  }
   return out;
 }
 
@@ -85,7 +102,7 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
   printTable(rows);
 }
 
-export function signalCommand(g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): void {
+export async function signalCommand(g: GlobalOptions, target: string, signal: string, opts: { all?: boolean }): Promise<void> {
   const { instance, app } = parseSnapTarget(target, { app: 'required', what: 'signal' }) as { instance: string; app: string };
   const sig = parseSignal(signal);
   requireRoot('snapproc signal');
@@ -93,9 +110,10 @@ export function signalCommand(g: GlobalOptions, target: string, signal: string, 
   // The supervisor's record of the main process wins over a guess (after MAINPID= or a hand-over they differ).
   const mains = recordedMains(loadServiceRecords(g.root));
   for (const cg of cgroups) {
-    const r = signalApp(cg.path, sig.number, { all: opts.all, main: mains.get(cg.path) });
+    const r = await signalApp(cg.path, sig.number, { all: opts.all, main: mains.get(cg.path) });
+    if (r.freezeSkipped) process.stdout.write(`${instance}.${app}: the freeze did not complete within 1 s: signalled without it\n`);
     const who = r.target === 'cgroup' ? `${r.signalled} process${r.signalled === 1 ? '' : 'es'}` : r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`;
-    process.stdout.write(`${sig.name} -> ${instance}.${app} (${cg.kind}): ${r.signalled ? who : r.mainPid === null && r.target === 'main' ? 'nothing sent: no main process' : `nothing sent (${r.gone} already gone)`}\n`);
+    process.stdout.write(`${sig.name} -> ${instance}.${app} (${cg.kind}): ${r.signalled ? who : r.mainPid === null && r.target === 'main' ? 'nothing sent: main process already gone' : `nothing sent (${r.gone} already gone)`}\n`);
   }
 }
 
@@ -117,7 +135,7 @@ export async function stopCommand(_g: GlobalOptions, name: string, opts: { mode?
   const services = cgroupsOf(instance, app, ['service']);
   for (const cg of services) {
     const r = await stopCgroup(cg.path, { mode, timeoutMs });
-    const what = r.target === 'main' ? (r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
+    const what = r.target === 'main' ? (r.mainPid === null ? 'nothing sent, main process already gone' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
     const end = r.isForcefullyTerminated ? `killed after ${r.timedOut ? 'timeout' : 'signal'}` : r.stopped ? 'stopped' : 'still running';
     process.stdout.write(`stopped ${instance}.${cg.app} (${r.mode}): ${r.signal} -> ${what}; ${end} in ${r.durationMs.toFixed(0)} ms\n`);
   }

@@ -41,7 +41,7 @@ export async function supervisedStop(g: GlobalOptions, targets: string[] | { all
   }> | { queued: string };
   if (!Array.isArray(results)) return void process.stdout.write(`${results.queued}\n`);
   for (const r of results) {
-    const what = r.target === 'main' ? (r.mainPid === null ? 'no main process' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
+    const what = r.target === 'main' ? (r.mainPid === null ? 'nothing sent, main process already gone' : `main process ${r.mainPid}`) : `${r.signalled} process${r.signalled === 1 ? '' : 'es'}`;
     const end = r.isForcefullyTerminated ? 'killed after timeout' : r.stopped ? 'stopped' : 'still running';
     process.stdout.write(`stopped ${r.service} (${r.mode}): ${r.signal} -> ${what}; ${end} in ${r.durationMs.toFixed(0)} ms\n`);
   }

@@ -42,7 +42,7 @@ export function buildProgram(): Command {
     .option('--all', 'every process of the cgroup, frozen while signalled')
     .action(async (target: string, signal: string, opts: { all?: boolean }, cmd: Command) => {
       const { signalCommand } = await import('./cgroup-commands');
-      signalCommand(globals(cmd), target, signal, opts);
+      await signalCommand(globals(cmd), target, signal, opts);
     });
 
   for (const verb of ['freeze', 'thaw'] as const) {

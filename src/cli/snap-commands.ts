@@ -57,10 +57,16 @@ export function validateCommand(source: string, opts: { json?: boolean } = {}): 
   // meta/hooks/ too (snapd's implicit hooks), checked as an install checks them (readSnapYamlFrom), for a directory and a .snap alike.
   const snap = r.snap;
   for (const hook of hooks) snap.hooks[hook as keyof typeof snap.hooks] ??= { name: hook as never };
+  // snapd's container check: every command exists in the snap and is executable.
+  if (fs.statSync(source).isDirectory()) {
+    const { checkCommands } = require('../snap/command-check') as typeof import('../snap/command-check');
+    checkCommands(source, snap);
+  }
   if (opts.json) {
     process.stdout.write(JSON.stringify({ ok: true, source: file, snap }) + '\n');
     return;
   }
+
   process.stdout.write(summarizeSnap(snap) + '\n');
 }
 

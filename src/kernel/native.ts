@@ -20,6 +20,7 @@ interface Addon {
   pidfdWait(pidfd: number, timeoutMs: number): [Promise<WaitOutcome>, number];
   cancelWait(token: number): void;
   syncfs(path: string): [Promise<WaitOutcome>, number];
+  bindReadonly(path: string): void;
   spawnInCgroup(file: string, argv: string[], env: string[], cgroupFd: number, fds: number[], setsid: boolean): { pid: number; pidfd: number };
   setChildSubreaper(on: boolean): void;
   getChildSubreaper(): boolean;
@@ -287,6 +288,8 @@ export const native = {
   /** Starts a child inside a cgroup from its first instant (clone3 CLONE_INTO_CGROUP); fds[i] becomes its fd i. */
   spawnInCgroup: (file: string, argv: string[], env: string[], cgroupFd: number, fds: number[], setsid: boolean) =>
     call(() => load().spawnInCgroup(file, argv, env, cgroupFd, fds, setsid), { path: file }),
+  /** Bind-mounts `path` read-only over itself in one step (open_tree + mount_setattr + move_mount). */
+  bindReadonly: (file: string) => call(() => load().bindReadonly(file), { path: file }),
   /**
    * Copies the directory tree `src` to the new path `dst` faithfully (owners,
    * modes, ns times, xattrs, symlinks, hard links, special files, holes, any

@@ -17,6 +17,22 @@ export function startTimeOf(pid: number): number | null {
   return Number(rest[19]);
 }
 
+/**
+ * Like startTimeOf, but null for a zombie (or dead) process too: a zombie
+ * keeps its PID and start time until it is reaped, yet it runs no more.
+ */
+export function liveStartTimeOf(pid: number): number | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  if (rest[0] === 'Z' || rest[0] === 'X' || rest[0] === 'x') return null;
+  return Number(rest[19]);
+}
+
 /** The command name of a process (comm), or null if gone. */
 export function commOf(pid: number): string | null {
   try {
@@ -53,6 +69,44 @@ export function revisionOf(pid: number): string | null {
     }
   } catch {
     // gone
+  }
+  return null;
+}
+
+/** The PID namespace of a process ("pid:[4026531836]"), or null if gone or not readable. */
+export function pidNamespaceOf(pid: number | 'self'): string | null {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The PIDs of a process in each PID namespace it is visible in, from the
+ * reader's (first) to its own (last): /proc/PID/status `NSpid`.
+ */
+export function nsPidsOf(pid: number): number[] | null {
+  try {
+    const m = /^NSpid:\s*(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? m[1].trim().split(/\s+/).map(Number) : [pid];
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A PID recorded in PID namespace `pidns` (a supervisor that runs as a
+ * container's PID 1 records its own namespace's PIDs), as this process sees
+ * it: itself when the namespace is ours; else the one of `candidates` (PIDs
+ * as we see them, e.g. a cgroup's members) whose last NSpid is `pid` and
+ * whose own namespace is `pidns`. Null when none is.
+ */
+export function pidFromNamespace(pid: number, pidns: string | null | undefined, candidates: Iterable<number>): number | null {
+  if (!pidns || pidns === pidNamespaceOf('self')) return pid;
+  for (const c of candidates) {
+    const ns = nsPidsOf(c);
+    if (ns && ns[ns.length - 1] === pid && ns.length > 1 && pidNamespaceOf(c) === pidns) return c;
   }
   return null;
 }

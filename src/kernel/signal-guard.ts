@@ -8,12 +8,14 @@
 // which applies the same rules inside one frozen snapshot.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cgroup2Mount, cgroupOfPid, isInside } from './cgroupfs';
+import { cgroup2Mount, cgroupOfPid, cgroupSubtree, isInside } from './cgroupfs';
 import { hasCode, SnapprocError } from '../util/errors';
 import { native } from './native';
 import { startTimeOf } from './procfs';
 
 export type SignalOutcome = 'signalled' | 'gone';
+
+const SIGCONT = 18;
 
 /** Throws unless `dir` is a cgroup snapproc may act on as a whole. */
 export function assertActionableCgroup(dir: string): void {
@@ -118,4 +120,94 @@ export function killCgroupVerified(dir: string): boolean {
     if (hasCode(err, 'ENOENT')) return false;
     throw SnapprocError.fromErrno((err as NodeJS.ErrnoException).errno ?? -5, 'write', { path: path.join(dir, 'cgroup.kill'), cause: err });
   }
+}
+
+export interface RobustFanoutResult extends FanoutResult {
+  /** The freeze did not complete within its timeout: members were signalled without it. */
+  freezeSkipped: boolean;
+}
+
+/** Default time a freeze gets to complete before a signal goes out without it. */
+export const FREEZE_TIMEOUT_MS = 1000;
+
+/**
+ * Like signalCgroupVerified, but a freeze that does not complete (a member
+ * waiting in the kernel: a FUSE request nobody answers, a VM's vCPU thread,
+ * uninterruptible I/O; systemd's FreezeUnit hangs on such cgroups) neither
+ * hangs the caller nor skips the signal. The freeze is waited for off the
+ * main thread; when it is not done within `freezeTimeoutMs` the cgroup is
+ * thawed and every member is signalled one by one (each verified through a
+ * pidfd), in rounds, until a round finds no new member. A cgroup someone
+ * froze on purpose stays frozen.
+ */
+export async function signalCgroup(dir: string, sig: number, options: { freezeTimeoutMs?: number; alsoCont?: boolean } = {}): Promise<RobustFanoutResult> {
+  assertActionableCgroup(dir);
+  const resolved = path.resolve(dir);
+  const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
+  const wasFrozen = fs.readFileSync(path.join(resolved, 'cgroup.freeze'), 'utf8').trim() === '1';
+  if (!wasFrozen) {
+    const outcome = await native.setFrozen(resolved, true, freezeTimeoutMs).result;
+    if (outcome !== 'done') {
+      await native.setFrozen(resolved, false, freezeTimeoutMs).result;
+      return { ...signalWithoutFreeze(resolved, sig, options.alsoCont ?? false, freezeTimeoutMs), freezeSkipped: true };
+    }
+  }
+  // Frozen now: the native fan-out reads and signals one frozen snapshot.
+  const res = native.signalAll(resolved, sig, freezeTimeoutMs, options.alsoCont ?? false);
+  if (!wasFrozen) await native.setFrozen(resolved, false, freezeTimeoutMs).result;
+  return { ...res, freezeSkipped: false };
+}
+
+function subtreePids(dir: string): { pids: number[]; cgroups: number } {
+  const dirs = cgroupSubtree(dir);
+  const pids: number[] = [];
+  for (const d of dirs) {
+    try {
+      pids.push(...native.readProcs(d));
+    } catch (err) {
+      if (!(d !== dir && hasCode(err, 'ENOENT'))) throw err;
+    }
+  }
+  return { pids, cgroups: dirs.length };
+}
+
+/** Signals every member, round after round, until a round finds none it has not signalled (bounded by `boundMs`). */
+function signalWithoutFreeze(dir: string, sig: number, alsoCont: boolean, boundMs: number): FanoutResult {
+  const seen = new Set<number>();
+  let signalled = 0;
+  let gone = 0;
+  let cgroups = 0;
+  const deadline = performance.now() + boundMs;
+  for (;;) {
+    const round = subtreePids(dir);
+    cgroups = round.cgroups;
+    let fresh = 0;
+    for (const pid of round.pids) {
+      if (pid <= 1 || pid === process.pid || seen.has(pid)) continue; // 0: outside our PID namespace
+      seen.add(pid);
+      fresh += 1;
+      let outcome: SignalOutcome;
+      try {
+        outcome = signalVerified(pid, sig, dir);
+      } catch (err) {
+        // Left the cgroup (or died and was reused) between the read and the signal.
+        if (err instanceof SnapprocError && err.code === 'ERR_SNAPPROC_NOT_MEMBER') outcome = 'gone';
+        else throw err;
+      }
+      if (outcome === 'signalled') {
+        signalled += 1;
+        if (alsoCont) {
+          try {
+            signalVerified(pid, SIGCONT, dir);
+          } catch {
+            // gone meanwhile
+          }
+        }
+      } else {
+        gone += 1;
+      }
+    }
+    if (fresh === 0 || performance.now() > deadline) break;
+  }
+  return { signalled, gone, cgroups, frozen: false };
 }

@@ -27,7 +27,12 @@ export interface MainRecord {
 }
 
 export interface ClassifyOptions {
-  /** The main process from a supervisor's record; verified against the cgroup. */
+  /**
+   * The main process from a supervisor's record; verified against the
+   * cgroup. null: the supervisor records none (it exited): then there is no
+   * main process, and none is guessed. Absent: no record, the main process
+   * is found from the cgroup.
+   */
   main?: MainRecord | number | null;
   /** Also look up the revision each process executes (reads /proc per process). */
   revisions?: boolean;
@@ -75,6 +80,7 @@ export function classifyCgroup(dir: string, options: ClassifyOptions = {}): Cgro
   for (let i = 0, k = 0; i < ids.length; i += 3, k++) members.set(ids[i], k);
 
   const record = typeof options.main === 'number' ? { pid: options.main } : options.main ?? null;
+  const recordedNone = options.main === null;
   let mainPid: number | null = null;
   let mainFrom: CgroupProcesses['mainFrom'] = null;
   // The record holds when its process is alive, in the cgroup, and the same process (start time).
@@ -82,7 +88,7 @@ export function classifyCgroup(dir: string, options: ClassifyOptions = {}): Cgro
   if (record && k !== undefined && (record.startTime === undefined || info.start[k] === record.startTime)) {
     mainPid = record.pid;
     mainFrom = 'record';
-  } else if (!record) {
+  } else if (!record && !recordedNone) {
     // Without a record: the process whose parent is outside the cgroup (the earliest started, if several are).
     let best = -1;
     for (let i = 0, j = 0; i < ids.length; i += 3, j++) {

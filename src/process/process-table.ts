@@ -16,8 +16,8 @@ export interface AppProcesses {
 export interface SnapProcessesOptions extends FindOptions {
   /** Look up the revision each process executes (default true). */
   revisions?: boolean;
-  /** Recorded main processes by cgroup path, from a supervisor. */
-  mainRecords?: Map<string, MainRecord>;
+  /** Recorded main processes by cgroup path, from a supervisor (null: it records none). */
+  mainRecords?: Map<string, MainRecord | null>;
   /** Include cgroups that have no process (default false). */
   includeEmpty?: boolean;
 }

@@ -2,13 +2,13 @@
 // app's main process, or to every process of its cgroup, with a result that
 // says who got it.
 import { classifyCgroup, MainRecord } from './classify';
-import { signalCgroupVerified, signalVerified } from '../kernel/signal-guard';
+import { signalCgroup, signalVerified } from '../kernel/signal-guard';
 import { parseSignal } from '../kernel/signal-names';
 
 export interface SignalAppOptions {
   /** Every process of the cgroup subtree (frozen while signalled), not only the main process. */
   all?: boolean;
-  /** The main process from a supervisor's record. */
+  /** The main process from a supervisor's record (null: it records none, nothing is guessed). */
   main?: MainRecord | number | null;
 }
 
@@ -18,14 +18,16 @@ export interface SignalAppResult {
   mainPid: number | null;
   signalled: number;
   gone: number;
+  /** --all: the freeze did not complete in time, the members were signalled without it. */
+  freezeSkipped?: boolean;
 }
 
 /** Sends a signal (name or number) to an app cgroup's main process, or with `all` to every member. */
-export function signalApp(dir: string, signal: string | number, options: SignalAppOptions = {}): SignalAppResult {
+export async function signalApp(dir: string, signal: string | number, options: SignalAppOptions = {}): Promise<SignalAppResult> {
   const sig = parseSignal(signal);
   if (options.all) {
-    const r = signalCgroupVerified(dir, sig.number);
-    return { signal: sig.name, target: 'cgroup', mainPid: null, signalled: r.signalled, gone: r.gone };
+    const r = await signalCgroup(dir, sig.number);
+    return { signal: sig.name, target: 'cgroup', mainPid: null, signalled: r.signalled, gone: r.gone, freezeSkipped: r.freezeSkipped };
   }
   const { mainPid } = classifyCgroup(dir, { main: options.main });
   if (mainPid === null) return { signal: sig.name, target: 'main', mainPid: null, signalled: 0, gone: 0 };

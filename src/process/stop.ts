@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { readEvent } from '../kernel/cgroupfs';
 import { classifyCgroup, MainRecord } from './classify';
 import { hasCode, usageError } from '../util/errors';
-import { assertActionableCgroup, signalCgroupVerified, signalPidfdVerified } from '../kernel/signal-guard';
+import { assertActionableCgroup, FREEZE_TIMEOUT_MS, signalCgroup, signalPidfdVerified } from '../kernel/signal-guard';
 import { killCgroup } from '../kernel/kill';
 import { isFrozen } from '../kernel/freeze';
 import { native } from '../kernel/native';
@@ -49,12 +49,14 @@ export interface StopOptions {
   timeoutMs?: number;
   /** Send SIGKILL when the timeout passes (default true). */
   killAfterTimeout?: boolean;
-  /** The main process from a supervisor's record (plain modes); without it, found from the cgroup. */
+  /** The main process from a supervisor's record (plain modes); null: the record says none (nothing is guessed); absent: found from the cgroup. */
   main?: MainRecord | number | null;
   /** A pidfd of the main process that the caller holds (e.g. since it spawned it). */
   mainPidfd?: number;
   /** How long to wait for the cgroup to empty after SIGKILL; default 10 s. */
   killTimeoutMs?: number;
+  /** How long the freeze of an -all stop may take before the signal goes out without it; default 1 s. */
+  freezeTimeoutMs?: number;
 }
 
 export interface StopResult {
@@ -72,6 +74,10 @@ export interface StopResult {
   timedOut: boolean;
   /** SIGKILL had to be sent after the timeout. */
   isForcefullyTerminated: boolean;
+  /** -all: the freeze did not complete in time, the members were signalled without it. */
+  freezeSkipped?: boolean;
+  /** What else there is to say ("main process already gone", "freeze skipped: ..."). */
+  note?: string;
   /** The target is gone at the end (main process exited / cgroup empty). */
   stopped: boolean;
   durationMs: number;
@@ -93,10 +99,17 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
     if (readEvent(dir, 'populated') === 0) return result;
     // A stop thaws a frozen service (as systemd does): frozen processes cannot act on the signal.
     if (isFrozen(dir)) await native.setFrozen(path.resolve(dir), false, 5000).result;
-    const fan = signalCgroupVerified(dir, number, { alsoCont: true });
+    const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
+    const fan = await signalCgroup(dir, number, { alsoCont: true, freezeTimeoutMs });
     result.signalled = fan.signalled;
     result.gone = fan.gone;
-    const outcome = await native.waitEvent(dir, 'populated', 0, timeoutMs).result;
+    if (fan.freezeSkipped) {
+      result.freezeSkipped = true;
+      result.note = `freeze did not complete within ${freezeTimeoutMs} ms: signalled without it`;
+    }
+    // The stop-timeout runs from the start of the stop (as systemd's TimeoutStopSec), freeze and fan-out included.
+    const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
+    const outcome = await native.waitEvent(dir, 'populated', 0, left).result;
     if (outcome !== 'done') {
       result.timedOut = true;
       result.stopped = false;
@@ -122,7 +135,11 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
     startTime = typeof options.main === 'object' && options.main ? options.main.startTime : undefined;
   }
   const result: StopResult = { ...base, target: 'main', mainPid, signalled: 0, gone: 0, timedOut: false, isForcefullyTerminated: false, stopped: true };
-  if (mainPid === null) return result;
+  // No main process: a plain stop-mode signals nothing (KillMode=process), never a guess.
+  if (mainPid === null) {
+    result.note = 'main process already gone';
+    return result;
+  }
 
   let pidfd = options.main != null ? options.mainPidfd : undefined;
   const ownPidfd = pidfd === undefined;

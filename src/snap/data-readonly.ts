@@ -1,11 +1,15 @@
 // data-readonly.ts: making an old revision's $SNAP_DATA read-only for the
 // processes that still run from it after a refresh (SPEC 5 step 5): a
 // read-only bind mount of the directory over itself. $SNAP_COMMON stays
-// writable. Lifted again on undo, revert and remove. Uses util-linux's
-// mount(8), present wherever snapproc runs as root.
+// writable. Lifted again on undo, revert and remove. The read-only bind
+// mount is made in one step (open_tree, mount_setattr, move_mount): with
+// mount(8)'s bind-then-remount, a crash in between left a writable bind
+// mount, and a process writing to the directory in between made the remount
+// fail with EBUSY. Kernels before 5.12 get mount(8), with retries.
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { SnapprocError } from '../util/errors';
+import { hasCode, SnapprocError } from '../util/errors';
+import { native } from '../kernel/native';
 
 function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
@@ -44,18 +48,53 @@ function mount(args: string[]): void {
 /** Bind-mounts `dir` read-only over itself (idempotent). */
 export function protectData(dir: string): void {
   if (isReadOnlyMounted(dir)) return;
-  mount(['--bind', dir, dir]);
+  // A writable bind mount left by an older snapproc's crash goes first.
+  unprotectData(dir);
   try {
-    mount(['-o', 'remount,bind,ro', dir]);
+    native.bindReadonly(dir);
+    return;
   } catch (err) {
-    execFileSync('umount', [dir]);
-    throw err;
+    if (!hasCode(err, 'ENOSYS', 'EINVAL', 'EPERM')) {
+      throw new SnapprocError('ERR_SNAPPROC_MOUNT', `read-only bind mount of ${dir} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  mount(['--bind', dir, dir]);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      mount(['-o', 'remount,bind,ro', dir]);
+      return;
+    } catch (err) {
+      // EBUSY: a process had a file open for writing through the new mount.
+      if (attempt < 20 && /busy/i.test((err as Error).message)) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        continue;
+      }
+      execFileSync('umount', [dir]);
+      throw err;
+    }
   }
 }
 
-/** Lifts every read-only bind mount snapproc put over `dir` (idempotent). */
+/**
+ * The bind mounts snapproc stacked on `dir`: every mount at `dir` above the
+ * bottom one, and the bottom one too when it is a bind mount of a directory
+ * (its root in the source file system is not `/`), not a file system mounted
+ * there by someone else.
+ */
+function ownMountsAt(dir: string): number {
+  let m: string[][];
+  try {
+    m = mountsAt(dir);
+  } catch {
+    return 0;
+  }
+  if (m.length === 0) return 0;
+  return m[0][3] === '/' ? m.length - 1 : m.length;
+}
+
+/** Lifts every bind mount snapproc put over `dir`, read-only or (after a crash mid-mount) not (idempotent). */
 export function unprotectData(dir: string): void {
-  for (let i = 0; i < 8 && fs.existsSync(dir) && isReadOnlyMounted(dir); i++) {
+  for (let i = 0; i < 8 && fs.existsSync(dir) && ownMountsAt(dir) > 0; i++) {
     try {
       execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
     } catch (err) {

@@ -31,6 +31,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SnapprocError, usageError } from '../util/errors';
 import { fsyncDir, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
+import { checkCommands } from './command-check';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
 import { checkSnapTree, readTreeSnapYaml, treeHooks } from './snap-from-path';
 import { revisionPaths } from './environment';
@@ -323,7 +324,7 @@ export class RevisionStore {
    * .snap file, as the next local revision. Validates everything before
    * writing anything; does not link `current` (the caller decides).
    */
-  async addRevision(sourcePath: string, opts: { instanceKey?: string } = {}): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
+  async addRevision(sourcePath: string, opts: { instanceKey?: string; revision?: string } = {}): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
     const source = path.resolve(sourcePath);
     const kind = sourceKind(source);
     let snap: SnapYaml;
@@ -337,6 +338,7 @@ export class RevisionStore {
         await unsquash(source, path.join(stage, 'tree'));
         checkSnapTree(path.join(stage, 'tree'), source, { strip: true });
         snap = inspectSnapTree(path.join(stage, 'tree'), source);
+        checkCommands(path.join(stage, 'tree'), snap, source);
       } catch (err) {
         removeTree(stage);
         throw err;
@@ -344,6 +346,7 @@ export class RevisionStore {
     } else {
       checkSnapTree(source, source);
       snap = inspectSnapTree(source);
+      checkCommands(source, snap);
     }
     try {
       return await this.installTree(source, kind, stage, snap, opts);
@@ -352,7 +355,7 @@ export class RevisionStore {
     }
   }
 
-  private async installTree(source: string, kind: SourceKind, stage: string | null, checked: SnapYaml, opts: { instanceKey?: string }): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
+  private async installTree(source: string, kind: SourceKind, stage: string | null, checked: SnapYaml, opts: { instanceKey?: string; revision?: string }): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
     let snap = checked;
     const key = opts.instanceKey ?? '';
     const instance = key === '' ? snap.name : `${snap.name}_${key}`;
@@ -360,7 +363,11 @@ export class RevisionStore {
 
     // Valid: from here on R is written, and a failure removes what was made.
     ensureLayout(this.root);
-    const revision = this.nextRevision(instance);
+    // A revision the caller reserved (and journalled) must still be free.
+    const revision = opts.revision ?? this.nextRevision(instance);
+    if (opts.revision !== undefined && (!REVISION.test(revision) || this.nextRevision(instance) !== revision)) {
+      throw new SnapprocError('ERR_SNAPPROC_INTERNAL', `revision ${revision} of snap "${instance}" is not the next free one (${this.nextRevision(instance)})`);
+    }
     const p = this.paths(instance, revision);
     const snapParent = path.dirname(p.snap);
     const made: string[] = []; // directories this call created, removed again on failure
@@ -393,6 +400,7 @@ export class RevisionStore {
       // it, setuid/setgid bits cleared, before it gets its world-readable name.
       checkSnapTree(staged, source, { strip: true });
       const copied = inspectSnapTree(staged, source);
+      checkCommands(staged, copied, source);
       if (copied.name !== snap.name) {
         throw new SnapprocError(INVALID_SNAP, `${source} changed while it was copied (snap "${snap.name}" became "${copied.name}")`, { path: source });
       }

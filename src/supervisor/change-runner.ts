@@ -38,10 +38,20 @@ export interface ChangeRecord<D> {
   error?: string;
 }
 
+/** What a step can ask of the runner while it runs. */
+export interface StepContext {
+  /**
+   * Journals the change's data now, in the middle of the step: what a crash
+   * from here on must undo (e.g. the number of a revision about to be
+   * written) reaches the disk before the step writes anything under it.
+   */
+  save(): void;
+}
+
 export interface Step<D> {
   name: string;
   /** Does the step. Returns a short summary of what it did (progress line). Must be safe to run again after a crash inside it. */
-  do(data: D): Promise<string | void>;
+  do(data: D, ctx: StepContext): Promise<string | void>;
   /** Undoes what `do` did (also a partial `do`). Must be safe to run again. */
   undo?(data: D): Promise<void>;
 }
@@ -100,8 +110,11 @@ export function loadChanges(root: string): ChangeRecord<unknown>[] {
   return [...byId.values()].sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.id.localeCompare(b.id));
 }
 
-/** For tests of crash recovery: SNAPPROC_CRASH_AT=STEP:before|after kills this process there. */
-function crashPoint(step: string, when: 'before' | 'after'): void {
+/**
+ * For tests of crash recovery: SNAPPROC_CRASH_AT=STEP:WHEN kills this
+ * process there (before and after every step; steps name points inside).
+ */
+export function crashPoint(step: string, when: string): void {
   const at = process.env.SNAPPROC_CRASH_AT;
   if (at && at === `${step}:${when}`) process.kill(process.pid, 'SIGKILL');
 }
@@ -136,7 +149,7 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
       rec(i).status = 'doing';
       crashPoint(steps[i].name, 'before');
       try {
-        const summary = await steps[i].do(change.data);
+        const summary = await steps[i].do(change.data, { save: () => saveChange(root, change) });
         rec(i).status = 'done';
         rec(i).summary = summary || undefined;
         rec(i).ms = Math.round(performance.now() - started);

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ChangeRecord, runChange, Step } from './change-runner';
+import { ChangeRecord, crashPoint, runChange, Step } from './change-runner';
 import { handOver, type HandoverSettings } from './handover';
 import { classifyCgroup } from '../process/classify';
 import { readEvent } from '../kernel/cgroupfs';
@@ -33,6 +33,8 @@ export interface RefreshData {
   to: string | null;
   /** Services of `from` stopped in step 3 (started again by its undo). */
   stopped: string[];
+  /** Services of `from` that were not running when the refresh began (failed or stopped before it). */
+  wasDown?: string[];
   /** Services left running with refresh-mode endure. */
   enduring: string[];
   /** Services left running to be signalled once `to` is current. */
@@ -90,13 +92,27 @@ function busyApps(sup: ChangeHost, instance: string, yaml: SnapYaml): { apps: st
   return { apps: [...apps].sort(), pids: pids.sort((a, b) => a - b) };
 }
 
+/**
+ * Starts a service for a change; when it does not come up, stops what is
+ * left of it (and any restart its restart-condition scheduled) before the
+ * change is undone: an undo must not race a restart of the failed service.
+ */
+async function startOrStop(svc: Service, leaveFailed = false): Promise<void> {
+  try {
+    await svc.start();
+  } catch (err) {
+    if (!leaveFailed) await svc.stop({ keepWanted: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
 export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
   const store = sup.store;
   const say = (d: RefreshData, line: string) => logLine(sup.changeLog(d.snap), line);
   return [
     {
       name: 'validate',
-      async do(d) {
+      async do(d, ctx) {
         const fromYaml = store.readSnapYaml(d.snap, d.from);
         if (!d.ignoreRunning) {
           const busy = busyApps(sup, d.snap, fromYaml);
@@ -110,8 +126,12 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           const { name } = snapYamlOf(d.source);
           const expected = d.snap.split('_')[0];
           if (name !== expected) throw new SnapprocError('ERR_SNAPPROC_USAGE', `${d.source} is snap "${name}", not "${expected}"`);
-          const added = await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined });
-          d.to = added.revision;
+          // The number reaches the journal before anything is written under it:
+          // a crash anywhere in the copy leaves files the undo knows to remove.
+          d.to = store.nextRevision(d.snap);
+          ctx.save();
+          await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined, revision: d.to });
+          crashPoint('validate', 'written');
         }
         sup.writeLaunchFiles(d.snap, d.to);
         const v = store.readSnapYaml(d.snap, d.to).version;
@@ -153,6 +173,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
             continue;
           }
           const t0 = performance.now();
+          if (!svc.mainAlive() && !(d.wasDown ??= []).includes(app)) d.wasDown.push(app);
           // keepWanted: the service is meant to run, in the new revision.
           const r = await svc.stop({ keepWanted: true });
           if (!d.stopped.includes(app)) d.stopped.push(app);
@@ -237,7 +258,14 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           if (!svc.record.wanted) continue;
           if (svc.mainAlive()) continue;
           const t0 = performance.now();
-          await svc.start();
+          try {
+            await startOrStop(svc, (d.wasDown ?? []).includes(app));
+          } catch (err) {
+            // Not running before the refresh either: B made nothing worse; say so, do not undo.
+            if (!(d.wasDown ?? []).includes(app)) throw err;
+            parts.push(`${app} did not come up (${(err as Error).message}); it was not running before the refresh either`);
+            continue;
+          }
           if (!d.started.includes(app)) d.started.push(app);
           parts.push(`${app} started (PID ${svc.record.mainPid ?? '-'}, ${Math.round(performance.now() - t0)} ms)`);
         }
@@ -260,7 +288,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
             throw new SnapprocError('ERR_SNAPPROC_HANDOVER_FAILED', `${svc.name}: ${r.why}; refresh undone, main process ${r.oldMain} of ${d.from} serves on untouched`);
           } else {
             d.fellBack.push(app);
-            await svc.start();
+            await startOrStop(svc);
             if (!d.started.includes(app)) d.started.push(app);
             parts.push(`${app}: ${r.why}; restarted into ${d.to} instead (PID ${svc.record.mainPid})`);
           }
@@ -349,6 +377,8 @@ export interface RevertData {
   stopped: string[];
   enduring: string[];
   started: string[];
+  /** Services that were not running when the revert began. */
+  wasDown?: string[];
 }
 
 export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
@@ -365,6 +395,7 @@ export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
             if (!d.enduring.includes(app)) d.enduring.push(app);
             continue;
           }
+          if (!svc.mainAlive() && !(d.wasDown ??= []).includes(app)) d.wasDown.push(app);
           await svc.stop({ keepWanted: true });
           if (!d.stopped.includes(app)) d.stopped.push(app);
           parts.push(app);
@@ -397,7 +428,13 @@ export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
         const parts: string[] = [];
         for (const svc of sup.servicesOf(d.snap)) {
           if (!svc.record.wanted || svc.mainAlive()) continue;
-          await svc.start();
+          try {
+            await startOrStop(svc, (d.wasDown ?? []).includes(svc.record.app));
+          } catch (err) {
+            if (!(d.wasDown ?? []).includes(svc.record.app)) throw err;
+            parts.push(`${svc.record.app} did not come up (${(err as Error).message}); it was not running before the revert either`);
+            continue;
+          }
           d.started.push(svc.record.app);
           parts.push(`${svc.record.app} (PID ${svc.record.mainPid ?? '-'})`);
         }

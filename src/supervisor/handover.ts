@@ -6,7 +6,7 @@
 // the start-services step of a refresh.
 import { constants } from 'node:os';
 import { classifyCgroup } from '../process/classify';
-import { signalCgroupVerified, signalVerified } from '../kernel/signal-guard';
+import { signalCgroup, signalVerified } from '../kernel/signal-guard';
 import { stopCgroup, type StopMode } from '../process/stop';
 import { revisionOf, startTimeOf } from '../kernel/procfs';
 import { readPidFile } from './pid-file';
@@ -98,7 +98,7 @@ export async function handOver(svc: Service, from: string, to: string, sig: Hand
   if (oldMain !== null && revisionOf(oldMain) === to) return { kind: 'already', newMain: oldMain };
   svc.beginHandover();
   try {
-    if (sig.all) signalCgroupVerified(svc.cgroup, SIGNALS[sig.signal]);
+    if (sig.all) await signalCgroup(svc.cgroup, SIGNALS[sig.signal]);
     else if (oldMain !== null) signalVerified(oldMain, SIGNALS[sig.signal], svc.cgroup, oldStart);
     const deadline = Date.now() + sig.stopTimeoutMs;
     let tried = false;

@@ -14,7 +14,8 @@ import { cgroupOfPid, isInside, readEvent } from '../kernel/cgroupfs';
 import { SnapprocError, hasCode } from '../util/errors';
 import { launchFile } from '../snap/launch-files';
 import { launcherPath, native, PendingWait } from '../kernel/native';
-import { startTimeOf } from '../kernel/procfs';
+import { liveStartTimeOf, pidNamespaceOf, startTimeOf } from '../kernel/procfs';
+import { cloneIntoKilledCgroupDies, recreateEmptyCgroup } from '../kernel/clone-quirk';
 import { signalName } from '../kernel/signal-names';
 import type { AppInfo } from '../snap/snap-yaml';
 import { signalVerified } from '../kernel/signal-guard';
@@ -43,6 +44,23 @@ const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 /** Whether clone3(CLONE_INTO_CGROUP) works here; learned at the first start. */
 let clone3IntoCgroup: boolean | undefined;
+
+/**
+ * How long a main process must live after its start before the start counts
+ * (SNAPPROC_SETTLE_MS, default 100 ms): a command that dies at once (a bad
+ * configuration, a missing library, a kernel that kills it at birth) makes
+ * the start fail, with its exit status, instead of reporting success.
+ */
+let ownNs: string | null | undefined;
+function ownPidNamespace(): string | null {
+  ownNs ??= pidNamespaceOf('self');
+  return ownNs;
+}
+
+export function settleMs(): number {
+  const v = Number(process.env.SNAPPROC_SETTLE_MS);
+  return Number.isFinite(v) && v >= 0 ? v : 100;
+}
 
 /** Decodes a raw wait status. */
 export function decodeWaitStatus(status: number): ExitStatus {
@@ -221,6 +239,16 @@ export class Service {
       }
       default: {
         this.setMain(pid);
+        // Up only once it lives past the settle time: an exit within it is a failed start.
+        const settle = settleMs();
+        const early = settle > 0 ? await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), settle))]) : null;
+        if (early) {
+          // Not up: the start fails and says why. What follows is the
+          // restart-condition's (with the start limit), as for any exit.
+          await this.onExit(pid, early);
+          if (options.auto) return;
+          throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', `${this.name} failed: main process ${pid} ${describeExit(early)} within ${settle} ms of its start`);
+        }
         void exited.then((s) => this.onExit(pid, s));
         this.setState('active');
       }
@@ -252,6 +280,7 @@ export class Service {
 
   private setMain(pid: number): void {
     this.record.mainPid = pid;
+    this.record.pidns = ownPidNamespace();
     this.record.mainStartTime = startTimeOf(pid);
     this.record.since = new Date().toISOString();
     this.host.changed(this);
@@ -267,7 +296,8 @@ export class Service {
   mainAlive(): boolean {
     const pid = this.record.mainPid;
     if (pid === null) return this.app.daemon === 'oneshot' && this.record.state === 'active';
-    return this.record.mainStartTime !== null && startTimeOf(pid) === this.record.mainStartTime;
+    // A zombie keeps its start time: it is not alive (the service must start again).
+    return this.record.mainStartTime !== null && liveStartTimeOf(pid) === this.record.mainStartTime;
   }
 
   /** Watches a main process that is not our direct child (adopted, forked, MAINPID=). */
@@ -311,7 +341,14 @@ export class Service {
     const args = ['--resolve', this.host.root, this.record.snap, this.record.app];
     const out = openLog(this.logFile);
     try {
-      if (clone3IntoCgroup !== false) {
+      // Where the kernel kills children cloned into a cgroup that was once
+      // cgroup.kill'ed, clone only into a freshly re-created one; a cgroup
+      // that cannot be re-created (not empty) gets the launcher moved in.
+      let cloneHere = clone3IntoCgroup !== false;
+      if (cloneHere && (await cloneIntoKilledCgroupDies(path.dirname(this.cgroup), (p) => this.host.reapedStatus(p)))) {
+        cloneHere = recreateEmptyCgroup(this.cgroup);
+      }
+      if (cloneHere) {
         const cgroupFd = fs.openSync(this.cgroup, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
         try {
           const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
@@ -513,13 +550,23 @@ export class Service {
     this.setState('deactivating');
     const timeoutMs = options.timeoutMs ?? this.app.stopTimeoutMs;
     try {
+      // Never started (no cgroup yet): nothing runs, nothing to stop. A stop,
+      // refresh or remove of such a service must not fail on it.
+      if (!fs.existsSync(path.join(this.cgroup, 'cgroup.procs'))) {
+        this.record.mainPid = null;
+        this.record.mainStartTime = null;
+        this.setState('inactive');
+        const { signal, all } = stopModeSignal(options.mode ?? this.app.stopMode);
+        return { mode: options.mode ?? this.app.stopMode, signal, target: all ? 'cgroup' : 'main', mainPid: null, signalled: 0, gone: 0, timedOut: false, isForcefullyTerminated: false, stopped: true, durationMs: 0, note: 'never started' };
+      }
       if (this.app.stopCommand) await this.runAuxiliary('stop', timeoutMs);
       const main = this.record.mainPid !== null ? { pid: this.record.mainPid, startTime: this.record.mainStartTime ?? undefined } : null;
       const result = await stopCgroup(this.cgroup, { mode: options.mode ?? this.app.stopMode, timeoutMs, main });
       this.mainWait?.cancel();
       this.mainWait = null;
       if (this.app.postStopCommand) await this.runAuxiliary('post-stop', timeoutMs).catch(() => undefined);
-      logLine(this.logFile, `stopped ${this.name} (${result.mode}: ${result.signal} to ${result.target === 'main' ? `main process ${result.mainPid}` : `${result.signalled} processes`}${result.isForcefullyTerminated ? ', SIGKILL after timeout' : ''})`);
+      const to = result.target === 'main' ? (result.mainPid === null ? 'nobody: main process already gone' : `main process ${result.mainPid}`) : `${result.signalled} processes`;
+      logLine(this.logFile, `stopped ${this.name} (${result.mode}: ${result.signal} to ${to}${result.isForcefullyTerminated ? ', SIGKILL after timeout' : ''}${result.note && result.mainPid !== null ? `; ${result.note}` : ''})`);
       this.record.mainPid = null;
       this.record.mainStartTime = null;
       this.setState('inactive');

@@ -14,6 +14,7 @@ import { writeRevisionLaunchFiles } from '../snap/launch-files';
 import { hookScopeName, serviceCgroupName } from '../process/cgroup-names';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { native } from '../kernel/native';
+import { isFrozen, thawCgroup } from '../kernel/freeze';
 import { snapYamlOf } from '../snap/snap-from-path';
 import { checkInstanceName, validateAppName } from '../snap/names';
 import { writeFileAtomic } from '../util/atomic-file';
@@ -89,6 +90,7 @@ export class Supervisor {
   private say: (line: string) => void;
   private busy: Promise<unknown> = Promise.resolve();
   private sweeping: Promise<void> = Promise.resolve();
+  private savePending = false;
   private hookRuns = new HookRuns();
   /** Revisions kept per snap (SPEC 1: 2). */
   retain = 2;
@@ -106,7 +108,12 @@ export class Supervisor {
   // ---------------------------------------------------------------- lifecycle
 
   async start(): Promise<void> {
-    cgroup2Mount();
+    const mount = cgroup2Mount();
+    // Every start would fail later (clone3: EBADF) with a parent that is no cgroup2 directory: say so now.
+    const parent = path.resolve(this.cgroupParent);
+    if (!isInside(parent, path.resolve(mount))) {
+      throw new SnapprocError('ERR_SNAPPROC_CGROUP_PARENT', `cgroup parent ${this.cgroupParent} (SNAPPROC_CGROUP_PARENT) is not below the cgroup2 mount ${mount}`, { path: this.cgroupParent });
+    }
     fs.mkdirSync(path.join(this.root, 'run'), { recursive: true, mode: 0o755 });
     fs.mkdirSync(path.join(this.root, 'state'), { recursive: true, mode: 0o755 });
     try {
@@ -188,12 +195,21 @@ export class Supervisor {
 
   /**
    * @internal
-   * Records are saved at once (atomically, ~0.1 ms, not flushed): a crash
-   * right after a main process changed must find the new one on disk, or the
-   * next supervisor would not re-adopt it.
+   * Records are saved before anything else happens (in place, not flushed):
+   * a crash right after a main process changed must find the new one on
+   * disk, or the next supervisor would not re-adopt it. The changes of one
+   * synchronous stretch (a start sets several fields) are written once, in
+   * a microtask: before any timer, I/O callback or awaited step goes on, so
+   * with 1000 services a start or stop does not rewrite every record per field.
    */
-  changed(_service: Service): void {
-    this.save();
+  changed(service: Service): void {
+    this.recordsFile.mark(serviceKey(service.record.snap, service.record.app));
+    if (this.savePending) return;
+    this.savePending = true;
+    queueMicrotask(() => {
+      if (!this.savePending) return;
+      this.save(true);
+    });
   }
 
   /** @internal */
@@ -296,7 +312,9 @@ export class Supervisor {
 
   // ---------------------------------------------------------------- services
 
-  private save(): void {
+  private save(changedOnly = false): void {
+    this.savePending = false;
+    if (!changedOnly) this.recordsFile.mark();
     saveRecords(this.recordsFile, [...this.services.values()].map((s) => s.record));
   }
 
@@ -396,6 +414,18 @@ export class Supervisor {
       if (plan === 'none') continue;
       this.say(`${change.kind} of ${change.snap} (${change.id}) was interrupted: ${plan === 'complete' ? 'completing it' : 'undoing it'}`);
       if (plan === 'undo') change.status = 'undoing';
+      // A change freezes a cgroup only for the moment of a signal: one found
+      // frozen was left so by the crash, and its processes could act on nothing.
+      for (const cg of findSnapCgroups(change.snap, { under: this.cgroupParent })) {
+        try {
+          if (isFrozen(cg.path)) {
+            await thawCgroup(cg.path);
+            this.say(`${cg.path}: thawed (left frozen by the interrupted ${change.kind})`);
+          }
+        } catch (err) {
+          this.say(`${cg.path}: ${(err as Error).message}`);
+        }
+      }
       const steps = change.kind === 'refresh' ? refreshSteps(this) : change.kind === 'revert' ? revertSteps(this) : removeSteps(this);
       await runChange(this.root, change as never, steps as never, { progress: (l) => this.say(l) }).catch((err) => this.say((err as Error).message));
     }

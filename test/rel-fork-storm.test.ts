@@ -1,0 +1,72 @@
+// Reliability: a fork storm. A service whose processes fork continuously
+// (setsid'd children that ignore SIGTERM, forking on their own) is stopped
+// with its -all stop-mode and, in the same trial, started again and
+// removed: nothing of it may survive, and each stop ends within
+// stop-timeout + 100 ms (SIGTERM to every member, cgroup.kill at the
+// timeout). Also exercises the restart into a cgroup once cgroup.kill'ed.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as path from 'node:path';
+import { Supervisor } from '../src/supervisor/supervisor';
+import { gate, makeCgroup, tmpdir, trials, uniqueSnapName } from './helpers';
+import { buildSnap, cgroupMembers, removeCgroup, sleep, stats } from './rel-support';
+
+const test = suite('rel-fork-storm');
+const rootTest = gate(test);
+
+const STOP_TIMEOUT_MS = 300;
+const STORM = `#!/bin/sh
+trap '' TERM
+# Every child forks on its own, in a session of its own, and ignores SIGTERM too.
+while :; do
+  setsid sh -c 'while :; do sleep 5 & sleep 0.02; done' &
+  sleep 0.01
+done
+`;
+
+rootTest('fork storm: stop (-all) and remove leave 0 survivors, each stop within stop-timeout + 100 ms', async () => {
+  const n = trials(6, 100);
+  const root = tmpdir('rel-storm-root-');
+  const cg = makeCgroup('storm');
+  const sup = new Supervisor({ root, cgroupParent: cg, handleSignals: false, log: () => {} });
+  await sup.start();
+  const stopMs: number[] = [];
+  const removeMs: number[] = [];
+  let survivors = 0;
+  let late = 0;
+  let peak = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      const name = uniqueSnapName('storm');
+      const svcCg = path.join(cg, `snap.${name}.svc.service`);
+      await sup.install(buildSnap(name, `  svc:\n    command: bin/storm\n    daemon: simple\n    stop-timeout: ${STOP_TIMEOUT_MS}ms\n    restart-condition: always\n`, { storm: STORM }));
+      await sleep(150);
+      peak = Math.max(peak, cgroupMembers(svcCg).length);
+      let t0 = performance.now();
+      const [r] = await sup.stopSnap(name, 'svc', {});
+      const took = performance.now() - t0;
+      stopMs.push(took);
+      if (took > STOP_TIMEOUT_MS + 100) late += 1;
+      survivors += cgroupMembers(svcCg).length;
+      assert.ok(r.stopped, `trial ${i}: stopped`);
+      // Started again (into the cgroup that was cgroup.kill'ed), storming, then removed.
+      await sup.startSnap(name, 'svc');
+      await sleep(150);
+      peak = Math.max(peak, cgroupMembers(svcCg).length);
+      t0 = performance.now();
+      await sup.remove(name);
+      removeMs.push(performance.now() - t0);
+      survivors += cgroupMembers(cg).length;
+    }
+  } finally {
+    await sup.shutdown({ stopServices: true }).catch(() => undefined);
+    await removeCgroup(cg);
+  }
+  const s = stats(stopMs);
+  const rm = stats(removeMs);
+  process.stdout.write(`  [figure] fork storm x${n}: ${survivors} survivors; stop (stop-timeout ${STOP_TIMEOUT_MS} ms) median ${s.median.toFixed(0)} ms, max ${s.max.toFixed(0)} ms, ${late} over stop-timeout + 100 ms; remove median ${rm.median.toFixed(0)} ms, max ${rm.max.toFixed(0)} ms; up to ${peak} processes in the cgroup\n`);
+  assert.is(survivors, 0, 'no process survives');
+  assert.is(late, 0, `every stop within ${STOP_TIMEOUT_MS + 100} ms (max ${s.max.toFixed(0)} ms)`);
+});
+
+test.run();
