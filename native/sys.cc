@@ -487,8 +487,11 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
       close(t.second);
     }
   }
+  // The thaw is written, not waited for: every member is signalled, and the
+  // caller waits for what it is after (`populated 0`), not for `frozen 0`,
+  // which the kernel may announce up to a notification interval late.
   const char* thaw_syscall = nullptr;
-  int thaw = was_frozen ? 1 : cg_set_frozen(dir, 0, freeze_timeout_ms, &thaw_syscall);
+  int thaw = was_frozen ? 1 : write_file(dir, "cgroup.freeze", "0", &thaw_syscall);
   if (rc < 0) return rc;
   if (thaw < 0) {
     if (syscall_out) *syscall_out = thaw_syscall;

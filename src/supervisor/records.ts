@@ -61,13 +61,54 @@ export function loadRecords(root: string): Map<string, ServiceRecord> {
   return new Map((doc?.services ?? []).map((r) => [serviceKey(r.snap, r.app), r]));
 }
 
-/** The writer of a root's records (one per supervisor: close it at shutdown). */
-export function recordsWriter(root: string): SlotFile {
-  return new SlotFile(recordsFile(root));
+/**
+ * The writer of a root's records (one per supervisor: close it at shutdown).
+ * Each record's JSON is kept and made again only for the services marked
+ * changed: with 1000 services, a state change of one does not stringify and
+ * sort the other 999 (which made a stop of all quadratic).
+ */
+export class RecordsWriter {
+  private readonly slots: SlotFile;
+  private readonly texts = new Map<string, string>();
+  private readonly dirty = new Set<string>();
+  private all = true;
+
+  constructor(root: string) {
+    this.slots = new SlotFile(recordsFile(root));
+  }
+
+  /** The record of this service changed (undefined: any may have). */
+  mark(key?: string): void {
+    if (key === undefined) this.all = true;
+    else this.dirty.add(key);
+  }
+
+  /** Writes every record (in place, not flushed: after a power loss no service runs, so nothing is left to re-adopt). */
+  save(records: Iterable<ServiceRecord>): void {
+    const keep = new Map<string, string>();
+    for (const r of records) {
+      const key = serviceKey(r.snap, r.app);
+      let text = this.all || this.dirty.has(key) ? undefined : this.texts.get(key);
+      if (text === undefined) text = JSON.stringify(r);
+      keep.set(key, text);
+    }
+    this.texts.clear();
+    for (const key of [...keep.keys()].sort()) this.texts.set(key, keep.get(key)!);
+    this.dirty.clear();
+    this.all = false;
+    const services = [...this.texts.values()].join(',\n');
+    this.slots.writeText((seq) => `{"seq":${seq},"services":[\n${services}\n]}`);
+  }
+
+  close(): void {
+    this.slots.close();
+  }
 }
 
-export function saveRecords(writer: SlotFile, records: Iterable<ServiceRecord>): void {
-  const services = [...records].sort((a, b) => serviceKey(a.snap, a.app).localeCompare(serviceKey(b.snap, b.app)));
-  // Not flushed: after a power loss no service runs, so nothing is left to re-adopt.
-  writer.write({ services });
+export function recordsWriter(root: string): RecordsWriter {
+  return new RecordsWriter(root);
+}
+
+export function saveRecords(writer: RecordsWriter, records: Iterable<ServiceRecord>): void {
+  writer.save(records);
 }

@@ -64,16 +64,23 @@ export class SlotFile {
    */
   write(doc: object, options: { durable?: boolean } = {}): void {
     const d = doc as Seq;
+    this.writeText((seq) => {
+      d.seq = seq;
+      return JSON.stringify(doc, null, 2);
+    }, options, d.seq ?? 0);
+  }
+
+  /** Writes the JSON text that `render` makes for the next sequence number (it must hold `"seq": seq`). */
+  writeText(render: (seq: number) => string, options: { durable?: boolean } = {}, atLeast = 0): void {
     if (!this.fds) {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
       const last = readSlotFile<Seq>(this.file);
-      this.seq = Math.max(last?.seq ?? 0, d.seq ?? 0);
+      this.seq = Math.max(last?.seq ?? 0, atLeast);
       this.fds = [this.open(this.file), this.open(otherSlot(this.file))];
       if (options.durable) fsyncDir(path.dirname(this.file));
     }
     this.seq += 1;
-    d.seq = this.seq;
-    const data = Buffer.from(JSON.stringify(doc, null, 2) + '\n');
+    const data = Buffer.from(render(this.seq) + '\n');
     const fd = this.fds[this.seq % 2];
     fs.writeSync(fd, data, 0, data.length, 0);
     fs.ftruncateSync(fd, data.length);
