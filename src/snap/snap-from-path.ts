@@ -358,7 +358,7 @@ export function unpackSizeSync(file: string, only: string[] = []): UnpackSize {
     out = execFileSync('unsquashfs', ['-n', '-lls', file, ...only], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1024 * 1024 * 1024 });
   } catch (err) {
     if (hasErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === 'unsquashfs') {
-      throw new SnapprocError('ENOENT', `reading ${file} needs unsquashfs (Debian package squashfs-tools)`, { path: file, cause: err });
+      throw new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err });
     }
     throw new SnapprocError(NOT_A_SNAP, `not a snap: cannot unpack ${file}: ${unsquashFailure(err)}`, { path: file, cause: err });
   }
@@ -398,7 +398,7 @@ export function unpackSize(file: string, only: string[] = []): Promise<UnpackSiz
       if (stderr.length < 64 * 1024) stderr += chunk;
     });
     child.on('error', (err) => {
-      if (hasErrno(err, 'ENOENT')) reject(new SnapprocError('ENOENT', `reading ${file} needs unsquashfs (Debian package squashfs-tools)`, { path: file, cause: err }));
+      if (hasErrno(err, 'ENOENT')) reject(new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err }));
       else reject(err);
     });
     child.on('close', (status, signal) => {
@@ -416,7 +416,7 @@ export function unsquashAsync(file: string, dest: string, only: string[] = []): 
     execFile('unsquashfs', ['-n', '-no-xattrs', '-d', dest, file, ...only], { maxBuffer: 16 * 1024 * 1024 }, (err, _stdout, stderr) => {
       if (!err) return resolve();
       if (hasErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === 'unsquashfs') {
-        return reject(new SnapprocError('ENOENT', `reading ${file} needs unsquashfs (Debian package squashfs-tools)`, { path: file, cause: err }));
+        return reject(new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err }));
       }
       const e = err as { code?: unknown; signal?: string | null };
       reject(new SnapprocError(NOT_A_SNAP, `not a snap: cannot unpack ${file}: ${unsquashFailure({ stderr, status: typeof e.code === 'number' ? e.code : null, signal: e.signal ?? null })}`, { path: file, cause: err }));
@@ -430,7 +430,7 @@ export function unsquashSync(file: string, dest: string, only: string[] = []): v
     execFileSync('unsquashfs', ['-n', '-no-xattrs', '-d', dest, file, ...only], { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 16 * 1024 * 1024 });
   } catch (err) {
     if (hasErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === 'unsquashfs') {
-      throw new SnapprocError('ENOENT', `reading ${file} needs unsquashfs (Debian package squashfs-tools)`, { path: file, cause: err });
+      throw new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err });
     }
     throw new SnapprocError(NOT_A_SNAP, `not a snap: cannot unpack ${file}: ${unsquashFailure(err)}`, { path: file, cause: err });
   }
