@@ -4,6 +4,7 @@
 // generation, and decide what a failed hand-over means (roll back, the old
 // main untouched, or restart into the new revision). changes.ts calls it from
 // the start-services step of a refresh.
+import * as fs from 'node:fs';
 import { constants } from 'node:os';
 import { classifyCgroup } from '../process/classify';
 import { signalCgroup, signalVerified } from '../kernel/signal-guard';
@@ -41,6 +42,16 @@ export type HandoverOutcome =
   | { kind: 'rolled-back'; oldMain: number; ms: number; why: string };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether a process has exited (no such process, or a zombie). */
+function gone(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
+}
 
 function alive(pid: number | null, startTime?: number): boolean {
   if (pid === null) return false;
@@ -101,7 +112,9 @@ export async function handOver(svc: Service, from: string, to: string, sig: Hand
     if (sig.all) await signalCgroup(svc.cgroup, SIGNALS[sig.signal]);
     else if (oldMain !== null) signalVerified(oldMain, SIGNALS[sig.signal], svc.cgroup, oldStart);
     const deadline = Date.now() + sig.stopTimeoutMs;
-    let tried = false;
+    // Processes seen executing `to`: the successor failed only once every one of them is really gone
+    // (a process in the middle of an exec may read as no revision at all for a moment).
+    const seenTo = new Set<number>();
     let why = `no process of ${to} took over within ${sig.stopTimeoutMs} ms after ${sig.signal}`;
     let successor: { pid: number; how: string } | null = null;
     while (Date.now() < deadline) {
@@ -110,8 +123,8 @@ export async function handOver(svc: Service, from: string, to: string, sig: Hand
       if (successor) break;
       const procs = classifyCgroup(svc.cgroup, { revisions: true }).processes;
       const ofTo = procs.filter((p) => p.revision === to && p.pid !== oldMain);
-      if (ofTo.length) tried = true;
-      else if (tried && oldAlive) {
+      for (const p of ofTo) seenTo.add(p.pid);
+      if (ofTo.length === 0 && seenTo.size > 0 && oldAlive && [...seenTo].every(gone)) {
         why = `the successor executing ${to} exited before it took over`;
         break;
       }
