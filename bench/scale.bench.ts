@@ -27,7 +27,7 @@ const num = (name: string, dflt: number) => {
 const PER_SNAP = 10;
 const SERVICES = Math.max(PER_SNAP, Math.round(num('services', 1000) / PER_SNAP) * PER_SNAP);
 const SNAPS = SERVICES / PER_SNAP;
-const REPS = num('reps', 3);
+const REPS = Math.max(2, num('reps', 2));
 const CLI = path.join(REPO, 'bin', 'snapproc');
 const bc = new BenchCgroups();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-bench-scale-'));

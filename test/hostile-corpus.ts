@@ -51,6 +51,32 @@ export function squash(dir: string, pseudo: string[] = []): string {
   return file;
 }
 
+/**
+ * A .snap of a few KiB whose two hard-linked files (one extended inode)
+ * claim `bytes` each: packed uncompressed, then the inode's file_size
+ * patched. What a listing (and an unpack) believes is what the inode says.
+ */
+export function claimingSnap(bytes: number): string {
+  const dir = snapTree(GOOD_YAML, { 'data/blob': 'hello' });
+  fs.linkSync(path.join(dir, 'data', 'blob'), path.join(dir, 'data', 'blob2'));
+  const file = path.join(tmpdir('snapproc-hostile-snap-'), 'hostile.snap');
+  execFileSync('mksquashfs', [dir, file, '-noappend', '-quiet', '-no-progress', '-all-root', '-noI', '-noD', '-noF', '-noX'], { stdio: 'ignore' });
+  const b = fs.readFileSync(file);
+  const inodeTable = Number(b.readBigUInt64LE(64));
+  const dirTable = Number(b.readBigUInt64LE(72));
+  let patched = 0;
+  // Extended regular inode (type 9): file_size (u64) at +24, nlink (u32) at +40.
+  for (let i = inodeTable + 2; i < dirTable - 44; i++) {
+    if (b.readUInt16LE(i) === 9 && b.readBigUInt64LE(i + 24) === 5n && b.readUInt32LE(i + 40) === 2) {
+      b.writeBigUInt64LE(BigInt(bytes), i + 24);
+      patched++;
+    }
+  }
+  if (patched !== 1) throw new Error(`claimingSnap: found ${patched} inodes to patch`);
+  fs.writeFileSync(file, b);
+  return file;
+}
+
 function aliasBomb(): string {
   let y = "name: hostile\nversion: '1'\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
   for (let i = 1; i < 9; i++) y += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]\n`;
@@ -268,6 +294,23 @@ export function corpus(): HostileSnap[] {
           return squash(d);
         },
         refused: /meta -> \/etc is a symbolic link that leads outside the snap$/,
+      },
+      {
+        // A few KiB that claim 2 PiB: refused from the listing, before anything is unpacked (issue 10, decompression bomb).
+        name: '.snap whose listing claims 2 PiB (decompression bomb)',
+        make: () => claimingSnap(2 ** 50),
+        refused: /cannot unpack .*hostile\.snap: it unpacks to 2\.0 PiB in \d+ entries, more than the .* that \S+ has free \(keeping .* free\)$/,
+      },
+      {
+        name: '.snap whose superblock claims 2,000,000 entries',
+        make: () => {
+          const f = squash(snapTree());
+          const buf = fs.readFileSync(f);
+          buf.writeUInt32LE(2_000_000, 4); // inode_count
+          fs.writeFileSync(f, buf);
+          return f;
+        },
+        refused: /hostile\.snap holds 2000000 entries, more than the limit of 1000000$/,
       },
       {
         name: 'truncated .snap',

@@ -13,13 +13,13 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn, ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as fc from 'fast-check';
 import { stringify } from 'yaml';
 import { validateSnapYaml } from '../src/snap/snap-yaml';
 import { RevisionStore } from '../src/snap/revision-store';
 import { request } from '../src/supervisor/client';
-import { corpus, GOOD_YAML, snapTree } from './hostile-corpus';
+import { corpus, GOOD_YAML, haveSquashfsTools, snapTree, squash } from './hostile-corpus';
 import { CLI, cleanupParent, gate, isRoot, makeCgroup, reliabilityFull, REPO, tmpdir, trials, waitFor } from './helpers';
 import { readSnapYamlFrom } from '../src/snap/snap-from-path';
 import { SnapYamlError } from '../src/snap/snap-yaml';
@@ -146,6 +146,54 @@ rootTest('the hostile corpus through validate and install: one line each, quick,
   }
   figure(`hostile corpus: ${entries.length} snaps x${rounds}: ${refusals} refusals (validate${reliabilityFull ? ' (CLI)' : ' (in process)'} and install (CLI)), each one line; ${accepted} accepted installs checked; slowest ${slowest.toFixed(0)} ms (${slowestName}); supervisor pings missed during installs: ${pingsMissed}`);
   assert.is(pingsMissed, 0);
+});
+
+rootTest('a slow unsquashfs (a large .snap, a loaded disk) does not stall the supervisor: every ping answered within 1 s while it learns the name and unpacks', async () => {
+  if (!haveSquashfsTools()) return;
+  // unsquashfs that takes 1.5 s each time it runs, as on a loaded machine:
+  // the supervisor must wait for it without blocking its event loop.
+  const base = tmpdir('snapproc-rel-slow-');
+  const bin = path.join(base, 'bin');
+  fs.mkdirSync(bin);
+  const real = execFileSync('sh', ['-c', 'command -v unsquashfs'], { encoding: 'utf8' }).trim();
+  fs.writeFileSync(path.join(bin, 'unsquashfs'), `#!/bin/sh\nsleep 1.5\nexec ${real} "$@"\n`, { mode: 0o755 });
+  const slowRoot = path.join(base, 'r');
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}`, SNAPPROC_NO_AUTOSTART: '1' };
+  const sup = spawn(process.execPath, [path.join(REPO, 'test', 'fixtures', 'control-daemon.js'), slowRoot, makeCgroup('rel-snaps-slow'), '{}'], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  try {
+    let out = '';
+    sup.stdout!.on('data', (d) => (out += d));
+    await waitFor('supervisor ready', () => /ready \d+/.test(out), 20_000);
+    const snap = squash(snapTree());
+    const install = new Promise<{ code: number | null; stderr: string; ms: number }>((resolve) => {
+      const t0 = performance.now();
+      const c = spawn(process.execPath, [CLI, '--root', slowRoot, 'install', snap], { stdio: ['ignore', 'ignore', 'pipe'], env });
+      let stderr = '';
+      c.stderr.on('data', (d) => (stderr += d));
+      c.on('close', (code) => resolve({ code, stderr, ms: performance.now() - t0 }));
+    });
+    let done = false, pings = 0, unanswered = 0, slowest = 0;
+    const pinger = (async () => {
+      while (!done) {
+        const t0 = performance.now();
+        const ok = await Promise.race([request(slowRoot, 'ping').then(() => true, () => false), new Promise<boolean>((r) => setTimeout(() => r(false), 1000))]);
+        pings++;
+        if (!ok) unanswered++;
+        slowest = Math.max(slowest, performance.now() - t0);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const r = await install;
+    done = true;
+    await pinger;
+    figure(`install of a .snap with unsquashfs slowed to 1.5 s a run: took ${r.ms.toFixed(0)} ms; ${pings} pings meanwhile, ${unanswered} unanswered within 1 s, slowest ${slowest.toFixed(1)} ms`);
+    assert.is(r.code, 0, r.stderr);
+    assert.ok(r.ms > 3000, 'unsquashfs was slowed (ran at least twice)');
+    assert.is(unanswered, 0);
+  } finally {
+    sup.kill('SIGTERM');
+    if (sup.exitCode === null) await new Promise((r) => sup.once('exit', r));
+  }
 });
 
 // ---------------------------------------------------------------- fuzzing the validator

@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { readSnapYamlFrom, symlinkStaysInside } from '../src/snap/snap-from-path';
 import { SnapYamlError, validateSnapYaml } from '../src/snap/snap-yaml';
 import { RevisionStore } from '../src/snap/revision-store';
-import { corpus } from './hostile-corpus';
+import { execFileSync } from 'node:child_process';
+import { corpus, haveSquashfsTools, snapTree, squash } from './hostile-corpus';
 import { isRoot, tmpdir } from './helpers';
 
 const test = suite('snap-from-path');
@@ -83,5 +84,41 @@ for (const c of corpus()) {
     }
   });
 }
+
+test('decompression bomb: a .snap larger than the free space of R\'s file system is refused before anything is unpacked; one that fits installs', async () => {
+  if (!isRoot || !haveSquashfsTools()) return;
+  const small = path.join(tmpdir(), 'small');
+  fs.mkdirSync(small);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=755', 'snapproc-test-bomb', small]);
+  try {
+    const sparse = (mib: number) => {
+      const d = snapTree();
+      fs.mkdirSync(path.join(d, 'data'));
+      fs.writeFileSync(path.join(d, 'data', 'big.img'), '');
+      fs.truncateSync(path.join(d, 'data', 'big.img'), mib * 1024 * 1024);
+      return squash(d);
+    };
+    const bomb = sparse(64);
+    assert.ok(fs.statSync(bomb).size < 64 * 1024, `the .snap is small (${fs.statSync(bomb).size} bytes)`);
+    const root = path.join(small, 'root');
+    const usedBefore = fs.statfsSync(small).bfree;
+    let err: Error | null = null;
+    try {
+      await new RevisionStore(root).addRevision(bomb);
+    } catch (e) {
+      err = e as Error;
+    }
+    assert.ok(err, 'a 64 MiB unpack into 16 MiB was accepted');
+    assert.match(err!.message, new RegExp(`^cannot unpack ${bomb}: it unpacks to 64\\.0 MiB in \\d+ entries, more than the [\\d.]+ MiB that ${small} has free \\(keeping 1\\.6 MiB free\\)$`));
+    assert.is((err as NodeJS.ErrnoException).code, 'ENOSPC');
+    assert.ok(!fs.existsSync(root), 'nothing written under R');
+    assert.is(fs.statfsSync(small).bfree, usedBefore, 'no block of the small file system used');
+    // What fits (4 MiB of 16) installs, the sparse file kept.
+    const r = await new RevisionStore(root).addRevision(sparse(4));
+    assert.is(fs.statSync(path.join(r.dir, 'data', 'big.img')).size, 4 * 1024 * 1024);
+  } finally {
+    execFileSync('umount', ['-l', small]);
+  }
+});
 
 test.run();

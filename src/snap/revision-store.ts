@@ -33,7 +33,7 @@ import { SnapprocError, usageError } from '../util/errors';
 import { fsyncDir, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
 import { checkCommands } from './command-check';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
-import { checkSnapTree, readTreeSnapYaml, treeHooks } from './snap-from-path';
+import { checkSnapTree, checkUnpackFits, readTreeSnapYaml, treeHooks, unpackSize } from './snap-from-path';
 import { revisionPaths } from './environment';
 import { native } from '../kernel/native';
 import { validateInstanceName } from './snap-yaml';
@@ -333,6 +333,8 @@ export class RevisionStore {
     // unpacked tree is then moved into R (or, across file systems, unpacked again).
     let stage: string | null = null;
     if (kind === 'squashfs') {
+      // Bounded first (a few KiB can claim terabytes): it must fit where it is staged and into R.
+      checkUnpackFits(source, await unpackSize(source), [os.tmpdir(), this.root]);
       stage = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-unpack-'));
       try {
         await unsquash(source, path.join(stage, 'tree'));

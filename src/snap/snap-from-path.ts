@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { SnapprocError } from '../util/errors';
 import type { SnapYaml } from './snap-yaml';
 import { MAX_SNAP_YAML_BYTES } from './yaml-limits';
@@ -252,13 +252,185 @@ function unsquashFailure(err: unknown): string {
   return said.find((l) => !/^Parallel unsquashfs|^\d+ inodes|^created \d+/.test(l)) ?? (e.signal ? `unsquashfs was killed by ${e.signal}` : `unsquashfs exited with status ${String(e.status)}`);
 }
 
+// ---------------------------------------------------------------- bounding an unpack
+// A .snap is a compressed image: a few KiB can claim terabytes (a sparse
+// file) or millions of entries. Before anything is unpacked, its listing
+// (`unsquashfs -lls`) is summed and held against the free space of every file
+// system the unpack writes to (the private staging directory, and R),
+// keeping a margin; and its entry count (the superblock's inode count, then
+// the listing's lines) against MAX_SNAP_ENTRIES. Nothing is written before.
+
+/** More entries than any real snap holds (the largest desktop snaps have ~10^5). */
+export const MAX_SNAP_ENTRIES = 1_000_000;
+/** What an unpack leaves free on its file system: 64 MiB, or a tenth of a smaller one. */
+export function unpackMargin(totalBytes: number): number {
+  return Math.min(64 * 1024 * 1024, Math.floor(totalBytes / 10));
+}
+
+export interface UnpackSize {
+  /** Entries listed (files, directories, links, everything). */
+  entries: number;
+  /** Bytes the unpacked tree takes: each regular file rounded up to 4 KiB blocks, 4 KiB for every other entry. */
+  bytes: number;
+}
+
+function humanBytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** The superblock's inode count (offset 4, little-endian), before anything is listed. */
+function superblockInodes(file: string): number {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const sb = Buffer.alloc(8);
+    if (fs.readSync(fd, sb, 0, 8, 0) < 8 || sb.toString('latin1', 0, 4) !== 'hsqs') {
+      throw new SnapprocError(NOT_A_SNAP, `not a snap: ${file} has no squashfs superblock`, { path: file });
+    }
+    return sb.readUInt32LE(4);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function tooManyEntries(file: string, n: number): SnapprocError {
+  return new SnapprocError(INVALID_SNAP, `invalid snap: ${file} holds ${n} entries, more than the limit of ${MAX_SNAP_ENTRIES}`, { path: file });
+}
+
+const LISTED = /^([-dlcbps])[-rwxsStT]{9}\s+\S+\s+(\d+)?/;
+
+/** Adds one line of `unsquashfs -lls` to `acc`. */
+function countListed(acc: UnpackSize, line: string): void {
+  const m = LISTED.exec(line);
+  if (!m) return; // a name holding a newline: its tail (the entry itself was counted)
+  acc.entries++;
+  if (m[1] === '-' && m[2] !== undefined) acc.bytes += Math.ceil(Number(m[2]) / 4096) * 4096;
+  else acc.bytes += 4096;
+}
+
+/** The nearest existing directory at or above `dir` (R may not exist yet). */
+function existingAncestor(dir: string): string {
+  let d = path.resolve(dir);
+  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  return d;
+}
+
+/**
+ * Refuses, in one line naming the snap and the limit, an unpack of `size`
+ * that would not fit into each of `targets` (directories, or where they will
+ * be) with the margin left free. Targets on one file system count once each
+ * (the staging directory is renamed into R when they share one).
+ */
+export function checkUnpackFits(file: string, size: UnpackSize, targets: string[]): void {
+  if (size.entries > MAX_SNAP_ENTRIES) throw tooManyEntries(file, size.entries);
+  const seen = new Set<string>();
+  for (const target of targets) {
+    const at = existingAncestor(target);
+    const dev = String(fs.statSync(at).dev);
+    if (seen.has(dev)) continue;
+    seen.add(dev);
+    const st = fs.statfsSync(at);
+    const free = st.bavail * st.bsize;
+    const margin = unpackMargin(st.blocks * st.bsize);
+    if (size.bytes + margin > free) {
+      throw new SnapprocError(
+        'ENOSPC',
+        `cannot unpack ${file}: it unpacks to ${humanBytes(size.bytes)} in ${size.entries} entries, more than the ${humanBytes(Math.max(free - margin, 0))} that ${at} has free (keeping ${humanBytes(margin)} free)`,
+        { path: file },
+      );
+    }
+  }
+}
+
+/** The unpacked size of a squashfs file (all of it, or only `only`), from its listing; synchronous. */
+export function unpackSizeSync(file: string, only: string[] = []): UnpackSize {
+  const inodes = superblockInodes(file);
+  if (inodes > MAX_SNAP_ENTRIES) throw tooManyEntries(file, inodes);
+  let out: Buffer;
+  try {
+    // At most MAX_SNAP_ENTRIES lines (the inode count bounds them; hard links aside), each at most a path.
+    out = execFileSync('unsquashfs', ['-n', '-lls', file, ...only], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1024 * 1024 * 1024 });
+  } catch (err) {
+    if (hasErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === 'unsquashfs') {
+      throw new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err });
+    }
+    throw new SnapprocError(NOT_A_SNAP, `not a snap: cannot unpack ${file}: ${unsquashFailure(err)}`, { path: file, cause: err });
+  }
+  const acc: UnpackSize = { entries: 0, bytes: 0 };
+  for (const line of out.toString('latin1').split('\n')) countListed(acc, line);
+  return acc;
+}
+
+/** As unpackSizeSync, without blocking the event loop: the listing is read as it comes, and cut off past the entry limit. */
+export function unpackSize(file: string, only: string[] = []): Promise<UnpackSize> {
+  return new Promise((resolve, reject) => {
+    let inodes: number;
+    try {
+      inodes = superblockInodes(file);
+    } catch (err) {
+      return reject(err);
+    }
+    if (inodes > MAX_SNAP_ENTRIES) return reject(tooManyEntries(file, inodes));
+    const acc: UnpackSize = { entries: 0, bytes: 0 };
+    const child = spawn('unsquashfs', ['-n', '-lls', file, ...only], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let rest = '';
+    let stderr = '';
+    let refused: SnapprocError | null = null;
+    child.stdout.setEncoding('latin1');
+    child.stdout.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      if (rest.length > 1024 * 1024) rest = rest.slice(-4096); // no line is that long; keep the framing linear
+      for (const line of lines) countListed(acc, line);
+      if (acc.entries > MAX_SNAP_ENTRIES && refused === null) {
+        refused = tooManyEntries(file, acc.entries);
+        child.kill('SIGKILL');
+      }
+    });
+    child.stderr.setEncoding('latin1');
+    child.stderr.on('data', (chunk: string) => {
+      if (stderr.length < 64 * 1024) stderr += chunk;
+    });
+    child.on('error', (err) => {
+      if (hasErrno(err, 'ENOENT')) reject(new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err }));
+      else reject(err);
+    });
+    child.on('close', (status, signal) => {
+      if (refused) return reject(refused);
+      if (status !== 0) return reject(new SnapprocError(NOT_A_SNAP, `not a snap: cannot unpack ${file}: ${unsquashFailure({ stderr, status, signal })}`, { path: file }));
+      countListed(acc, rest);
+      resolve(acc);
+    });
+  });
+}
+
+/** Unpacks a squashfs file (all of it, or only `only`) into the new directory `dest`, without blocking the event loop. */
+export function unsquashAsync(file: string, dest: string, only: string[] = []): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('unsquashfs', ['-n', '-no-xattrs', '-d', dest, file, ...only], { maxBuffer: 16 * 1024 * 1024 }, (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      if (hasErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === 'unsquashfs') {
+        return reject(new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err }));
+      }
+      const e = err as { code?: unknown; signal?: string | null };
+      reject(new SnapprocError(NOT_A_SNAP, `not a snap: cannot unpack ${file}: ${unsquashFailure({ stderr, status: typeof e.code === 'number' ? e.code : null, signal: e.signal ?? null })}`, { path: file, cause: err }));
+    });
+  });
+}
+
 /** Unpacks a squashfs file (all of it, or only `only`) into the new directory `dest`, synchronously. */
 export function unsquashSync(file: string, dest: string, only: string[] = []): void {
   try {
     execFileSync('unsquashfs', ['-n', '-no-xattrs', '-d', dest, file, ...only], { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 16 * 1024 * 1024 });
   } catch (err) {
     if (hasErrno(err, 'ENOENT') && (err as NodeJS.ErrnoException).path === 'unsquashfs') {
-      throw new SnapprocError('ENOENT', `reading ${file} needs unsquashfs (Debian package squashfs-tools)`, { path: file, cause: err });
+      throw new SnapprocError('ENOENT', `cannot unpack ${file}: unsquashfs is not installed (install the Debian package squashfs-tools)`, { path: file, cause: err });
     }
     throw new SnapprocError(NOT_A_SNAP, `not a snap: cannot unpack ${file}: ${unsquashFailure(err)}`, { path: file, cause: err });
   }
@@ -288,10 +460,12 @@ export function readSnapYamlFrom(source: string, opts: { metaOnly?: boolean } = 
   };
   if (kind === 'directory') return fromTree(source, source, path.join(source, 'meta', 'snap.yaml'));
   if (kind === 'squashfs') {
+    const only = opts.metaOnly ? ['meta'] : [];
+    checkUnpackFits(source, unpackSizeSync(source, only), [os.tmpdir()]);
     const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-read-'));
     try {
       const tree = path.join(stage, 'tree');
-      unsquashSync(source, tree, opts.metaOnly ? ['meta'] : []);
+      unsquashSync(source, tree, only);
       return fromTree(tree, source, `${source}:meta/snap.yaml`);
     } finally {
       fs.rmSync(stage, { recursive: true, force: true });
@@ -301,6 +475,35 @@ export function readSnapYamlFrom(source: string, opts: { metaOnly?: boolean } = 
     return { text: readRegularFile(source, source, MAX_SNAP_YAML_BYTES, { followLast: true }), file: source, hooks: [] };
   }
   throw new SnapprocError(NOT_A_SNAP, `not a snap: ${source} is neither a directory, a squashfs file nor a snap.yaml`, { path: source });
+}
+
+/**
+ * As readSnapYamlFrom, for the supervisor: a .snap is listed and unpacked by
+ * child processes it waits for without blocking (pings are answered
+ * meanwhile); the tree check and the read of meta/ stay synchronous (they
+ * are bounded: meta/ only, snap.yaml at most 1 MiB).
+ */
+export async function readSnapYamlFromAsync(source: string, opts: { metaOnly?: boolean } = {}): Promise<SnapYamlSource> {
+  if (sourceKind(source) !== 'squashfs') return readSnapYamlFrom(source, opts);
+  const only = opts.metaOnly ? ['meta'] : [];
+  checkUnpackFits(source, await unpackSize(source, only), [os.tmpdir()]);
+  const stage = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'snapproc-read-'));
+  try {
+    const tree = path.join(stage, 'tree');
+    await unsquashAsync(source, tree, only);
+    checkSnapTree(tree, source, opts.metaOnly ? { only: 'meta' } : {});
+    const text = readTreeSnapYaml(tree, source);
+    return { text, file: `${source}:meta/snap.yaml`, hooks: treeHooks(tree, source) };
+  } finally {
+    await fs.promises.rm(stage, { recursive: true, force: true });
+  }
+}
+
+/** As snapYamlOf, without blocking the event loop on unsquashfs (the supervisor's path). */
+export async function snapYamlOfAsync(source: string): Promise<SnapYaml> {
+  const { parseSnapYamlCached } = require('./snap-yaml-cache') as typeof import('./snap-yaml-cache');
+  const { text, file } = await readSnapYamlFromAsync(source, { metaOnly: true });
+  return parseSnapYamlCached(text, file);
 }
 
 /** The parsed snap.yaml of a snap given by path (throws SnapYamlError when invalid); checks meta/ only. */

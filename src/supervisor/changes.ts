@@ -18,7 +18,7 @@ import { findSnapCgroups } from '../process/find-cgroups';
 import { SnapprocError } from '../util/errors';
 import { killCgroup } from '../kernel/kill';
 import { snapProcesses } from '../process/process-table';
-import { snapYamlOf } from '../snap/snap-from-path';
+import { snapYamlOfAsync } from '../snap/snap-from-path';
 import { launchDir } from '../snap/launch-files';
 import { refreshSignal, type SnapYaml } from '../snap/snap-yaml';
 import { logLine } from '../snap/app-logs';
@@ -123,7 +123,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
         if (d.to === null) {
           if (!d.source) throw new SnapprocError('ERR_SNAPPROC_USAGE', `nothing to refresh ${d.snap} from: give --from PATH`);
           // The name is checked before anything is written: a snap of another name is no refresh of this one.
-          const { name } = snapYamlOf(d.source);
+          const { name } = await snapYamlOfAsync(d.source);
           const expected = d.snap.split('_')[0];
           if (name !== expected) throw new SnapprocError('ERR_SNAPPROC_USAGE', `${d.source} is snap "${name}", not "${expected}"`);
           // The number reaches the journal before anything is written under it:

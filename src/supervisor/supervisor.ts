@@ -15,7 +15,7 @@ import { hookScopeName, serviceCgroupName } from '../process/cgroup-names';
 import { findSnapCgroups } from '../process/find-cgroups';
 import { native } from '../kernel/native';
 import { isFrozen, thawCgroup } from '../kernel/freeze';
-import { snapYamlOf } from '../snap/snap-from-path';
+import { snapYamlOfAsync } from '../snap/snap-from-path';
 import { checkInstanceName, validateAppName } from '../snap/names';
 import { writeFileAtomic } from '../util/atomic-file';
 import { appEnvironment, snapctlDir, snapEnvironment } from '../snap/environment';
@@ -645,7 +645,7 @@ export class Supervisor {
 
   /** `install PATH`: a first install, or over an installed snap of that name a refresh (SPEC 1). */
   async installOrRefresh(source: string, progress: (line: string) => void = () => {}): Promise<InstallResult | RefreshResult> {
-    const { name } = snapYamlOf(source);
+    const { name } = await snapYamlOfAsync(source);
     if (this.store.currentRevision(name)) return this.refresh(name, source, {}, progress);
     return this.install(source, progress);
   }
@@ -677,7 +677,7 @@ export class Supervisor {
       if (steps.length) steps[steps.length - 1].status = 'error';
       let name: string | null = null;
       try {
-        name = snapYamlOf(source).name;
+        name = (await snapYamlOfAsync(source)).name;
       } catch {
         // not even a snap: nothing to list it under
       }
