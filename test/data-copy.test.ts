@@ -12,10 +12,11 @@ import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyTree } from '../src/snap/data-copy';
 import { native } from '../src/kernel/native';
-import { gate, tmpdir } from './helpers';
+import { gateOn, haveCommand, tmpdir } from './helpers';
 
 const test = suite('data-copy');
-const rootTest = gate(test);
+const btrfsTest = gateOn(test, haveCommand('mkfs.btrfs') ? null : 'mkfs.btrfs missing (apt-get install btrfs-progs)');
+const xfsTest = gateOn(test, haveCommand('mkfs.xfs') ? null : 'mkfs.xfs missing (apt-get install xfsprogs)');
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const hasAttr = have('setfattr') && have('getfattr');
 
@@ -74,7 +75,7 @@ function listing(root: string): string[] {
   return out;
 }
 
-rootTest('btrfs: a subvolume is copied as one snapshot, faithful and independent; an empty one as a plain directory', async () => {
+btrfsTest('btrfs: a subvolume is copied as one snapshot, faithful and independent; an empty one as a plain directory', async () => {
   const mnt = image('btrfs');
   if (!mnt) return;
   const src = path.join(mnt, 'x1');
@@ -101,7 +102,7 @@ rootTest('btrfs: a subvolume is copied as one snapshot, faithful and independent
   assert.equal(fs.readdirSync(mnt).filter((n) => n.includes('copying')), [], 'no hidden copy left');
 });
 
-rootTest('XFS (reflink): every file is a clone; faithful and independent', async () => {
+xfsTest('XFS (reflink): every file is a clone; faithful and independent', async () => {
   const mnt = image('xfs');
   if (!mnt) return;
   const src = path.join(mnt, 'x1');

@@ -31,6 +31,27 @@ export function gate(test: { (name: string, fn: () => any): void; skip: (name: s
   };
 }
 
+/** Whether a command is on the PATH. */
+export function haveCommand(cmd: string): boolean {
+  return require('node:child_process').spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+
+/**
+ * Like `gate`, and also skipped (counted as skipped, saying why) when
+ * something the test needs is missing: `missing` is null when all is there,
+ * else what to install. A test that cannot check what it claims must never
+ * count as passed.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function gateOn(test: { (name: string, fn: () => any): void; skip: (name: string, fn?: () => any) => void }, missing: string | null) {
+  const privilegedTest = gate(test);
+  return (name: string, fn: () => void | Promise<void>) => {
+    if (missing === null) return privilegedTest(name, fn);
+    process.stdout.write(`  (skipping "${name}": ${missing})\n`);
+    test.skip(name, fn);
+  };
+}
+
 /** A cgroup parent unique to this test process, created on first use and removed at exit. */
 let parent: string | null = null;
 export function testParent(): string {
