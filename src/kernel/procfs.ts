@@ -5,6 +5,12 @@ import * as fs from 'node:fs';
 
 /** Start time of a process in clock ticks since boot (/proc/PID/stat field 22), or null if gone. */
 export function startTimeOf(pid: number): number | null {
+  const rest = statFields(pid);
+  return rest === null ? null : Number(rest[19]);
+}
+
+/** The fields of /proc/PID/stat from field 3 (state) on, or null if gone. */
+function statFields(pid: number): string[] | null {
   let text: string;
   try {
     text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -12,9 +18,8 @@ export function startTimeOf(pid: number): number | null {
     return null;
   }
   // Fields resume after the last ')' (comm may contain spaces and parens).
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // rest[0] is field 3 (state): field 22 is rest[19].
-  return Number(rest[19]);
+  // rest[0] is field 3 (state): field 22 (start time) is rest[19].
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
 }
 
 /**
@@ -22,14 +27,8 @@ export function startTimeOf(pid: number): number | null {
  * keeps its PID and start time until it is reaped, yet it runs no more.
  */
 export function liveStartTimeOf(pid: number): number | null {
-  let text: string;
-  try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  if (rest[0] === 'Z' || rest[0] === 'X' || rest[0] === 'x') return null;
+  const rest = statFields(pid);
+  if (rest === null || rest[0] === 'Z' || rest[0] === 'X' || rest[0] === 'x') return null;
   return Number(rest[19]);
 }
 

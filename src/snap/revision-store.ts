@@ -566,16 +566,19 @@ export class RevisionStore {
 
   // ------------------------------------------------------------ removal
 
-  /**
-   * Removes one revision: its files, data, root's user data, anything moved
-   * aside for it, and its record. Refuses the current revision.
-   */
-  removeRevision(name: string, rev: string): void {
-    const p = this.paths(name, rev);
+  /** A revision that is current cannot be removed or retired. */
+  private refuseCurrent(name: string, rev: string): void {
     if (this.currentRevision(name) === rev) {
       throw new SnapprocError('ERR_SNAPPROC_BUSY', `cannot remove revision ${rev} of snap "${name}": it is the current revision`);
     }
-    // The record first: a crash then leaves unlisted files (harmless, numbering skips them), never a listed revision without files.
+  }
+
+  /**
+   * Drops a revision from the record, first of all: a crash then leaves
+   * unlisted files (harmless, numbering skips them), never a listed revision
+   * without files.
+   */
+  private unlistRevision(name: string, rev: string): void {
     const file = this.load();
     const rec = file.snaps[name];
     if (rec && rec.revisions.some((r) => r.revision === rev)) {
@@ -583,6 +586,16 @@ export class RevisionStore {
       if (rec.current === rev) rec.current = null;
       this.save(file);
     }
+  }
+
+  /**
+   * Removes one revision: its files, data, root's user data, anything moved
+   * aside for it, and its record. Refuses the current revision.
+   */
+  removeRevision(name: string, rev: string): void {
+    const p = this.paths(name, rev);
+    this.refuseCurrent(name, rev);
+    this.unlistRevision(name, rev);
     for (const dir of [path.dirname(p.snap), path.dirname(p.data), path.dirname(p.userData)]) {
       let changed = false;
       for (const entry of readdirOrEmpty(dir)) {
@@ -605,16 +618,8 @@ export class RevisionStore {
    */
   retireRevision(name: string, rev: string): void {
     const p = this.paths(name, rev);
-    if (this.currentRevision(name) === rev) {
-      throw new SnapprocError('ERR_SNAPPROC_BUSY', `cannot remove revision ${rev} of snap "${name}": it is the current revision`);
-    }
-    const file = this.load();
-    const rec = file.snaps[name];
-    if (rec && rec.revisions.some((r) => r.revision === rev)) {
-      rec.revisions = rec.revisions.filter((r) => r.revision !== rev);
-      if (rec.current === rev) rec.current = null;
-      this.save(file);
-    }
+    this.refuseCurrent(name, rev);
+    this.unlistRevision(name, rev);
     for (const dir of [path.dirname(p.snap), path.dirname(p.data), path.dirname(p.userData)]) {
       for (const entry of readdirOrEmpty(dir)) {
         if (entry === rev || entry.startsWith(`${rev}.snapproc-aside-`) || (entry.startsWith(`.${rev}.`) && !isTrashName(entry))) {
