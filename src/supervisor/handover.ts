@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import { classifyCgroup } from '../process/classify';
 import { signalCgroup, signalVerified } from '../kernel/signal-guard';
 import { stopCgroup, type StopMode } from '../process/stop';
-import { revisionOf, startTimeOf } from '../kernel/procfs';
+import { liveStartTimeOf, revisionOf } from '../kernel/procfs';
 import { readPidFile } from './pid-file';
 import type { Service } from './service';
 
@@ -53,9 +53,16 @@ function gone(pid: number): boolean {
   }
 }
 
+/**
+ * Whether the process still runs: a zombie does not. An old main whose
+ * supervisor crashed was re-parented outside snapproc (PID 1 or another
+ * subreaper), which may reap it late; as a zombie it serves nothing, and its
+ * children (the successor) are re-parented already, so counting it alive
+ * would hide the successor and "roll back" to a dead main.
+ */
 function alive(pid: number | null, startTime?: number): boolean {
   if (pid === null) return false;
-  const st = startTimeOf(pid);
+  const st = liveStartTimeOf(pid);
   return st !== null && (startTime === undefined || st === startTime);
 }
 
