@@ -444,4 +444,22 @@ rootTest('supervisor as PID 1 of its own PID namespace: ps is right from the hos
   }
 });
 
+// ---------------------------------------------------------------- a service cgroup removed under the supervisor
+
+rootTest('a service whose cgroup is killed and removed under the supervisor: the supervisor survives, records the exit, and keeps answering', async () => {
+  await embedded(async ({ sup, said }) => {
+    const name = uniqueSnapName('fr');
+    await sup.install(buildSnap(name, '  svc:\n    command: bin/forever\n    daemon: simple\n    restart-condition: never\n', { forever: FOREVER }));
+    const r = rec(sup, name, 'svc');
+    const main = r.mainPid!;
+    assert.ok(alive(main));
+    // Someone else (an admin, a test harness) empties the cgroup and removes it.
+    await killCgroup(r.cgroup, { timeoutMs: 3000 });
+    fs.rmdirSync(r.cgroup);
+    await waitFor('the exit recorded', () => rec(sup, name, 'svc').mainPid === null, 5000);
+    assert.is(rec(sup, name, 'svc').state, 'failed', said.join('\n'));
+    assert.ok(sup.status(name).length === 1, 'the supervisor still answers');
+  });
+});
+
 test.run();

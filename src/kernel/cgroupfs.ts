@@ -66,6 +66,20 @@ export function readEvent(dir: string, key: 'populated' | 'frozen'): number {
   return m ? Number(m[1]) : 0;
 }
 
+/**
+ * Whether a cgroup holds any process; false also when the cgroup is gone (it
+ * was removed under us: nothing can run in it). For the supervisor's checks
+ * on exit and adoption, which must not crash on a cgroup someone removed.
+ */
+export function isPopulated(dir: string): boolean {
+  try {
+    return readEvent(dir, 'populated') === 1;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
 /** True when `dir` is a cgroup2 directory. */
 export function isCgroup(dir: string): boolean {
   return fs.existsSync(path.join(dir, 'cgroup.procs'));

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { classifyCgroup } from '../process/classify';
-import { cgroupOfPid, isInside, readEvent } from '../kernel/cgroupfs';
+import { cgroupOfPid, isInside, isPopulated } from '../kernel/cgroupfs';
 import { SnapprocError, hasCode } from '../util/errors';
 import { launchFile } from '../snap/launch-files';
 import { launcherPath, native, PendingWait } from '../kernel/native';
@@ -275,7 +275,7 @@ export class Service {
     for (;;) {
       const pid = readPidFile(file, this.cgroup);
       if (pid !== null) return pid;
-      if (Date.now() >= deadline || readEvent(this.cgroup, 'populated') === 0) return null;
+      if (Date.now() >= deadline || !isPopulated(this.cgroup)) return null;
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -481,7 +481,7 @@ export class Service {
     if (this.stopping || this.handingOver) return;
     logLine(this.logFile, `${this.name}: main process ${pid} ${describeExit(status)}`);
     // The service is down: with a -all stop-mode, what it left in the cgroup goes too.
-    if (stopModeSignal(this.app.stopMode).all && readEvent(this.cgroup, 'populated') === 1) {
+    if (stopModeSignal(this.app.stopMode).all && isPopulated(this.cgroup)) {
       await stopCgroup(this.cgroup, { mode: this.app.stopMode, timeoutMs: this.app.stopTimeoutMs });
     }
     const watchdog = this.watchdogFired;
@@ -522,7 +522,7 @@ export class Service {
   /** Re-adopts the service after a supervisor restart; false when nothing of it runs. */
   adopt(): boolean {
     const rec = this.record;
-    if (readEvent(this.cgroup, 'populated') === 0) {
+    if (!isPopulated(this.cgroup)) {
       if (this.app.daemon === 'oneshot' && rec.state === 'active') return true;
       return false;
     }
