@@ -12,7 +12,7 @@ import { durationMs } from '../util/duration';
 import { SnapprocError, usageError } from '../util/errors';
 import { freezeCgroup, thawCgroup } from '../kernel/freeze';
 import { cgroup2Mount, readEvent } from '../kernel/cgroupfs';
-import { pidFromNamespace, revisionOf, startTimeOf } from '../kernel/procfs';
+import { pidFromNamespace, revisionOf, liveStartTimeOf } from '../kernel/procfs';
 import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { signalApp } from '../process/signal-app';
 import { snapProcesses } from '../process/process-table';
@@ -83,7 +83,7 @@ export function psCommand(g: GlobalOptions, name: string | undefined, opts: { js
       } catch {
         // no cgroup: nothing runs
       }
-      const runs = r.mainPid !== null && startTimeOf(r.mainPid) === r.mainStartTime ? revisionOf(r.mainPid) : null;
+      const runs = r.mainPid !== null && liveStartTimeOf(r.mainPid) === r.mainStartTime ? revisionOf(r.mainPid) : null;
       rows.push([`${r.snap}.${r.app}`, state, r.mainPid === null ? '-' : String(r.mainPid), String(r.restarts), runs ?? r.revision, runs && runs !== r.revision ? `runs ${runs}, current ${r.revision}${r.reason ? `; ${r.reason}` : ''}` : r.reason ?? '']);
     }
     printTable(rows);

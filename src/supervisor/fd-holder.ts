@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { launcherPath, native } from '../kernel/native';
-import { startTimeOf } from '../kernel/procfs';
+import { liveStartTimeOf, startTimeOf } from '../kernel/procfs';
 import { writeFileAtomic } from '../util/atomic-file';
 
 /** One held descriptor: a service's socket (`socket`) or an entry of its fd store (`store`). */
@@ -67,7 +67,7 @@ export class FdHolder {
     } catch {
       return [];
     }
-    if (!Number.isInteger(doc.pid) || doc.pid <= 1 || startTimeOf(doc.pid) !== doc.startTime) {
+    if (!Number.isInteger(doc.pid) || doc.pid <= 1 || liveStartTimeOf(doc.pid) !== doc.startTime) {
       this.say(`fd holder ${doc.pid} named in ${this.file} is gone: held sockets and fd stores are lost`);
       return [];
     }

@@ -7,7 +7,7 @@
 // cgroups, so it works with or without a supervisor answering.
 import * as fs from 'node:fs';
 import { readEvent } from '../kernel/cgroupfs';
-import { revisionOf, startTimeOf } from '../kernel/procfs';
+import { revisionOf, liveStartTimeOf } from '../kernel/procfs';
 import { RevisionStore } from '../snap/revision-store';
 import { loadRecords, serviceKey, type ExitRecord } from './records';
 
@@ -58,7 +58,7 @@ export function serviceStatus(root: string, instance?: string, app?: string): Se
       const enabled = rec ? rec.enabled !== false : a.installMode !== 'disable';
       let mainPid = rec?.mainPid ?? null;
       // A record is only as good as the process behind it (a supervisor may have died since).
-      if (mainPid !== null && (rec?.mainStartTime == null || startTimeOf(mainPid) !== rec.mainStartTime)) mainPid = null;
+      if (mainPid !== null && (rec?.mainStartTime == null || liveStartTimeOf(mainPid) !== rec.mainStartTime)) mainPid = null;
       let current: ServiceCurrent = rec?.state ?? 'inactive';
       if ((current === 'active' || current === 'activating') && mainPid === null && !(a.daemon === 'oneshot' && current === 'active')) current = 'inactive';
       let populated = 0;

@@ -560,9 +560,7 @@ export class Service {
       if (!fs.existsSync(path.join(this.cgroup, 'cgroup.procs'))) {
         this.record.mainPid = null;
         this.record.mainStartTime = null;
-      this.record.mainIdentity = null;
         this.record.mainIdentity = null;
-    this.record.mainIdentity = null;
         this.setState('inactive');
         const { signal, all } = stopModeSignal(options.mode ?? this.app.stopMode);
         return { mode: options.mode ?? this.app.stopMode, signal, target: all ? 'cgroup' : 'main', mainPid: null, signalled: 0, gone: 0, timedOut: false, isForcefullyTerminated: false, stopped: true, durationMs: 0, note: 'never started' };
@@ -578,7 +576,6 @@ export class Service {
       this.record.mainPid = null;
       this.record.mainStartTime = null;
       this.record.mainIdentity = null;
-    this.record.mainIdentity = null;
       this.setState('inactive');
       if (!options.keepWanted) this.host.flushFdStore(this);
       return result;
