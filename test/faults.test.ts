@@ -20,6 +20,7 @@ import { isReadOnlyMounted, protectData, unprotectData } from '../src/snap/data-
 import { startTimeOf } from '../src/kernel/procfs';
 import { signalApp } from '../src/process/signal-app';
 import { REPO } from './helpers';
+import { recordOf, withSupervisor, type EmbeddedCtx } from './embedded';
 import { Supervisor } from '../src/supervisor/supervisor';
 import type { ServiceRecord } from '../src/supervisor/records';
 import { killCgroup } from '../src/kernel/kill';
@@ -44,27 +45,9 @@ export function buildSnap(name: string, appsYaml: string, bins: Record<string, s
   return dir;
 }
 
-interface Ctx { root: string; cg: string; sup: Supervisor; said: string[] }
 let n = 0;
-async function embedded(fn: (c: Ctx) => Promise<void>): Promise<void> {
-  const root = tmpdir('faults-root-');
-  const cg = makeCgroup(`faults-${++n}`);
-  const said: string[] = [];
-  const sup = new Supervisor({ root, cgroupParent: cg, handleSignals: false, log: (l) => said.push(l) });
-  await sup.start();
-  try {
-    await fn({ root, cg, sup, said });
-  } finally {
-    await sup.shutdown({ stopServices: true }).catch(() => undefined);
-    await killCgroup(cg, { timeoutMs: 3000 }).catch(() => undefined);
-  }
-}
-
-function rec(sup: Supervisor, snap: string, app: string): ServiceRecord {
-  const r = sup.status(snap).find((x) => x.app === app);
-  if (!r) throw new Error(`no record of ${snap}.${app}`);
-  return r;
-}
+const embedded = (fn: (c: EmbeddedCtx) => Promise<void>) => withSupervisor({ prefix: 'faults' }, fn);
+const rec = recordOf;
 
 const STUBBORN = '#!/bin/sh\ntrap "" TERM\nwhile :; do sleep 0.2; done\n';
 const FOREVER = '#!/bin/sh\nexec sleep 1000\n';

@@ -202,3 +202,16 @@ export function cliForNobody(): string {
   walk(dir);
   return (nobodyCli = path.join(dir, 'bin', 'snapproc'));
 }
+
+/** Every file under `dir` (relative paths, sorted; [] when `dir` does not exist), to show that nothing was written. */
+export function listTree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      out.push(path.join(rel, e.name));
+      if (e.isDirectory()) walk(path.join(d, e.name), path.join(rel, e.name));
+    }
+  };
+  if (fs.existsSync(dir)) walk(dir, '');
+  return out.sort();
+}

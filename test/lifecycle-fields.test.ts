@@ -10,8 +10,8 @@ import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Supervisor } from '../src/supervisor/supervisor';
-import { killCgroup } from '../src/kernel/kill';
-import { cleanupParent, gate, makeCgroup, tmpdir, uniqueSnapName, waitFor } from './helpers';
+import { cleanupParent, gate, tmpdir, uniqueSnapName, waitFor } from './helpers';
+import { withSupervisor, type EmbeddedCtx } from './embedded';
 
 const test = suite('lifecycle-fields');
 const rootTest = gate(test);
@@ -25,20 +25,7 @@ function buildSnap(name: string, appsYaml: string, bins: Record<string, string>)
   return dir;
 }
 
-let n = 0;
-async function embedded(fn: (c: { root: string; sup: Supervisor }) => Promise<void>): Promise<void> {
-  const root = tmpdir('lf-root-');
-  const cg = makeCgroup(`lf-${++n}`);
-  const sup = new Supervisor({ root, cgroupParent: cg, handleSignals: false, log: () => {} });
-  await sup.start();
-  try {
-    await fn({ root, sup });
-  } finally {
-    for (const s of sup.store.list()) await sup.remove(s.name, { purge: true }).catch(() => undefined);
-    await sup.shutdown({ stopServices: true }).catch(() => undefined);
-    await killCgroup(cg, { timeoutMs: 3000 }).catch(() => undefined);
-  }
-}
+const embedded = (fn: (c: EmbeddedCtx) => Promise<void>) => withSupervisor({ prefix: 'lf', removeSnaps: true }, fn);
 
 const rec = (sup: Supervisor, name: string, app: string) => sup.status(name).find((r) => r.app === app)!;
 

@@ -12,7 +12,7 @@ import { validateSnapYaml } from '../src/snap/snap-yaml';
 import { RevisionStore } from '../src/snap/revision-store';
 import { Supervisor } from '../src/supervisor/supervisor';
 import { request } from '../src/supervisor/client';
-import { CLI, cleanupParent, gate, makeCgroup, tmpdir } from './helpers';
+import { CLI, cleanupParent, gate, listTree, makeCgroup, tmpdir } from './helpers';
 
 const test = suite('names');
 const rootTest = gate(test);
@@ -35,18 +35,6 @@ async function rejects(p: Promise<unknown>, check: RegExp | ((e: Error & { code?
   assert.unreachable(`${what}: did not reject`);
 }
 
-/** Every file under `dir` (relative paths), to show that nothing was written. */
-function tree(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string, rel: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      out.push(path.join(rel, e.name));
-      if (e.isDirectory()) walk(path.join(d, e.name), path.join(rel, e.name));
-    }
-  };
-  if (fs.existsSync(dir)) walk(dir, '');
-  return out.sort();
-}
 
 function snapDir(yaml: string): string {
   const dir = tmpdir();
@@ -79,7 +67,7 @@ test('logs ../x/svc does not print a .log file from outside R; every command ref
   assert.is(r.code, 2);
   assert.not.match(r.stdout, /SECRET/);
   assert.match(r.stderr, /^error: invalid snap name: "" \(in "\.\.\/x\/svc"\)\n$/);
-  const before = tree(root);
+  const before = listTree(root);
   const commands: string[][] = [
     ['logs', '../x/svc'], ['logs', 'ok.../svc'], ['ps', '../x'], ['changes', '../x'], ['start', '../x'], ['restart', 'ok./x'],
     ['stop', '../x'], ['refresh', '../x'], ['revert', '../x'], ['remove', '../x'], ['signal', '../x.svc', 'TERM'],
@@ -91,7 +79,7 @@ test('logs ../x/svc does not print a .log file from outside R; every command ref
     assert.match(c.stderr, /^error: .*invalid (snap|app) name/, `${args.join(' ')}: ${c.stderr}`);
     assert.is(c.stderr.split('\n').filter(Boolean).length, 1, args.join(' '));
   }
-  assert.equal(tree(root), before);
+  assert.equal(listTree(root), before);
 });
 
 test('--root that is a file, below a file, or absurdly long: one clear error', () => {
@@ -139,7 +127,7 @@ test('validate and install refuse an app name too long for its cgroup and file n
   const root = path.join(tmpdir(), 'root');
   const store = new RevisionStore(root);
   await rejects(store.addRevision(dir), /invalid app name/);
-  assert.equal(tree(root), []);
+  assert.equal(listTree(root), []);
 });
 
 rootTest('the control API refuses invalid names in requests, from any client', async () => {
@@ -147,7 +135,7 @@ rootTest('the control API refuses invalid names in requests, from any client', a
   const sup = new Supervisor({ root, cgroupParent: makeCgroup('names-sup'), handleSignals: false });
   await sup.start();
   try {
-    const before = tree(root);
+    const before = listTree(root);
     for (const [method, params] of [
       ['start', { snap: '../x' }], ['stop', { snap: 'ok', app: '../x' }], ['restart', { snap: 'a/b' }], ['remove', { snap: '../../etc' }],
       ['revert', { snap: '..' }], ['refresh', { snap: '../x', from: '/tmp' }], ['status', { snap: '../x' }], ['changes', { snap: '../x' }],
@@ -155,7 +143,7 @@ rootTest('the control API refuses invalid names in requests, from any client', a
     ] as Array<[string, Record<string, unknown>]>) {
       await rejects(request(root, method, params), (e: Error & { code?: string }) => e.code === 'ERR_SNAPPROC_USAGE' && /invalid (snap|app) name|snap name is required/.test(e.message), `${method} ${JSON.stringify(params)}`);
     }
-    assert.equal(tree(root), before);
+    assert.equal(listTree(root), before);
   } finally {
     await sup.shutdown({ stopServices: true });
   }

@@ -12,21 +12,10 @@ import { SnapYamlError, validateSnapYaml } from '../src/snap/snap-yaml';
 import { RevisionStore } from '../src/snap/revision-store';
 import { execFileSync } from 'node:child_process';
 import { corpus, haveSquashfsTools, snapTree, squash } from './hostile-corpus';
-import { gateOn, isRoot, tmpdir } from './helpers';
+import { gateOn, isRoot, listTree, tmpdir } from './helpers';
 
 const test = suite('snap-from-path');
 
-function listTree(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string, rel: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      out.push(path.join(rel, e.name));
-      if (e.isDirectory()) walk(path.join(d, e.name), path.join(rel, e.name));
-    }
-  };
-  if (fs.existsSync(dir)) walk(dir, '');
-  return out.sort();
-}
 
 /** What `validate` does, as a function: the first problem as one line, or null. */
 function validateError(source: string): string | null {

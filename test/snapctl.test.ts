@@ -9,8 +9,8 @@ import * as path from 'node:path';
 import { Supervisor } from '../src/supervisor/supervisor';
 import { request } from '../src/supervisor/client';
 import { revisionOf } from '../src/kernel/procfs';
-import { killCgroup } from '../src/kernel/kill';
-import { CLI, cleanupParent, gate, makeCgroup, tmpdir, uniqueSnapName, waitFor } from './helpers';
+import { CLI, cleanupParent, gate, tmpdir, uniqueSnapName, waitFor } from './helpers';
+import { withSupervisor, type EmbeddedCtx } from './embedded';
 
 const test = suite('snapctl');
 const rootTest = gate(test);
@@ -38,21 +38,7 @@ const APPS = `  svc:
     stop-timeout: 2s
 `;
 
-let n = 0;
-async function embedded(fn: (c: { root: string; sup: Supervisor }) => Promise<void>): Promise<void> {
-  const root = tmpdir('snapctl-root-');
-  const cg = makeCgroup(`snapctl-${++n}`);
-  const sup = new Supervisor({ root, cgroupParent: cg, handleSignals: false, log: () => {} });
-  await sup.start();
-  try {
-    await fn({ root, sup });
-  } finally {
-    // Removing unmounts the read-only $SNAP_DATA a refresh left for enduring processes.
-    for (const s of sup.store.list()) await sup.remove(s.name, { purge: true }).catch(() => undefined);
-    await sup.shutdown({ stopServices: true }).catch(() => undefined);
-    await killCgroup(cg, { timeoutMs: 3000 }).catch(() => undefined);
-  }
-}
+const embedded = (fn: (c: EmbeddedCtx) => Promise<void>) => withSupervisor({ prefix: 'snapctl', removeSnaps: true }, fn);
 
 const hookLog = (root: string, name: string) => fs.readFileSync(path.join(root, 'log', name, 'hooks.log'), 'utf8');
 const mainOf = (sup: Supervisor, name: string, app: string) => sup.status(name).find((r) => r.app === app)!.mainPid;

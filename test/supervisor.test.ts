@@ -20,8 +20,8 @@ import { request } from '../src/supervisor/client';
 import { answers, socketPath } from '../src/supervisor/control';
 import { serviceCgroupName } from '../src/process/cgroup-names';
 import { cgroup2Mount, readEvent } from '../src/kernel/cgroupfs';
-import { killCgroup } from '../src/kernel/kill';
 import { alive, CLI, cleanupParent, gate, makeCgroup, REPO, tmpdir, uniqueSnapName, waitFor } from './helpers';
+import { recordOf, withSupervisor, type EmbeddedCtx } from './embedded';
 
 const test = suite('supervisor');
 const rootTest = gate(test);
@@ -198,28 +198,8 @@ async function statusOf(root: string, snap: string): Promise<Record<string, Serv
 
 // ---- embedded supervisors
 
-interface Ctx { root: string; cg: string; sup: Supervisor; said: string[] }
-let cgCounter = 0;
-
-async function embedded(fn: (c: Ctx) => Promise<void>, opts: { logMaxBytes?: number } = {}): Promise<void> {
-  const root = tmpdir('snapproc-sup-');
-  const cg = makeCgroup(`sup-${++cgCounter}`);
-  const said: string[] = [];
-  const sup = new Supervisor({ root, cgroupParent: cg, handleSignals: false, log: (l) => said.push(l), ...opts });
-  await sup.start();
-  try {
-    await fn({ root, cg, sup, said });
-  } finally {
-    await sup.shutdown({ stopServices: true }).catch(() => undefined);
-    await killCgroup(cg, { timeoutMs: 3000 }).catch(() => undefined);
-  }
-}
-
-function rec(sup: Supervisor, snap: string, app: string): ServiceRecord {
-  const r = sup.status(snap).find((x) => x.app === app);
-  if (!r) throw new Error(`no record of ${snap}.${app}`);
-  return r;
-}
+const embedded = (fn: (c: EmbeddedCtx) => Promise<void>, opts: { logMaxBytes?: number } = {}) => withSupervisor({ prefix: 'sup', ...opts }, fn);
+const rec = recordOf;
 
 const svcCg = (cg: string, snap: string, app: string) => path.join(cg, serviceCgroupName(snap, app));
 

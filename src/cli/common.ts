@@ -36,3 +36,11 @@ export function exitQuietlyOnEpipe(): void {
     });
   }
 }
+
+/** Ends the command after an error: one `error: ...` line, exit 2 for usage errors, else 1. */
+export function exitWithError(err: unknown): never {
+  const e = err as SnapprocError;
+  const message = (e && e.message) || String(err);
+  process.stderr.write(`error: ${message.split('\n').join('\n  ')}\n`);
+  process.exit(e && e.code === 'ERR_SNAPPROC_USAGE' ? 2 : 1);
+}

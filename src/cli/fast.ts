@@ -6,7 +6,6 @@
 // [--timeout T] NAME...); anything else (help, an unknown option, a name
 // that is not installed for stop) goes to the full program, which gives
 // the same answers with its usage messages.
-import type { SnapprocError } from '../util/errors';
 
 const VERBS = new Set(['start', 'stop', 'restart']);
 
@@ -49,13 +48,6 @@ export function parseFast(argv: string[]): Parsed | null {
   return p;
 }
 
-function fail(err: unknown): never {
-  const e = err as SnapprocError;
-  const message = (e && e.message) || String(err);
-  process.stderr.write(`error: ${message.split('\n').join('\n  ')}\n`);
-  process.exit(e && e.code === 'ERR_SNAPPROC_USAGE' ? 2 : 1);
-}
-
 /** Runs a plain start/stop/restart; false when the full program must handle argv. */
 export async function fastMain(argv: string[]): Promise<boolean> {
   const p = parseFast(argv);
@@ -77,7 +69,7 @@ export async function fastMain(argv: string[]): Promise<boolean> {
     if (p.verb === 'stop') await supervisedStop(g, targets, {}, g);
     else await lifecycleCommand(g, p.verb, targets, g);
   } catch (err) {
-    fail(err);
+    (require('./common') as typeof import('./common')).exitWithError(err);
   }
   return true;
 }

@@ -2,10 +2,9 @@
 // command loads only the modules it needs. Exit status 0 on success, 1 with
 // one `error: ...` line on failure, 2 for usage errors.
 import { Command, CommanderError, Option } from 'commander';
-import type { SnapprocError } from '../util/errors';
 import { defaultRoot, resolveRoot } from '../snap/state-root';
 import type { GlobalOptions } from './common';
-import { exitQuietlyOnEpipe } from './common';
+import { exitQuietlyOnEpipe, exitWithError } from './common';
 
 
 
@@ -213,13 +212,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-function exitFor(err: unknown): never {
-  const e = err as SnapprocError;
-  const message = (e && e.message) || String(err);
-  process.stderr.write(`error: ${message.split('\n').join('\n  ')}\n`);
-  process.exit(e && e.code === 'ERR_SNAPPROC_USAGE' ? 2 : 1);
-}
-
 export async function main(argv: string[]): Promise<void> {
   exitQuietlyOnEpipe();
   const program = buildProgram();
@@ -230,6 +222,6 @@ export async function main(argv: string[]): Promise<void> {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(0);
       process.exit(2);
     }
-    exitFor(err);
+    exitWithError(err);
   }
 }
