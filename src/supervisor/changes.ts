@@ -452,6 +452,8 @@ export interface RemoveData {
   purge: boolean;
   revision: string | null;
   killed: number;
+  /** Services wanted up when the remove began: a failed remove starts them again. */
+  wanted?: string[];
 }
 
 export function removeSteps(sup: ChangeHost): Step<RemoveData>[] {
@@ -466,6 +468,13 @@ export function removeSteps(sup: ChangeHost): Step<RemoveData>[] {
           parts.push(`${svc.record.app} (${r.mode})`);
         }
         return `stop services: ${parts.join(', ') || 'none'}`;
+      },
+      async undo(d) {
+        // Only a failure comes here (a crash completes a remove): what was up is up again.
+        for (const svc of sup.servicesOf(d.snap)) {
+          if (!d.wanted?.includes(svc.record.app) || svc.mainAlive()) continue;
+          await svc.start().catch(() => undefined);
+        }
       },
     },
     {

@@ -524,7 +524,7 @@ export class Service {
     const rec = this.record;
     if (!isPopulated(this.cgroup)) {
       if (this.app.daemon === 'oneshot' && rec.state === 'active') return true;
-      return false;
+      return this.notAdopted();
     }
     const found = classifyCgroup(this.cgroup, {
       main: rec.mainPid !== null ? { pid: rec.mainPid, startTime: rec.mainStartTime ?? undefined, identity: rec.mainIdentity } : undefined,
@@ -536,12 +536,31 @@ export class Service {
       const file = this.pidFile();
       mainPid = (file && readPidFile(file, this.cgroup)) || classifyCgroup(this.cgroup).mainPid;
     }
-    if (mainPid === null) return false;
+    if (mainPid === null) return this.notAdopted();
     if (mainPid !== rec.mainPid) this.setMain(mainPid);
     logLine(this.logFile, `${this.name}: adopted running main process ${mainPid}`);
     this.watchByPidfd(mainPid);
     if (rec.state !== 'active') this.setState('active');
     return true;
+  }
+
+  /**
+   * Nothing to adopt: a record that still says the service runs (or was
+   * being started or stopped when the last supervisor died) is stale. It
+   * becomes inactive, so that a wanted service is started again and a
+   * stopped one is not shown as "deactivating" for ever.
+   */
+  private notAdopted(): false {
+    const rec = this.record;
+    if (rec.state === 'active' || rec.state === 'activating' || rec.state === 'deactivating') {
+      const was = rec.mainPid;
+      rec.mainPid = null;
+      rec.mainStartTime = null;
+      rec.mainIdentity = null;
+      logLine(this.logFile, `${this.name}: ${was === null ? 'nothing runs' : `main process ${was} is gone`} (recorded ${rec.state} by the previous supervisor)`);
+      this.setState('inactive');
+    }
+    return false;
   }
 
   /** Stops the service by stop-mode (or the one given), running stop-command before and post-stop-command after. */

@@ -579,7 +579,11 @@ export class Supervisor {
     const { newChange, removeSteps, runChange } = await import('./changes');
     if (!this.store.get(instance)) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
     const steps = removeSteps(this);
-    const change = newChange('remove', instance, steps, 0, { snap: instance, purge: !!opts.purge, revision: this.store.currentRevision(instance), killed: 0 });
+    // No point of no return to reach: once journalled, a remove that a crash
+    // interrupts is completed (its services may already be stopped; the user
+    // asked for it to go), as snapd resumes an interrupted remove.
+    const wanted = this.servicesOf(instance).filter((s) => s.record.wanted).map((s) => s.record.app);
+    const change = newChange('remove', instance, steps, -1, { snap: instance, purge: !!opts.purge, revision: this.store.currentRevision(instance), killed: 0, wanted });
     await runChange(this.root, change, steps, { progress });
     return { snap: instance, removed: true, killed: change.data.killed };
   }
