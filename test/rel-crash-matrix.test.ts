@@ -104,8 +104,10 @@ async function trial(kind: Kind, killWithinMs: number): Promise<Outcome> {
     else cli.kill('SIGKILL');
     await cliExit;
     if (target === 'supervisor') daemon = await startDaemon(root, cg, log);
-    // A change the CLI left behind runs on in the supervisor: wait until it settles.
-    await waitFor('the change to settle', () => loadChanges(root).every((c) => c.status !== 'doing' && c.status !== 'undoing'), 30_000);
+    // A change the CLI left behind runs on in the supervisor (also one whose
+    // request arrived but is not journalled yet): wait until it is idle.
+    await sleep(100);
+    await waitFor('the change to settle', async () => (await request(root, 'ping')).operations === 0 && loadChanges(root).every((c) => c.status !== 'doing' && c.status !== 'undoing'), 30_000);
 
     const changes = loadChanges(root);
     const last = changes[changes.length - 1];

@@ -49,7 +49,7 @@ export type Targets = { snap: string; app?: string } | { targets: Array<{ snap: 
 
 /** Every method: `params` it takes, `result` it answers. */
 export interface ControlMethods {
-  ping: { params: Record<string, never>; result: { pid: number; root: string } };
+  ping: { params: Record<string, never>; result: { pid: number; root: string; /** State-changing operations running or queued. */ operations: number } };
   status: { params: { snap?: string }; result: ServiceRecord[] };
   list: { params: Record<string, never>; result: InstalledSnap[] };
   changes: { params: { snap?: string }; result: ChangeRecord<unknown>[] };

@@ -89,6 +89,8 @@ export class Supervisor {
   private onStopSignal = (sig: NodeJS.Signals) => void this.handleStopSignal(sig);
   private say: (line: string) => void;
   private busy: Promise<unknown> = Promise.resolve();
+  /** State-changing operations running or queued (ping reports it: "is it idle?"). */
+  private pendingOperations = 0;
   private sweeping: Promise<void> = Promise.resolve();
   private savePending = false;
   private hookRuns = new HookRuns();
@@ -463,7 +465,8 @@ export class Supervisor {
 
   /** @internal One state-changing operation at a time: a refresh and a stop must not interleave. */
   serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.busy.then(fn, fn);
+    this.pendingOperations += 1;
+    const run = this.busy.then(fn, fn).finally(() => (this.pendingOperations -= 1));
     this.busy = run.catch(() => undefined);
     return run;
   }
@@ -880,7 +883,7 @@ export class Supervisor {
       return targets;
     };
     return {
-      ping: { read: true, handler: () => ({ pid: process.pid, root: this.root }) },
+      ping: { read: true, handler: () => ({ pid: process.pid, root: this.root, operations: this.pendingOperations }) },
       status: { read: true, handler: (p) => this.status(optSnap(p.snap)) },
       list: { read: true, handler: () => this.store.list() },
       install: { read: false, handler: (p, ctx) => (this.fromRunningHook(ctx, 'install', undefined), this.serialize(() => this.installOrRefresh(str(p.path, 'path'), ctx.progress))) },
