@@ -132,6 +132,7 @@ export async function runCommand(g: GlobalOptions, target: string, args: string[
 
 export async function daemonCommand(g: GlobalOptions): Promise<void> {
   requireRoot('snapproc daemon');
+  (await import('../supervisor/node-flags')).reexecWithDaemonFlags();
   const { Supervisor } = await import('../supervisor/supervisor');
   const sup = new Supervisor({ root: g.root, exitOnShutdown: true });
   await sup.start();
