@@ -4,6 +4,7 @@
 // Node-shaped SnapprocError. Blocking waits run on a thread of their own and
 // settle a promise through a thread-safe function (libuv's pool stays free).
 #include <errno.h>
+#include <fcntl.h>
 #include <napi.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -246,6 +247,12 @@ Napi::Value Execve(const Napi::CallbackInfo& info) {
   for (auto& x : env) ev.push_back(const_cast<char*>(x.c_str()));
   av.push_back(nullptr);
   ev.push_back(nullptr);
+  // Node marks stdin, stdout and stderr close-on-exec at start-up: unmarked
+  // here, or the new image would start with them closed (and write nowhere).
+  for (int fd = 0; fd <= 2; fd++) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+  }
   execve(file.c_str(), av.data(), ev.data());
   return ThrowErrno(info.Env(), -errno, "execve");
 }
