@@ -141,6 +141,8 @@ export class Supervisor {
     this.recoverHeldFds();
     this.records = loadRecords(this.root);
     this.loadServices();
+    // One file per snap from now on (also when the last supervisor wrote one file of all).
+    this.saveAll();
     this.adoptRunning();
     await this.recoverChanges();
     // A recovery may have attached services (a crash between unlink and link
@@ -163,7 +165,7 @@ export class Supervisor {
       for (const snap of this.store.list().reverse()) await this.stopSnap(snap.name, undefined, {}, true).catch((e) => this.say(`stopping ${snap.name}: ${e.message}`));
     }
     for (const svc of this.services.values()) svc.detach();
-    this.save();
+    this.saveAll();
     this.recordsFile.close();
     if (this.notifyHandle !== null) native.notifyClose(this.notifyHandle);
     this.notifyHandle = null;
@@ -205,12 +207,12 @@ export class Supervisor {
    * with 1000 services a start or stop does not rewrite every record per field.
    */
   changed(service: Service): void {
-    this.recordsFile.mark(serviceKey(service.record.snap, service.record.app));
+    this.recordsFile.mark(service.record);
     if (this.savePending) return;
     this.savePending = true;
     queueMicrotask(() => {
-      if (!this.savePending) return;
-      this.save(true);
+      this.savePending = false;
+      this.recordsFile.flush();
     });
   }
 
@@ -314,10 +316,14 @@ export class Supervisor {
 
   // ---------------------------------------------------------------- services
 
-  private save(changedOnly = false): void {
-    this.savePending = false;
-    if (!changedOnly) this.recordsFile.mark();
+  /** Writes every record (start, shutdown): only the snaps' files whose contents changed are written. */
+  private saveAll(): void {
     saveRecords(this.recordsFile, [...this.services.values()].map((s) => s.record));
+  }
+
+  /** Writes the records of one snap (its set of services changed): the other snaps' files are not touched. */
+  private saveSnap(instance: string): void {
+    this.recordsFile.setSnap(instance, [...this.services.values()].filter((s) => s.record.snap === instance).map((s) => s.record));
   }
 
   private envOf(instance: string, revision: string, snap: SnapYaml) {
@@ -494,7 +500,7 @@ export class Supervisor {
       }
     }
     this.attachServices(instance, rev);
-    this.save();
+    this.saveSnap(instance);
   }
 
   /** @internal Drops every Service object of a snap (after its services were stopped). */
@@ -506,7 +512,7 @@ export class Supervisor {
       this.services.delete(key);
       this.records.delete(key);
     }
-    this.save();
+    this.saveSnap(instance);
   }
 
   /** @internal Deletes a snap's trash (retired revisions, discarded data) in the background, one sweep at a time. */
@@ -722,7 +728,7 @@ export class Supervisor {
       if (!svc.record.wanted) continue;
       await svc.start().then(() => started.push(svc.name), (err) => progress(`  ${(err as Error).message}`));
     }
-    this.save();
+    this.saveSnap(instance);
     step(4, 4, `installed ${instance} ${snap.version} (${revision}) in ${(performance.now() - t0).toFixed(0)} ms`);
     return { snap: instance, revision, started };
   }
@@ -784,7 +790,7 @@ export class Supervisor {
         }
       }
     }
-    this.save();
+    this.saveSnap(instance);
     if (errors.length) throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', errors.join('; '));
     return done;
   }
