@@ -648,12 +648,39 @@ export class Supervisor {
     return out;
   }
 
+  /**
+   * Stops the services of a snap (or one app) by stop-mode, side by side
+   * except where before/after orders them: a service stops once every
+   * service ordered after it has stopped (systemd stops units so, and snapd
+   * stops a snap's services in one systemctl call). Results in reverse start
+   * order; a service whose stop failed keeps those ordered before it running,
+   * and the first failure is thrown once the others are done.
+   */
   async stopSnap(instance: string, app?: string, opts: { mode?: StopMode; timeoutMs?: number } = {}, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
-    const out: Array<{ service: string } & StopResult> = [];
-    for (const svc of this.servicesOf(instance, app).reverse()) {
-      out.push({ service: svc.name, ...(await svc.stop({ ...opts, keepWanted })) });
+    const services = this.servicesOf(instance, app);
+    const byApp = new Map(services.map((s) => [s.record.app, s]));
+    // startsAfter.get(x): the services that start after x, so stop before it.
+    const startsAfter = new Map<Service, Service[]>(services.map((s) => [s, []]));
+    for (const s of services) {
+      for (const b of s.app.before ?? []) if (byApp.has(b)) startsAfter.get(s)!.push(byApp.get(b)!);
+      for (const a of s.app.after ?? []) if (byApp.has(a)) startsAfter.get(byApp.get(a)!)!.push(s);
     }
-    return out;
+    const stops = new Map<Service, Promise<StopResult>>();
+    const stopOf = (svc: Service, path: Set<Service>): Promise<StopResult> => {
+      const known = stops.get(svc);
+      if (known) return known;
+      // validate refuses cycles; should one slip through, it does not wait on itself.
+      const within = new Set(path).add(svc);
+      const first = startsAfter.get(svc)!.filter((d) => !within.has(d)).map((d) => stopOf(d, within));
+      const p = Promise.all(first).then(() => svc.stop({ ...opts, keepWanted }));
+      stops.set(svc, p);
+      return p;
+    };
+    const order = [...services].reverse();
+    const settled = await Promise.allSettled(order.map((svc) => stopOf(svc, new Set())));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return order.map((svc, i) => ({ service: svc.name, ...(settled[i] as PromiseFulfilledResult<StopResult>).value }));
   }
 
   /** `install PATH`: a first install, or over an installed snap of that name a refresh (SPEC 1). */
