@@ -33,10 +33,6 @@ function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<
   });
 }
 
-function upLine(root: string, name: string): string {
-  const log = fs.readFileSync(path.join(root, 'log', name, 'svc.log'), 'utf8');
-  return log.split('\n').filter((l) => l.includes(' is up: ')).pop() ?? '';
-}
 
 (idleWaitsKnown() ? rootTest : test.skip)('idleWaitOf: a sleeping process waits in a timer; one blocked reading a pipe or running does not count', async () => {
   const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
@@ -53,15 +49,14 @@ function upLine(root: string, name: string): string {
   }
 });
 
-rootTest('a service that sleeps waiting counts as up long before the settle time, and the log says why', async () => {
-  await withEnv({ SNAPPROC_SETTLE_MS: '5000' }, () => withSupervisor({ prefix: 'settle' }, async ({ root, sup }) => {
+rootTest('a service that sleeps waiting counts as up long before the settle time', async () => {
+  await withEnv({ SNAPPROC_SETTLE_MS: '5000' }, () => withSupervisor({ prefix: 'settle' }, async ({ sup }) => {
     const name = uniqueSnapName('se');
     const t0 = performance.now();
     await sup.install(snapDir(name, '#!/bin/sh\nexec sleep 1000\n'));
     const ms = performance.now() - t0;
     assert.ok(ms < 2500, `install with its start took ${ms.toFixed(0)} ms: the settle time of 5 s was not ended early`);
     assert.is(recordOf(sup, name, 'svc').state, 'active');
-    assert.match(upLine(root, name), /waiting in (clock_)?nanosleep after/);
   }));
 });
 
@@ -78,7 +73,7 @@ rootTest('a wrapper waiting for a child gets no early end: its failure within th
 });
 
 rootTest('SNAPPROC_SETTLE_EARLY=0 waits the whole settle time', async () => {
-  await withEnv({ SNAPPROC_SETTLE_MS: '400', SNAPPROC_SETTLE_EARLY: '0' }, () => withSupervisor({ prefix: 'settle' }, async ({ root, sup }) => {
+  await withEnv({ SNAPPROC_SETTLE_MS: '400', SNAPPROC_SETTLE_EARLY: '0' }, () => withSupervisor({ prefix: 'settle' }, async ({ sup }) => {
     const name = uniqueSnapName('se');
     await sup.install(snapDir(name, '#!/bin/sh\nexec sleep 1000\n'));
     await sup.stopSnap(name, 'svc', {}, true);
@@ -86,7 +81,6 @@ rootTest('SNAPPROC_SETTLE_EARLY=0 waits the whole settle time', async () => {
     await sup.startSnap(name, 'svc');
     const ms = performance.now() - t0;
     assert.ok(ms >= 400, `the start took ${ms.toFixed(0)} ms, less than the settle time`);
-    assert.match(upLine(root, name), /alive after 400 ms/);
   }));
 });
 

@@ -324,7 +324,6 @@ export class Service {
           if (options.auto) return;
           throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', `${this.name} failed: main process ${pid} ${describeExit(settled.exited)} within ${ms} ms of its start`);
         }
-        if (settled) logLine(this.logFile, `${this.name} is up: main process ${pid} ${settled.up}`);
         void exited.then((s) => this.onExit(pid, s));
         this.setState('active');
       }
