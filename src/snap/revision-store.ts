@@ -30,7 +30,7 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SnapprocError, usageError } from '../util/errors';
-import { fsyncDir, fsyncDirs, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
+import { fsyncDir, fsyncDirs, fsyncTree, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
 import { checkCommands } from './command-check';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
 import { checkSnapTree, checkUnpackFits, readTreeSnapYaml, treeHooks, unpackSize } from './snap-from-path';
@@ -395,7 +395,8 @@ export class RevisionStore {
         }
         await syncFilesystem(staged);
       } else {
-        await copyTree(source, staged, { xattrs: false });
+        // Flushed below, every file and directory at once (fsyncTree), not one after the other.
+        await copyTree(source, staged, { xattrs: false, sync: false });
       }
       // What was copied is what gets installed: check and read it again (the
       // source may have changed meanwhile): no special files, no links out of
@@ -407,6 +408,7 @@ export class RevisionStore {
         throw new SnapprocError(INVALID_SNAP, `${source} changed while it was copied (snap "${snap.name}" became "${copied.name}")`, { path: source });
       }
       snap = copied;
+      if (kind !== 'squashfs') await fsyncTree(staged, (d) => syncFilesystem(d));
       fs.renameSync(staged, p.snap);
       made.push(p.snap);
       fs.rmdirSync(partial);

@@ -133,7 +133,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined, revision: d.to });
           crashPoint('validate', 'written');
         }
-        sup.writeLaunchFiles(d.snap, d.to);
+        await sup.writeLaunchFiles(d.snap, d.to);
         const v = store.readSnapYaml(d.snap, d.to).version;
         return `validate ${d.snap} ${v} (${d.to})`;
       },

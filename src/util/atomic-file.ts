@@ -48,6 +48,40 @@ export async function fsyncDirs(dirs: Iterable<string>): Promise<void> {
 }
 
 /**
+ * Flushes a tree just written (every regular file and directory in it, the
+ * top too) with concurrent fsyncs, which a journaling file system commits
+ * together; a tree of more than `maxEntries` gets one syncfs(2) instead
+ * (`syncfs`, given by the caller: it runs off the main thread in the addon).
+ * Symbolic links are not opened (that would follow them); the fsync of
+ * their directory makes them durable.
+ */
+export async function fsyncTree(dir: string, syncfs: (p: string) => Promise<unknown>, maxEntries = 256): Promise<void> {
+  const files: string[] = [dir];
+  const stack = [dir];
+  while (stack.length) {
+    const d = stack.pop()!;
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (!e.isDirectory() && !e.isFile()) continue;
+      const p = path.join(d, e.name);
+      files.push(p);
+      if (e.isDirectory()) stack.push(p);
+      if (files.length > maxEntries) {
+        await syncfs(dir);
+        return;
+      }
+    }
+  }
+  await Promise.all(files.map(async (p) => {
+    const h = await fs.promises.open(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  }));
+}
+
+/**
  * Replaces `file` with `data` atomically and durably. `mode` is applied
  * exactly (not filtered by the umask); default 0644. With `durable: false`
  * the write is still atomic (a reader, or a process killed mid-write, never
