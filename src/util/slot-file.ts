@@ -10,10 +10,11 @@
 // fsync, a rename and a directory fsync (~0.4 ms against ~7 ms under load).
 // A write that is not flushed (`durable: false`) never goes to the slot that
 // holds the last flushed version: a power cut can then lose the unflushed
-// writes, never that version. And a slot is never shrunk (shorter text is
-// padded with spaces, which JSON ignores): one write(2), no ftruncate, so a
-// process killed between two system calls cannot leave a slot torn, and an
-// fdatasync that changes no size flushes only the data block.
+// writes, never that version. And a slot is not shrunk by a shorter text
+// (padded with spaces, which JSON ignores) unless it would be less than half
+// its size: one write(2), no ftruncate, so a process killed between two
+// system calls cannot leave a slot torn, and an fdatasync that changes no
+// size flushes only the data block.
 // One writer per file at a time (the supervisor holds the root's lock).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -98,9 +99,12 @@ export class SlotFile {
     const slot: 0 | 1 = this.flushedSlot === null ? ((this.seq % 2) as 0 | 1) : this.flushedSlot === 0 ? 1 : 0;
     const text = render(this.seq) + '\n';
     const length = Buffer.byteLength(text);
-    const data = Buffer.from(length < this.sizes[slot] ? text + ' '.repeat(this.sizes[slot] - length) : text);
+    // Much shorter than the slot (a record that lost most of its services): shrunk after all.
+    const shrink = length * 2 < this.sizes[slot];
+    const data = Buffer.from(length < this.sizes[slot] && !shrink ? text + ' '.repeat(this.sizes[slot] - length) : text);
     const fd = this.fds[slot];
     fs.writeSync(fd, data, 0, data.length, 0);
+    if (shrink) fs.ftruncateSync(fd, data.length);
     this.sizes[slot] = data.length;
     if (options.durable) {
       fs.fdatasyncSync(fd);
