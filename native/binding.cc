@@ -153,14 +153,6 @@ Napi::Value PidfdExitStatus(const Napi::CallbackInfo& info) {
   return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::Number::New(info.Env(), status);
 }
 
-Napi::Value PidfdWait(const Napi::CallbackInfo& info) {
-  int fd, timeout;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &timeout)) return info.Env().Undefined();
-  return StartWait(info.Env(), "snapproc.pidfdWait", [fd, timeout](int cancel, const char** sc) {
-    return sys_pidfd_wait(fd, timeout, cancel, sc);
-  });
-}
-
 // Resolves 'done' once the file system holding the path is flushed.
 Napi::Value Syncfs(const Napi::CallbackInfo& info) {
   std::string path;
@@ -286,27 +278,6 @@ Napi::Value ProcIds(const Napi::CallbackInfo& info) {
   std::vector<proc_ids> ids;
   proc_ids_of(pids, &ids);
   return ToInt32Array(info.Env(), reinterpret_cast<const int32_t*>(ids.data()), ids.size() * 3);
-}
-
-Napi::Value SetFrozen(const Napi::CallbackInfo& info) {
-  std::string dir;
-  int frozen, timeout;
-  if (!ArgString(info, 0, &dir) || !ArgInt(info, 1, &frozen) || !ArgInt(info, 2, &timeout))
-    return info.Env().Undefined();
-  return StartWait(info.Env(), "snapproc.setFrozen", [dir, frozen, timeout](int, const char** sc) {
-    return cg_set_frozen(dir.c_str(), frozen, timeout, sc);
-  });
-}
-
-Napi::Value WaitEvent(const Napi::CallbackInfo& info) {
-  std::string dir, key;
-  int want, timeout;
-  if (!ArgString(info, 0, &dir) || !ArgString(info, 1, &key) || !ArgInt(info, 2, &want) ||
-      !ArgInt(info, 3, &timeout))
-    return info.Env().Undefined();
-  return StartWait(info.Env(), "snapproc.waitEvent", [dir, key, want, timeout](int cancel, const char** sc) {
-    return cg_wait_event(dir.c_str(), key.c_str(), want, timeout, cancel, sc);
-  });
 }
 
 // Synchronous: the whole freeze-signal-thaw runs in one call, no JS in between.
@@ -585,6 +556,171 @@ Napi::Value SpawnInCgroup(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ---- many waits on one thread ------------------------------------------------
+
+// One watch_set per environment (the main thread and each worker thread that
+// loads the addon), with one thread waiting on it and a thread-safe function
+// that hands the ready watches to JavaScript in batches. The function is
+// ref'd only while watches are open: a supervisor with services stays
+// alive, a program whose waits ended may exit.
+struct Watcher;
+struct WatchBatch {
+  std::vector<std::pair<uint32_t, int>> ready;
+};
+void DeliverWatch(Napi::Env env, Napi::Function cb, Watcher* w, WatchBatch* b);
+using WatchTsfn = Napi::TypedThreadSafeFunction<Watcher, WatchBatch, DeliverWatch>;
+
+struct Watcher {
+  watch_set set;
+  std::thread thread;
+  WatchTsfn tsfn;
+  size_t open = 0;  // main thread only
+  bool refd = false;
+  bool closed = false;
+};
+
+std::mutex g_watchers_mu;
+std::map<napi_env, Watcher*> g_watchers;
+
+Watcher* WatcherOf(napi_env env) {
+  std::lock_guard<std::mutex> lock(g_watchers_mu);
+  auto it = g_watchers.find(env);
+  return it == g_watchers.end() ? nullptr : it->second;
+}
+
+void DeliverWatch(Napi::Env env, Napi::Function cb, Watcher* w, WatchBatch* b) {
+  if (env != nullptr && !w->closed) {
+    Napi::Int32Array arr = Napi::Int32Array::New(env, b->ready.size() * 2);
+    for (size_t i = 0; i < b->ready.size(); i++) {
+      arr[i * 2] = (int32_t)b->ready[i].first;
+      arr[i * 2 + 1] = b->ready[i].second;
+    }
+    cb.Call({arr});
+  }
+  delete b;
+}
+
+void WatchRef(Napi::Env env, Watcher* w) {
+  bool want = w->open > 0;
+  if (want == w->refd) return;
+  if (want) w->tsfn.Ref(env);
+  else w->tsfn.Unref(env);
+  w->refd = want;
+}
+
+// watchInit(cb): cb(Int32Array [token, rc, ...]) for watches whose condition holds (rc 1) or failed (-errno).
+Napi::Value WatchInit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) {
+    Napi::TypeError::New(env, "argument 0 must be a function").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (WatcherOf(env) != nullptr) return env.Undefined();
+  Watcher* w = new Watcher();
+  const char* sc = nullptr;
+  int rc = w->set.open(&sc);
+  if (rc < 0) {
+    delete w;
+    return ThrowErrno(env, rc, sc);
+  }
+  napi_env key = env;
+  w->tsfn = WatchTsfn::New(env, info[0].As<Napi::Function>(), "snapproc.watch", 0, 1, w, [key](Napi::Env, void*, Watcher* w) {
+    // After the thread released the function: the environment is going away.
+    w->set.stop();
+    if (w->thread.joinable()) w->thread.join();
+    {
+      std::lock_guard<std::mutex> lock(g_watchers_mu);
+      g_watchers.erase(key);
+    }
+    delete w;
+  });
+  w->tsfn.Unref(env);
+  {
+    std::lock_guard<std::mutex> lock(g_watchers_mu);
+    g_watchers[key] = w;
+  }
+  w->thread = std::thread([w]() {
+    WatchTsfn tsfn = w->tsfn;
+    for (;;) {
+      WatchBatch* b = new WatchBatch();
+      const char* sc = nullptr;
+      int rc = w->set.wait(&b->ready, &sc);
+      if (rc != 1) {
+        delete b;
+        break;  // stopped (or epoll failed: nothing more can be told)
+      }
+      if (tsfn.BlockingCall(b) != napi_ok) {
+        delete b;
+        break;
+      }
+    }
+    tsfn.Release();
+  });
+  // The environment's teardown ends the thread (the finalizer above then joins it).
+  env.AddCleanupHook([w]() {
+    w->closed = true;
+    w->set.stop();
+  });
+  return env.Undefined();
+}
+
+// watchPidfd(pidfd) -> token
+Napi::Value WatchPidfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgInt(info, 0, &fd)) return env.Undefined();
+  Watcher* w = WatcherOf(env);
+  if (!w) return ThrowErrno(env, -EINVAL, "watchInit");
+  uint32_t token = 0;
+  const char* sc = nullptr;
+  int rc = w->set.add_pidfd(fd, &token, &sc);
+  if (rc < 0) return ThrowErrno(env, rc, sc);
+  w->open++;
+  WatchRef(env, w);
+  return Napi::Number::New(env, token);
+}
+
+// watchEvent(dir, key, want) -> token, or 0 when the key has that value already
+Napi::Value WatchEvent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string dir, key;
+  int want;
+  if (!ArgString(info, 0, &dir) || !ArgString(info, 1, &key) || !ArgInt(info, 2, &want)) return env.Undefined();
+  Watcher* w = WatcherOf(env);
+  if (!w) return ThrowErrno(env, -EINVAL, "watchInit");
+  uint32_t token = 0;
+  const char* sc = nullptr;
+  int rc = w->set.add_event(dir.c_str(), key.c_str(), want, &token, &sc);
+  if (rc < 0) return ThrowErrno(env, rc, sc);
+  if (rc == 1) return Napi::Number::New(env, 0);
+  w->open++;
+  WatchRef(env, w);
+  return Napi::Number::New(env, token);
+}
+
+// watchRemove(token) -> whether it was open
+Napi::Value WatchRemove(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int token;
+  if (!ArgInt(info, 0, &token)) return env.Undefined();
+  Watcher* w = WatcherOf(env);
+  if (!w || !w->set.remove((uint32_t)token)) return Napi::Boolean::New(env, false);
+  w->open--;
+  WatchRef(env, w);
+  return Napi::Boolean::New(env, true);
+}
+
+// watchCheck(token) -> 1 holds now, 0 not yet; throws for a failed or unknown watch
+Napi::Value WatchCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int token;
+  if (!ArgInt(info, 0, &token)) return env.Undefined();
+  Watcher* w = WatcherOf(env);
+  int rc = w ? w->set.check_now((uint32_t)token) : -ENOENT;
+  if (rc < 0) return ThrowErrno(env, rc, "poll");
+  return Napi::Number::New(env, rc);
+}
+
 // ---- tree copy ----------------------------------------------------------------
 
 // copyTree(src, dst, flags): a promise of the copy's counts; rejects with
@@ -691,7 +827,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdGetfd", Napi::Function::New(env, PidfdGetfd));
   exports.Set("pidfdSendSignal", Napi::Function::New(env, PidfdSendSignal));
   exports.Set("pidfdExitStatus", Napi::Function::New(env, PidfdExitStatus));
-  exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait));
   exports.Set("cancelWait", Napi::Function::New(env, CancelWait));
   exports.Set("syncfs", Napi::Function::New(env, Syncfs));
   exports.Set("bindReadonly", Napi::Function::New(env, BindReadonly));
@@ -704,8 +839,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getName", Napi::Function::New(env, GetName));
   exports.Set("readProcs", Napi::Function::New(env, ReadProcs));
   exports.Set("procIds", Napi::Function::New(env, ProcIds));
-  exports.Set("setFrozen", Napi::Function::New(env, SetFrozen));
-  exports.Set("waitEvent", Napi::Function::New(env, WaitEvent));
   exports.Set("signalAll", Napi::Function::New(env, SignalAll));
   exports.Set("lockFile", Napi::Function::New(env, LockFile));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
@@ -715,6 +848,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("notifyListen", Napi::Function::New(env, NotifyListen));
   exports.Set("notifyClose", Napi::Function::New(env, NotifyClose));
   exports.Set("reapChildren", Napi::Function::New(env, ReapChildren));
+  exports.Set("watchInit", Napi::Function::New(env, WatchInit));
+  exports.Set("watchPidfd", Napi::Function::New(env, WatchPidfd));
+  exports.Set("watchEvent", Napi::Function::New(env, WatchEvent));
+  exports.Set("watchRemove", Napi::Function::New(env, WatchRemove));
+  exports.Set("watchCheck", Napi::Function::New(env, WatchCheck));
   exports.Set("execve", Napi::Function::New(env, Execve));
   return exports;
 }

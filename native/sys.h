@@ -5,8 +5,11 @@
 #pragma once
 #include <stdint.h>
 #include <sys/types.h>
-#include <vector>
+#include <map>
+#include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
 namespace snapproc {
 
@@ -135,6 +138,56 @@ int sup_reap_children(const std::vector<int32_t>& exclude, std::vector<reaped>* 
 // pid and sets *pidfd_out; -errno (ENOSYS/E2BIG/EINVAL on kernels before 5.7).
 int spawn_in_cgroup(const char* file, char* const* argv, char* const* envp, int cgroup_fd, const int* fds, int nfds,
                     int setsid_too, int* pidfd_out, const char** syscall_out);
+
+// ---- many waits on one thread (watch.cc) -------------------------------------
+
+enum { WATCH_PIDFD = 0, WATCH_EVENT = 1 };
+// An epoll set of pidfds (ready once the process exited) and cgroup.events
+// files (ready once a key has a value). add/remove/check_now may be called
+// from any thread while one thread sits in wait().
+class watch_set {
+ public:
+  watch_set() = default;
+  watch_set(const watch_set&) = delete;
+  watch_set& operator=(const watch_set&) = delete;
+  ~watch_set();
+  int open(const char** syscall_out);
+  // Watches (a duplicate of) `pidfd`; *token names it.
+  int add_pidfd(int pidfd, uint32_t* token, const char** syscall_out);
+  // Watches `key` of `dir`/cgroup.events until it reads `want`: 0 and
+  // *token when watched, 1 when it holds already (nothing is watched), -errno.
+  int add_event(const char* dir, const char* key, int want, uint32_t* token, const char** syscall_out);
+  // Ends a watch (closes its descriptor); false if there was none.
+  bool remove(uint32_t token);
+  // Whether a watch's condition holds now: 1, 0, -errno.
+  int check_now(uint32_t token);
+  // Blocks until some watches' conditions hold: each once, as (token, 1) or
+  // (token, -errno) when it never will; 1 = some, 2 = stopped, -errno.
+  int wait(std::vector<std::pair<uint32_t, int>>* ready, const char** syscall_out);
+  // Makes wait() return 2, now and from then on.
+  void stop();
+
+ private:
+  struct entry {
+    int fd;
+    int kind;
+    std::string key;
+    int want;
+    int64_t last_wake;
+    bool fired;
+  };
+  static const uint32_t kKickToken = 0xffffffffu;
+  static int fail_errno(const char** syscall_out, const char* name);
+  static int read_key(int fd, const std::string& key);
+  static int check(entry& e);
+  uint32_t take_token();
+  void kick();
+  int epfd_ = -1, stop_fd_ = -1, kick_fd_ = -1;
+  uint32_t next_ = 1;
+  std::mutex mu_;
+  std::map<uint32_t, entry> entries_;
+  std::set<uint32_t> events_;
+};
 
 // ---- process details for discovery (procinfo.cc) ----------------------------
 
