@@ -85,7 +85,7 @@ function journalFile(root: string, id: string): string {
  * nothing (a hook, stopping or starting services) can wait for the next
  * flush: lost, the recovery undoes or redoes that step, which is safe by
  * contract, and after a power cut no process of it runs any more. A
- * refresh flushes 6 of its 11 boundaries.
+ * refresh flushes 5 of its 11 boundaries.
  */
 const openJournals = new Map<string, SlotFile>();
 
@@ -169,9 +169,10 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
         rec(i).status = 'done';
         rec(i).summary = summary || undefined;
         rec(i).ms = Math.round(performance.now() - started);
-        // Flushed unless the next step to run writes nothing (the final save flushes).
+        // Flushed unless the next step to run writes nothing; after the last
+        // step, the final save right below flushes (one flush, not two in a row).
         const next = steps.findIndex((_, k) => k > i && rec(k).status !== 'done' && rec(k).status !== 'skipped');
-        saveChange(root, change, { durable: next < 0 || steps[next].writes !== false });
+        saveChange(root, change, { durable: next >= 0 && steps[next].writes !== false });
         progress(`[${i + 1}/${total}] ${summary || steps[i].name} (${rec(i).ms} ms)`);
         crashPoint(steps[i].name, 'after');
       } catch (err) {
