@@ -72,6 +72,17 @@ function rssKiB(pid: number): number {
   }
 }
 
+/** Resident memory split as the kernel counts it (smaps_rollup, KiB): anonymous (the process's own) and file-backed (its binary and libraries, shared in the page cache), and PSS. */
+function memSplit(pid: number): { anon: number; file: number; pss: number } {
+  try {
+    const t = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const f = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(t)?.[1] ?? 0);
+    return { anon: f('Anonymous'), file: f('Rss') - f('Anonymous'), pss: f('Pss') };
+  } catch {
+    return { anon: 0, file: 0, pss: 0 };
+  }
+}
+
 function writeSnap(dir: string, name: string, version: string): void {
   fs.mkdirSync(path.join(dir, 'meta'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
@@ -226,7 +237,10 @@ async function main(): Promise<void> {
   const seconds = 5;
   await sleep(seconds * 1000);
   const after = groups.map(([, ps]) => ps.reduce((n, p) => n + switches(p), 0));
-  const idle = new Map(groups.map(([n, ps], i) => [n, { rss: ps.reduce((a, p) => a + rssKiB(p), 0) / 1024, wake: (after[i] - before[i]) / seconds, procs: ps.length }]));
+  const idle = new Map(groups.map(([n, ps], i) => {
+    const split = ps.map(memSplit).reduce((a, b) => ({ anon: a.anon + b.anon, file: a.file + b.file, pss: a.pss + b.pss }), { anon: 0, file: 0, pss: 0 });
+    return [n, { rss: ps.reduce((a, p) => a + rssKiB(p), 0) / 1024, wake: (after[i] - before[i]) / seconds, procs: ps.length, split }];
+  }));
   showRaw('scale', t);
 
   // ---- the table
@@ -245,7 +259,7 @@ async function main(): Promise<void> {
   rows.push({ measure: `supervisor RSS vs s6-svscan + ${SERVICES} s6-supervise (MiB, info)`, n: N, snapproc: rss('snapproc'), baseline: rss('s6') });
   const wake = idle.get('snapproc')!.wake;
   rows.push({ measure: 'idle wake-ups/s with everything running (goal: none)', n: seconds, snapproc: wake, baseline: 1, goal: 0.2, note: 'Values are wake-ups (context switches) per second over 5 s with no request.' });
-  footer.push(`idle over ${seconds} s: ${[...idle].map(([n, v]) => `${n}: RSS ${v.rss.toFixed(1)} MiB in ${v.procs} process${v.procs === 1 ? '' : 'es'}, ${v.wake.toFixed(1)} wake-ups/s`).join('; ')}`);
+  footer.push(`idle over ${seconds} s: ${[...idle].map(([n, v]) => `${n}: RSS ${v.rss.toFixed(1)} MiB in ${v.procs} process${v.procs === 1 ? '' : 'es'} (anonymous ${(v.split.anon / 1024).toFixed(1)}, file-backed ${(v.split.file / 1024).toFixed(1)}, PSS ${(v.split.pss / 1024).toFixed(1)} MiB), ${v.wake.toFixed(1)} wake-ups/s`).join('; ')}`);
   footer.push('', `Medians of ${REPS} rounds (status, refresh and restart: ${Math.max(REPS, 5)}); contenders alternated. Node ${process.version}, kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, ${os.availableParallelism()} CPUs; ${((Date.now() - T0) / 1000).toFixed(0)} s.`);
 
   // ---- clean up: stop everything (the cgroups are removed by the harness in any case)
