@@ -218,20 +218,18 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
   const rounds = warmup ? 3 : args.reps ?? (n >= 4000 ? 9 : n >= 1000 ? 9 : 21);
   const times = new Map<string, number[]>(contenders.map((c) => [c.name, []]));
 
-  // How long stopCgroup spends in its one native fan-out call (freeze,
-  // signal each member, thaw): native.signalAll, wrapped to time it.
-  const signalAll = native.signalAll;
-  const inSignalAll: number[] = [];
-  native.signalAll = (...a: Parameters<typeof signalAll>) => {
+  // How long stopCgroup spends in its one native call (freeze, signal each
+  // member, thaw, wait for `populated 0`): native.stopAll, wrapped to time it.
+  const stopAll = native.stopAll;
+  const inStopAll: number[] = [];
+  native.stopAll = (...a: Parameters<typeof stopAll>) => {
     const t0 = performance.now();
-    try {
-      return signalAll(...a);
-    } finally {
-      inSignalAll.push(performance.now() - t0);
-    }
+    const p = stopAll(...a);
+    void p.result.then(() => inStopAll.push(performance.now() - t0), () => {});
+    return p;
   };
-  const signalAllT: number[] = [];
-  const afterSignalAll: number[] = [];
+  const stopAllT: number[] = [];
+  const outsideStopAll: number[] = [];
 
   progress(`${warmup ? 'warm-up' : `kill N=${n}`}: ${rounds} rounds of ${contenders.map((c) => c.name).join(', ')}, a new tree each`);
   try {
@@ -240,22 +238,22 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
       for (let k = 0; k < contenders.length; k++) {
         const c = contenders[(r + k) % contenders.length];
         const tree = await startTree(dir, n);
-        inSignalAll.length = 0;
+        inStopAll.length = 0;
         const t = await timeOnce(() => c.run(tree));
         times.get(c.name)!.push(t);
         if (c.name === 'sigterm') {
-          if (inSignalAll.length !== 1) throw new Error(`stopCgroup called native.signalAll ${inSignalAll.length} times`);
-          signalAllT.push(inSignalAll[0]);
-          afterSignalAll.push(t - inSignalAll[0]);
+          if (inStopAll.length !== 1) throw new Error(`stopCgroup called native.stopAll ${inStopAll.length} times`);
+          stopAllT.push(inStopAll[0]);
+          outsideStopAll.push(t - inStopAll[0]);
         }
         if (/populated 1/.test(fs.readFileSync(events, 'utf8'))) throw new Error(`${c.name} left ${dir} populated`);
         await settle(tree);
       }
     }
   } finally {
-    native.signalAll = signalAll;
+    native.stopAll = stopAll;
   }
-  showRaw(`kill N=${n}`, new Map([...times, ['(signalAll in sigterm)', signalAllT], ['(after signalAll)', afterSignalAll]]));
+  showRaw(`kill N=${n}`, new Map([...times, ['(stopAll in sigterm)', stopAllT], ['(outside stopAll)', outsideStopAll]]));
   if (warmup) {
     cgs.remove(dir);
     return;
@@ -296,11 +294,11 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
     const floor = m('floor');
     rows.push({ measure: 'SIGKILL all until empty vs cgroup.kill (floor)', n, snapproc: m('sigkill'), baseline: floor, goal: GOAL_SIGKILL, note: 'killCgroup(dir) until it resolves (cgroup.kill + `populated 0` on cgroup.events). Floor: write cgroup.kill, native.waitEvent(populated 0). A new tree for every run; only the kill is timed.' });
     if (times.has('floor2')) rows.push({ measure: '  noise: the floor vs itself (A/A)', n, snapproc: m('floor2'), baseline: floor, note: 'The floor run twice per round as two contenders: how far apart identical runs land here, i.e. how much of a ratio is noise.' });
-    rows.push({ measure: 'SIGTERM all until empty vs cgroup.kill (floor)', n, snapproc: m('sigterm'), baseline: floor, goal: GOAL_SIGTERM, note: 'stopCgroup(dir, { mode: \'sigterm-all\' }): freeze, SIGTERM (+ SIGCONT) each member through a pidfd, thaw, wait for `populated 0`; the sleeps die of SIGTERM.' });
+    rows.push({ measure: 'SIGTERM all until empty vs cgroup.kill (floor)', n, snapproc: m('sigterm'), baseline: floor, goal: GOAL_SIGTERM, note: 'stopCgroup(dir, { mode: \'sigterm-all\' }): freeze, SIGTERM (+ SIGCONT) each member through a pidfd, thaw, wait for `populated 0` (one native call off the main thread); the sleeps die of SIGTERM.' });
     rows.push({ measure: 'SIGTERM all until empty vs JS process.kill loop', n, snapproc: m('sigterm'), baseline: m('jsloop'), note: 'JS loop: read cgroup.procs, process.kill(pid, \'SIGTERM\') for each, native.waitEvent(populated 0) (not race-free: no freeze, no pidfd).' });
     const part = (measure: string, value: number, note?: string) => rows.push({ measure: `  part: ${measure}`, n, snapproc: value, baseline: floor, note });
-    part('native.signalAll in stopCgroup', median(signalAllT), 'Parts of the SIGTERM stop, against the kill floor: the time stopCgroup spent inside native.signalAll (freeze, SIGTERM + SIGCONT through pidfds, thaw; timed by wrapping it) and after it (until `populated 0`), in the same runs; then, on a tree left alive, freeze alone (until `frozen 1`), thaw alone (until `frozen 0`), and native.signalAll with signal 0 (the fan-out without deaths).');
-    part('stopCgroup after signalAll', median(afterSignalAll));
+    part('native.stopAll in stopCgroup', median(stopAllT), 'Parts of the SIGTERM stop, against the kill floor: the time stopCgroup spent inside its one native call, native.stopAll (freeze, SIGTERM + SIGCONT through pidfds, thaw, wait for `populated 0`, on a thread of its own; timed by wrapping it, until its promise settles) and outside it (checks in JavaScript), in the same runs; then, on a tree left alive, freeze alone (until `frozen 1`), thaw alone (until `frozen 0`), and native.signalAll with signal 0 (the fan-out without deaths).');
+    part('stopCgroup outside native.stopAll', median(outsideStopAll));
     part('freeze (until frozen 1)', median(freezeT));
     part('thaw (until frozen 0)', median(thawT));
     part('native.signalAll, signal 0', median(p.get('signal0')!));

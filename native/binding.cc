@@ -295,6 +295,69 @@ Napi::Value SignalAll(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// stopAll(dir, sig, alsoCont, freezeTimeoutMs, timeoutMs): [promise, cancelFd].
+// The whole `-all` stop off the main thread, in one trip: freeze, signal,
+// thaw, wait for `populated 0`. The promise gives { outcome: 'done' |
+// 'timeout' | 'cancelled' | 'freeze-timeout', signalled, gone, cgroups, frozen }.
+struct StopWait {
+  Napi::Promise::Deferred deferred;
+  int cancel_fd = -1;
+  int rc = 0;
+  const char* syscall = nullptr;
+  fanout_result res{};
+  explicit StopWait(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+void SettleStop(Napi::Env env, Napi::Function, std::nullptr_t*, StopWait* w) {
+  if (env != nullptr) {
+    if (w->rc < 0) {
+      Napi::Error err = Napi::Error::New(env, std::string(w->syscall ? w->syscall : "stop") + " failed");
+      err.Set("errno", Napi::Number::New(env, w->rc));
+      err.Set("syscall", Napi::String::New(env, w->syscall ? w->syscall : "stop"));
+      w->deferred.Reject(err.Value());
+    } else {
+      static const char* names[] = {"timeout", "done", "cancelled", "freeze-timeout"};
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("outcome", Napi::String::New(env, names[w->rc]));
+      out.Set("signalled", w->res.signalled);
+      out.Set("gone", w->res.gone);
+      out.Set("cgroups", w->res.cgroups);
+      out.Set("frozen", Napi::Boolean::New(env, w->res.frozen == 1));
+      w->deferred.Resolve(out);
+    }
+  }
+  if (w->cancel_fd >= 0) close(w->cancel_fd);
+  delete w;
+}
+
+using StopTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, StopWait, SettleStop>;
+
+Napi::Value StopAll(const Napi::CallbackInfo& info) {
+  std::string dir;
+  int sig, freeze_timeout, timeout;
+  if (!ArgString(info, 0, &dir) || !ArgInt(info, 1, &sig) || !ArgInt(info, 3, &freeze_timeout) || !ArgInt(info, 4, &timeout))
+    return info.Env().Undefined();
+  bool also_cont = info[2].ToBoolean();
+  Napi::Env env = info.Env();
+  StopWait* w = new StopWait(env);
+  w->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (w->cancel_fd < 0) {
+    int e = errno;
+    delete w;
+    return ThrowErrno(env, -e, "eventfd");
+  }
+  StopTsfn tsfn = StopTsfn::New(env, "snapproc.stopAll", 0, 1);
+  Napi::Array pair = Napi::Array::New(env, 2);
+  pair.Set(0u, w->deferred.Promise());
+  pair.Set(1u, Napi::Number::New(env, w->cancel_fd));
+  std::thread([tsfn, w, dir, sig, also_cont, freeze_timeout, timeout]() mutable {
+    w->rc = cg_stop_all(dir.c_str(), sig, also_cont ? 1 : 0, freeze_timeout, timeout, w->cancel_fd, &w->res, &w->syscall);
+    tsfn.BlockingCall(w);
+    tsfn.Release();
+  }).detach();
+  return pair;
+}
+
 // ---- supervision ------------------------------------------------------------
 
 Napi::Value LockFile(const Napi::CallbackInfo& info) {
@@ -674,6 +737,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setFrozen", Napi::Function::New(env, SetFrozen));
   exports.Set("waitEvent", Napi::Function::New(env, WaitEvent));
   exports.Set("signalAll", Napi::Function::New(env, SignalAll));
+  exports.Set("stopAll", Napi::Function::New(env, StopAll));
   exports.Set("lockFile", Napi::Function::New(env, LockFile));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("listenUnix", Napi::Function::New(env, ListenUnix));

@@ -69,9 +69,20 @@ struct fanout_result {
 // the subtree, open a pidfd for each, read the members again and signal only
 // those present both times (so a PID that was reused in between is never hit),
 // then thaw. With `also_cont`, SIGCONT follows `sig` so that stopped members
-// act on it. Refuses (-EDEADLK) if the calling process is a member.
+// act on it. Refuses (-EDEADLK) if the calling process is a member. With
+// `need_frozen`, a freeze that does not complete in time signals nothing:
+// the subtree is thawed again and 1 returned.
 int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms,
-                  fanout_result* result, const char** syscall_out);
+                  fanout_result* result, const char** syscall_out, bool need_frozen = false);
+// An `-all` stop in one call (one trip off the main thread): freeze, signal
+// as cg_signal_all does, thaw (written, not waited for), then wait until
+// the subtree is empty, `timeout_ms` after the call began at the latest, or
+// until `cancel_fd` is readable. When the freeze does not complete within
+// `freeze_timeout_ms` nothing is signalled and the subtree is thawed again
+// (result->frozen 0): the caller signals without the freeze. Returns 1 =
+// empty, 0 = timed out, 2 = cancelled, 3 = freeze timed out, -errno.
+int cg_stop_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms, int timeout_ms, int cancel_fd,
+                fanout_result* result, const char** syscall_out);
 
 // ---- supervision (supervise.cc) ---------------------------------------------
 

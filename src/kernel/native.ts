@@ -33,6 +33,7 @@ interface Addon {
   setFrozen(dir: string, frozen: number, timeoutMs: number): [Promise<WaitOutcome>, number];
   waitEvent(dir: string, key: string, want: number, timeoutMs: number): [Promise<WaitOutcome>, number];
   signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean): { signalled: number; gone: number; cgroups: number; frozen: boolean };
+  stopAll(dir: string, sig: number, alsoCont: boolean, freezeTimeoutMs: number, timeoutMs: number): [Promise<StopAllResult>, number];
   lockFile(path: string): number;
   peerCred(fd: number): PeerCred;
   listenUnix(path: string, mode: number, backlog: number): number;
@@ -174,12 +175,21 @@ function call<T>(fn: () => T, detail: { path?: string; pid?: number } = {}): T {
 }
 
 /** A wait running on its own thread: await `result`, or `cancel()` it. */
-export interface PendingWait {
-  result: Promise<WaitOutcome>;
+export interface PendingWait<T = WaitOutcome> {
+  result: Promise<T>;
   cancel(): void;
 }
 
-function pending(start: () => [Promise<WaitOutcome>, number], detail: { path?: string; pid?: number }): PendingWait {
+/** What native.stopAll did: the fan-out's counts and how the wait for `populated 0` ended ('freeze-timeout': nothing was signalled). */
+export interface StopAllResult {
+  outcome: WaitOutcome | 'freeze-timeout';
+  signalled: number;
+  gone: number;
+  cgroups: number;
+  frozen: boolean;
+}
+
+function pending<T = WaitOutcome>(start: () => [Promise<T>, number], detail: { path?: string; pid?: number }): PendingWait<T> {
   const [promise, token] = call(start, detail);
   let settled = false;
   const result = promise.then(
@@ -321,6 +331,14 @@ export const native = {
   waitEvent: (dir: string, key: 'populated' | 'frozen', want: number, timeoutMs: number) =>
     pending(() => load().waitEvent(dir, key, want, timeoutMs), { path: dir }),
   signalAll: (dir: string, sig: number, freezeTimeoutMs: number, alsoCont = false) => call(() => load().signalAll(dir, sig, freezeTimeoutMs, alsoCont), { path: dir }),
+  /**
+   * An `-all` stop off the main thread in one trip: freeze (up to
+   * freezeTimeoutMs), signal every member as signalAll does, thaw, then wait
+   * for `populated 0` until timeoutMs after the call. 'freeze-timeout': the
+   * freeze did not complete, nothing was signalled, the cgroup is thawed.
+   */
+  stopAll: (dir: string, sig: number, alsoCont: boolean, freezeTimeoutMs: number, timeoutMs: number) =>
+    pending<StopAllResult>(() => load().stopAll(dir, sig, alsoCont, freezeTimeoutMs, timeoutMs), { path: dir }),
   /** Opens (creating, 0644) `path` and takes an exclusive OFD lock on it; keep the returned fd open to hold it. EAGAIN: another holds it. */
   lockFile: (file: string): number => call(() => load().lockFile(file), { path: file }),
   /** SO_PEERCRED of a connected unix socket (for a net.Socket: `socket._handle.fd`). */
