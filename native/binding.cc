@@ -3,6 +3,8 @@
 // carries `errno` (negative) and `syscall`; src/kernel/native.ts turns that into a
 // Node-shaped SnapprocError. Blocking waits run on a thread of their own and
 // settle a promise through a thread-safe function (libuv's pool stays free).
+#include <errno.h>
+#include <fcntl.h>
 #include <napi.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "sys.h"
 
@@ -222,6 +225,36 @@ Napi::Value GetName(const Napi::CallbackInfo& info) {
   std::string name;
   int rc = sys_get_name(&name, &sc);
   return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::String::New(info.Env(), name);
+}
+
+// execve(2): Node 20 has no process.execve. The daemon uses it to restart
+// itself once with V8 flags of its own, keeping its PID (it may be PID 1).
+Napi::Value Execve(const Napi::CallbackInfo& info) {
+  std::string file;
+  if (!ArgString(info, 0, &file)) return info.Env().Undefined();
+  if (!info[1].IsArray() || !info[2].IsArray()) {
+    Napi::TypeError::New(info.Env(), "execve(file, argv[], env[])").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  auto strings = [](Napi::Array a) {
+    std::vector<std::string> v;
+    for (uint32_t i = 0; i < a.Length(); i++) v.push_back(a.Get(i).ToString().Utf8Value());
+    return v;
+  };
+  std::vector<std::string> argv = strings(info[1].As<Napi::Array>()), env = strings(info[2].As<Napi::Array>());
+  std::vector<char*> av, ev;
+  for (auto& x : argv) av.push_back(const_cast<char*>(x.c_str()));
+  for (auto& x : env) ev.push_back(const_cast<char*>(x.c_str()));
+  av.push_back(nullptr);
+  ev.push_back(nullptr);
+  // Node marks stdin, stdout and stderr close-on-exec at start-up: unmarked
+  // here, or the new image would start with them closed (and write nowhere).
+  for (int fd = 0; fd <= 2; fd++) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+  }
+  execve(file.c_str(), av.data(), ev.data());
+  return ThrowErrno(info.Env(), -errno, "execve");
 }
 
 // ---- cgroups ----------------------------------------------------------------
@@ -746,6 +779,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("notifyListen", Napi::Function::New(env, NotifyListen));
   exports.Set("notifyClose", Napi::Function::New(env, NotifyClose));
   exports.Set("reapChildren", Napi::Function::New(env, ReapChildren));
+  exports.Set("execve", Napi::Function::New(env, Execve));
   return exports;
 }
 

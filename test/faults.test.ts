@@ -20,6 +20,7 @@ import { isReadOnlyMounted, protectData, unprotectData } from '../src/snap/data-
 import { startTimeOf } from '../src/kernel/procfs';
 import { signalApp } from '../src/process/signal-app';
 import { REPO } from './helpers';
+import { squash } from './hostile-corpus';
 import { recordOf, withSupervisor, type EmbeddedCtx } from './embedded';
 import { Supervisor } from '../src/supervisor/supervisor';
 import type { ServiceRecord } from '../src/supervisor/records';
@@ -147,6 +148,10 @@ rootTest('install refuses an app whose command is missing or not executable, and
     const v = await runCli([CLI, 'validate', missing]);
     assert.is.not(v.code, 0);
     assert.match(v.stderr, /does not exist in the snap/);
+    // and of the same snap packed as a .snap (its files are unpacked for the check)
+    const vs = await runCli([CLI, 'validate', squash(missing)]);
+    assert.is.not(vs.code, 0);
+    assert.match(vs.stderr, /hostile\.snap: app "svc" command "bin\/nope" does not exist in the snap/);
   });
 });
 

@@ -12,7 +12,8 @@ import { durationMs } from '../util/duration';
 import { SnapprocError, usageError } from '../util/errors';
 import { freezeCgroup, thawCgroup } from '../kernel/freeze';
 import { cgroup2Mount, readEvent } from '../kernel/cgroupfs';
-import { pidFromNamespace, revisionOf, liveStartTimeOf } from '../kernel/procfs';
+import { pidFromNamespace, pidNamespaceOf, revisionOf, liveStartTimeOf } from '../kernel/procfs';
+import { identityOf } from '../kernel/process-identity';
 import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { signalApp } from '../process/signal-app';
 import { snapProcesses } from '../process/process-table';
@@ -56,7 +57,11 @@ function recordedMains(records: RecordSummary[]): Map<string, MainRecord | null>
       } catch {
         // no cgroup: nothing runs
       }
-      s.mainPid = pidFromNamespace(s.mainPid, s.pidns, members);
+      // The pidfs identity is the same in every namespace: it finds the main
+      // whichever side recorded it (also a service in a deeper namespace than
+      // its supervisor); NSpid is for kernels without pidfs.
+      const byIdentity = s.mainIdentity && s.pidns !== pidNamespaceOf('self') ? [...members].find((c) => identityOf(c) === s.mainIdentity) : undefined;
+      s.mainPid = byIdentity ?? pidFromNamespace(s.mainPid, s.pidns, members);
     }
     out.set(s.cgroup, s.mainPid === null ? null : { pid: s.mainPid, startTime: s.mainStartTime ?? undefined, identity: s.mainIdentity });
   }

@@ -41,10 +41,23 @@ export function validateCommand(source: string, opts: { json?: boolean } = {}): 
   // Loaded here, not at the top: the yaml parser is the heaviest module, and only validate needs it in the CLI.
   const { SnapYamlError, summarizeSnap, validateSnapYaml } = require('../snap/snap-yaml') as typeof import('../snap/snap-yaml');
   // The same rules as install: special files, setuid bits, links out of the snap, hooks (../snap/snap-from-path.ts).
-  const { text, file, hooks } = readSnapYamlFrom(source);
-  // default-configure is no hook snapproc runs, but snapd's rule about it counts the file too.
-  const dc = fs.existsSync(path.join(source, 'meta', 'hooks', 'default-configure')) ? ['default-configure'] : [];
-  const r = validateSnapYaml(text, file, { hookFiles: [...hooks, ...dc] });
+  let r: ReturnType<typeof validateSnapYaml> | undefined;
+  const read = readSnapYamlFrom(source, {
+    withTree(tree, { text, file, hooks }) {
+      // default-configure is no hook snapproc runs, but snapd's rule about it counts the file too.
+      const dc = fs.existsSync(path.join(tree, 'meta', 'hooks', 'default-configure')) ? ['default-configure'] : [];
+      r = validateSnapYaml(text, file, { hookFiles: [...hooks, ...dc] });
+      if (!r.ok) return;
+      // meta/hooks/ too (snapd's implicit hooks), checked as an install checks them, for a directory and a .snap alike.
+      for (const hook of hooks) r.snap.hooks[hook as keyof typeof r.snap.hooks] ??= { name: hook as never };
+      // snapd's container check: every command exists in the snap and is executable (a .snap's unpacked files too).
+      const { checkCommands } = require('../snap/command-check') as typeof import('../snap/command-check');
+      checkCommands(tree, r.snap, source);
+    },
+  });
+  // A bare snap.yaml has no tree: validated alone.
+  r ??= validateSnapYaml(read.text, read.file, { hookFiles: read.hooks });
+  const file = read.file;
   if (!r.ok) {
     if (opts.json) {
       process.stdout.write(JSON.stringify({ ok: false, source: file, problems: r.problems }) + '\n');
@@ -54,14 +67,7 @@ export function validateCommand(source: string, opts: { json?: boolean } = {}): 
     // One problem: one line. Several: a heading line and one line each.
     throw new SnapYamlError(r.problems, file);
   }
-  // meta/hooks/ too (snapd's implicit hooks), checked as an install checks them (readSnapYamlFrom), for a directory and a .snap alike.
   const snap = r.snap;
-  for (const hook of hooks) snap.hooks[hook as keyof typeof snap.hooks] ??= { name: hook as never };
-  // snapd's container check: every command exists in the snap and is executable.
-  if (fs.statSync(source).isDirectory()) {
-    const { checkCommands } = require('../snap/command-check') as typeof import('../snap/command-check');
-    checkCommands(source, snap);
-  }
   if (opts.json) {
     process.stdout.write(JSON.stringify({ ok: true, source: file, snap }) + '\n');
     return;
@@ -132,6 +138,7 @@ export async function runCommand(g: GlobalOptions, target: string, args: string[
 
 export async function daemonCommand(g: GlobalOptions): Promise<void> {
   requireRoot('snapproc daemon');
+  (await import('../supervisor/node-flags')).reexecWithDaemonFlags();
   const { Supervisor } = await import('../supervisor/supervisor');
   const sup = new Supervisor({ root: g.root, exitOnShutdown: true });
   await sup.start();

@@ -47,6 +47,7 @@ interface Addon {
   copyTree(src: string, dst: string, flags: number): Promise<CopyStats>;
   procInfo(pids: Int32Array, revisions: boolean): ProcInfo;
   makeDataDir(path: string, mode: number, subvolume: number): boolean;
+  execve(file: string, argv: string[], env: string[]): never;
 }
 
 /** What native.procInfo read of each process that was still there, in the order given. */
@@ -323,6 +324,8 @@ export const native = {
   getPdeathsig: () => call(() => load().getPdeathsig()),
   setName: (name: string) => call(() => load().setName(name)),
   getName: () => call(() => load().getName()),
+  /** Replaces this process (same PID) by `file` with `argv` and `env` (KEY=VALUE); returns only by throwing. */
+  execve: (file: string, argv: string[], env: string[]): never => call(() => load().execve(file, argv, env), { path: file }),
   readProcs: (dir: string) => call(() => load().readProcs(dir), { path: dir }),
   procIds: (pids: Int32Array) => call(() => load().procIds(pids)),
   /** ppid, pgid and start time of each process from one read of /proc/PID/stat, and with `revisions` the revision it executes (exe path, else SNAP_REVISION). */

@@ -451,12 +451,15 @@ export interface SnapYamlSource {
  * with `metaOnly` just meta/, which is all the supervisor needs to learn the
  * name). A .snap is unpacked into a private temporary directory for it.
  */
-export function readSnapYamlFrom(source: string, opts: { metaOnly?: boolean } = {}): SnapYamlSource {
+export function readSnapYamlFrom(source: string, opts: { metaOnly?: boolean; withTree?: (tree: string, read: SnapYamlSource) => void } = {}): SnapYamlSource {
   const kind = sourceKind(source);
   const fromTree = (dir: string, label: string, file: string): SnapYamlSource => {
     checkSnapTree(dir, label, opts.metaOnly ? { only: 'meta' } : {});
     const text = readTreeSnapYaml(dir, label);
-    return { text, file, hooks: treeHooks(dir, label) };
+    const read = { text, file, hooks: treeHooks(dir, label) };
+    // What else needs the files (validate's command check) sees them here, while a .snap's are unpacked.
+    opts.withTree?.(dir, read);
+    return read;
   };
   if (kind === 'directory') return fromTree(source, source, path.join(source, 'meta', 'snap.yaml'));
   if (kind === 'squashfs') {

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { SnapprocError } from '../util/errors';
 import { answers, socketPath } from './control';
+import { DAEMON_NODE_FLAGS } from './node-flags';
 import type { ControlMethod, ParamsOf, ResultOf } from './protocol';
 
 export interface CallOptions {
@@ -79,7 +80,7 @@ export async function startBackgroundSupervisor(root: string, timeoutMs = 10_000
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const out = fs.openSync(logFile, 'a', 0o640);
   const bin = path.resolve(__dirname, '..', '..', '..', 'bin', 'snapproc');
-  const child = spawn(process.execPath, [bin, '--root', root, 'daemon'], { detached: true, stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, bin, '--root', root, 'daemon'], { detached: true, stdio: ['ignore', out, out] });
   fs.closeSync(out);
   child.unref();
   let exited: number | null = null;
