@@ -114,7 +114,7 @@ async function discover(cgs: BenchCgroups, n: number): Promise<void> {
     const contenders: Contender[] = [
       { name: 'snapproc', run: () => snapProcesses(instance) },
       { name: 'floor', run: () => native.readProcs(dir) },
-      { name: 'statfloor', run: () => native.procInfo(native.readProcs(dir), false) },
+      { name: 'statfloor', run: () => native.procInfo(native.readProcs(dir), false, true) },
       { name: 'procwalk', run: () => procWalk(cgroupLine) },
     ];
     if (pidtree) contenders.push({ name: 'pidtree', run: () => pidtree(tree.mainPid) });
