@@ -125,7 +125,7 @@ async function discover(cgs: BenchCgroups, n: number): Promise<void> {
     const m = (name: string) => (t.get(name)?.length ? median(t.get(name)!) : null);
     const snap = m('snapproc');
     const floor = m('floor');
-    rows.push({ measure: 'discover+classify vs native stat floor', n, snapproc: snap, baseline: m('statfloor'), goal: GOAL_DISCOVER, note: 'snapProcesses(instance) (what `snapproc ps NAME` does): walks the cgroup2 mount for the snap\'s cgroups, reads cgroup.procs, then one native call (native.procInfo) reads /proc/PID/stat of each member (ppid, pgid, start time) and its revision (readlink /proc/PID/exe, and /proc/PID/environ when the exe path names no revision, as for these `sleep`s of the base). Native stat floor: cgroup.procs of the known cgroup, then /proc/PID/stat of each member read once, natively (native.procInfo without revisions).' });
+    rows.push({ measure: 'discover+classify vs native stat floor', n, snapproc: snap, baseline: m('statfloor'), goal: GOAL_DISCOVER, note: 'snapProcesses(instance) (what `snapproc ps NAME` does): walks the cgroup2 mount for the snap\'s cgroups, reads cgroup.procs, then one native call (native.procInfo) gets each member\'s ppid (pidfd + PIDFD_GET_INFO) and pgid (getpgid) and its revision (readlink /proc/PID/exe, and /proc/PID/environ when the exe path names no revision, as for these `sleep`s of the base), split over up to 4 threads from 512 members on. Native stat floor: cgroup.procs of the known cgroup, then /proc/PID/stat of each member read once, natively, on one thread (native.procInfo without revisions, viaStat).' });
     rows.push({ measure: 'discover+classify vs cgroup.procs read', n, snapproc: snap, baseline: floor, note: 'cgroup.procs floor: native.readProcs(dir) of the known cgroup, once.' });
     rows.push({ measure: 'discover+classify vs /proc walk', n, snapproc: snap, baseline: m('procwalk'), goal: GOAL_VS_PROCWALK, note: '/proc walk: readdir /proc, then /proc/PID/stat and /proc/PID/cgroup of every process, keeping the cgroup\'s (what ps-based tools do). Goal: at least 5x faster (ratio <= 0.2x).' });
     rows.push({ measure: 'discover+classify vs pidtree', n, snapproc: snap, baseline: m('pidtree'), note: pidtree ? 'pidtree(mainPid): one `ps -A -o ppid,pid`, then a walk of the parent map.' : MISSING('pidtree') });
@@ -157,7 +157,7 @@ async function discover(cgs: BenchCgroups, n: number): Promise<void> {
     const pm = (name: string) => median(p.get(name)!);
     const pf = pm('floor');
     const part = (measure: string, name: string, note?: string) => rows.push({ measure: `  part: ${measure}`, n, snapproc: pm(name), baseline: pf, note });
-    part('findSnapCgroups (walk the mount)', 'find', 'Parts, each timed alone against the cgroup.procs floor, alternated in their own rounds: findSnapCgroups(instance); cgroupPids(dir); native.procIds(pids) (pidfd_open + PIDFD_GET_INFO + getpgid + pidfd_send_signal 0 + close per process, what classify used before); native.procInfo(pids, true) (what classify uses now); classifyCgroup(dir, { revisions: false }) (= cgroupPids + procInfo + JS); revisionOf(pid) for every pid, and its two reads alone (readlink /proc/PID/exe, then /proc/PID/environ when the exe path names no revision, as for any process running a base-snap binary).');
+    part('findSnapCgroups (walk the mount)', 'find', 'Parts, each timed alone against the cgroup.procs floor, alternated in their own rounds: findSnapCgroups(instance); cgroupPids(dir); native.procIds(pids) (pidfd_open + PIDFD_GET_INFO + getpgid + pidfd_send_signal 0 + close per process, what classify used before); native.procInfo(pids, true) (what classify uses now: the same pidfd + PIDFD_GET_INFO + getpgid, with the revision reads in between, threads from 512 members on); classifyCgroup(dir, { revisions: false }) (= cgroupPids + procInfo + JS); revisionOf(pid) for every pid, and its two reads alone (readlink /proc/PID/exe, then /proc/PID/environ when the exe path names no revision, as for any process running a base-snap binary).');
     part('cgroupPids', 'pids');
     part('native.procIds (pidfd per process; no longer used by ps)', 'procIds');
     part('native.procInfo with revisions', 'procInfo');
@@ -218,18 +218,20 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
   const rounds = warmup ? 3 : args.reps ?? (n >= 4000 ? 9 : n >= 1000 ? 9 : 21);
   const times = new Map<string, number[]>(contenders.map((c) => [c.name, []]));
 
-  // How long stopCgroup spends in its one native call (freeze, signal each
-  // member, thaw, wait for `populated 0`): native.stopAll, wrapped to time it.
-  const stopAll = native.stopAll;
-  const inStopAll: number[] = [];
-  native.stopAll = (...a: Parameters<typeof stopAll>) => {
+  // How long stopCgroup spends in its one native fan-out call (freeze,
+  // signal each member, thaw): native.signalAll, wrapped to time it.
+  const signalAll = native.signalAll;
+  const inSignalAll: number[] = [];
+  native.signalAll = (...a: Parameters<typeof signalAll>) => {
     const t0 = performance.now();
-    const p = stopAll(...a);
-    void p.result.then(() => inStopAll.push(performance.now() - t0), () => {});
-    return p;
+    try {
+      return signalAll(...a);
+    } finally {
+      inSignalAll.push(performance.now() - t0);
+    }
   };
-  const stopAllT: number[] = [];
-  const outsideStopAll: number[] = [];
+  const signalAllT: number[] = [];
+  const afterSignalAll: number[] = [];
 
   progress(`${warmup ? 'warm-up' : `kill N=${n}`}: ${rounds} rounds of ${contenders.map((c) => c.name).join(', ')}, a new tree each`);
   try {
@@ -238,22 +240,22 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
       for (let k = 0; k < contenders.length; k++) {
         const c = contenders[(r + k) % contenders.length];
         const tree = await startTree(dir, n);
-        inStopAll.length = 0;
+        inSignalAll.length = 0;
         const t = await timeOnce(() => c.run(tree));
         times.get(c.name)!.push(t);
         if (c.name === 'sigterm') {
-          if (inStopAll.length !== 1) throw new Error(`stopCgroup called native.stopAll ${inStopAll.length} times`);
-          stopAllT.push(inStopAll[0]);
-          outsideStopAll.push(t - inStopAll[0]);
+          if (inSignalAll.length !== 1) throw new Error(`stopCgroup called native.signalAll ${inSignalAll.length} times`);
+          signalAllT.push(inSignalAll[0]);
+          afterSignalAll.push(t - inSignalAll[0]);
         }
         if (/populated 1/.test(fs.readFileSync(events, 'utf8'))) throw new Error(`${c.name} left ${dir} populated`);
         await settle(tree);
       }
     }
   } finally {
-    native.stopAll = stopAll;
+    native.signalAll = signalAll;
   }
-  showRaw(`kill N=${n}`, new Map([...times, ['(stopAll in sigterm)', stopAllT], ['(outside stopAll)', outsideStopAll]]));
+  showRaw(`kill N=${n}`, new Map([...times, ['(signalAll in sigterm)', signalAllT], ['(after signalAll)', afterSignalAll]]));
   if (warmup) {
     cgs.remove(dir);
     return;
@@ -294,11 +296,11 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
     const floor = m('floor');
     rows.push({ measure: 'SIGKILL all until empty vs cgroup.kill (floor)', n, snapproc: m('sigkill'), baseline: floor, goal: GOAL_SIGKILL, note: 'killCgroup(dir) until it resolves (cgroup.kill + `populated 0` on cgroup.events). Floor: write cgroup.kill, native.waitEvent(populated 0). A new tree for every run; only the kill is timed.' });
     if (times.has('floor2')) rows.push({ measure: '  noise: the floor vs itself (A/A)', n, snapproc: m('floor2'), baseline: floor, note: 'The floor run twice per round as two contenders: how far apart identical runs land here, i.e. how much of a ratio is noise.' });
-    rows.push({ measure: 'SIGTERM all until empty vs cgroup.kill (floor)', n, snapproc: m('sigterm'), baseline: floor, goal: GOAL_SIGTERM, note: 'stopCgroup(dir, { mode: \'sigterm-all\' }): freeze, SIGTERM (+ SIGCONT) each member through a pidfd, thaw, wait for `populated 0` (one native call off the main thread); the sleeps die of SIGTERM.' });
+    rows.push({ measure: 'SIGTERM all until empty vs cgroup.kill (floor)', n, snapproc: m('sigterm'), baseline: floor, goal: GOAL_SIGTERM, note: 'stopCgroup(dir, { mode: \'sigterm-all\' }): freeze, SIGTERM (+ SIGCONT) each member through a pidfd, thaw, wait for `populated 0`; the sleeps die of SIGTERM.' });
     rows.push({ measure: 'SIGTERM all until empty vs JS process.kill loop', n, snapproc: m('sigterm'), baseline: m('jsloop'), note: 'JS loop: read cgroup.procs, process.kill(pid, \'SIGTERM\') for each, native.waitEvent(populated 0) (not race-free: no freeze, no pidfd).' });
     const part = (measure: string, value: number, note?: string) => rows.push({ measure: `  part: ${measure}`, n, snapproc: value, baseline: floor, note });
-    part('native.stopAll in stopCgroup', median(stopAllT), 'Parts of the SIGTERM stop, against the kill floor: the time stopCgroup spent inside its one native call, native.stopAll (freeze, SIGTERM + SIGCONT through pidfds, thaw, wait for `populated 0`, on a thread of its own; timed by wrapping it, until its promise settles) and outside it (checks in JavaScript), in the same runs; then, on a tree left alive, freeze alone (until `frozen 1`), thaw alone (until `frozen 0`), and native.signalAll with signal 0 (the fan-out without deaths).');
-    part('stopCgroup outside native.stopAll', median(outsideStopAll));
+    part('native.signalAll in stopCgroup', median(signalAllT), 'Parts of the SIGTERM stop, against the kill floor: the time stopCgroup spent inside native.signalAll (freeze, SIGTERM + SIGCONT through pidfds, thaw; timed by wrapping it) and after it (until `populated 0`), in the same runs; then, on a tree left alive, freeze alone (until `frozen 1`), thaw alone (until `frozen 0`), and native.signalAll with signal 0 (the fan-out without deaths).');
+    part('stopCgroup after signalAll', median(afterSignalAll));
     part('freeze (until frozen 1)', median(freezeT));
     part('thaw (until frozen 0)', median(thawT));
     part('native.signalAll, signal 0', median(p.get('signal0')!));

@@ -153,14 +153,6 @@ Napi::Value PidfdExitStatus(const Napi::CallbackInfo& info) {
   return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::Number::New(info.Env(), status);
 }
 
-Napi::Value PidfdWait(const Napi::CallbackInfo& info) {
-  int fd, timeout;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &timeout)) return info.Env().Undefined();
-  return StartWait(info.Env(), "snapproc.pidfdWait", [fd, timeout](int cancel, const char** sc) {
-    return sys_pidfd_wait(fd, timeout, cancel, sc);
-  });
-}
-
 // Resolves 'done' once the file system holding the path is flushed.
 Napi::Value Syncfs(const Napi::CallbackInfo& info) {
   std::string path;
@@ -288,27 +280,6 @@ Napi::Value ProcIds(const Napi::CallbackInfo& info) {
   return ToInt32Array(info.Env(), reinterpret_cast<const int32_t*>(ids.data()), ids.size() * 3);
 }
 
-Napi::Value SetFrozen(const Napi::CallbackInfo& info) {
-  std::string dir;
-  int frozen, timeout;
-  if (!ArgString(info, 0, &dir) || !ArgInt(info, 1, &frozen) || !ArgInt(info, 2, &timeout))
-    return info.Env().Undefined();
-  return StartWait(info.Env(), "snapproc.setFrozen", [dir, frozen, timeout](int, const char** sc) {
-    return cg_set_frozen(dir.c_str(), frozen, timeout, sc);
-  });
-}
-
-Napi::Value WaitEvent(const Napi::CallbackInfo& info) {
-  std::string dir, key;
-  int want, timeout;
-  if (!ArgString(info, 0, &dir) || !ArgString(info, 1, &key) || !ArgInt(info, 2, &want) ||
-      !ArgInt(info, 3, &timeout))
-    return info.Env().Undefined();
-  return StartWait(info.Env(), "snapproc.waitEvent", [dir, key, want, timeout](int cancel, const char** sc) {
-    return cg_wait_event(dir.c_str(), key.c_str(), want, timeout, cancel, sc);
-  });
-}
-
 // Synchronous: the whole freeze-signal-thaw runs in one call, no JS in between.
 Napi::Value SignalAll(const Napi::CallbackInfo& info) {
   std::string dir;
@@ -326,69 +297,6 @@ Napi::Value SignalAll(const Napi::CallbackInfo& info) {
   out.Set("cgroups", res.cgroups);
   out.Set("frozen", Napi::Boolean::New(info.Env(), res.frozen == 1));
   return out;
-}
-
-// stopAll(dir, sig, alsoCont, freezeTimeoutMs, timeoutMs): [promise, cancelFd].
-// The whole `-all` stop off the main thread, in one trip: freeze, signal,
-// thaw, wait for `populated 0`. The promise gives { outcome: 'done' |
-// 'timeout' | 'cancelled' | 'freeze-timeout', signalled, gone, cgroups, frozen }.
-struct StopWait {
-  Napi::Promise::Deferred deferred;
-  int cancel_fd = -1;
-  int rc = 0;
-  const char* syscall = nullptr;
-  fanout_result res{};
-  explicit StopWait(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-};
-
-void SettleStop(Napi::Env env, Napi::Function, std::nullptr_t*, StopWait* w) {
-  if (env != nullptr) {
-    if (w->rc < 0) {
-      Napi::Error err = Napi::Error::New(env, std::string(w->syscall ? w->syscall : "stop") + " failed");
-      err.Set("errno", Napi::Number::New(env, w->rc));
-      err.Set("syscall", Napi::String::New(env, w->syscall ? w->syscall : "stop"));
-      w->deferred.Reject(err.Value());
-    } else {
-      static const char* names[] = {"timeout", "done", "cancelled", "freeze-timeout"};
-      Napi::Object out = Napi::Object::New(env);
-      out.Set("outcome", Napi::String::New(env, names[w->rc]));
-      out.Set("signalled", w->res.signalled);
-      out.Set("gone", w->res.gone);
-      out.Set("cgroups", w->res.cgroups);
-      out.Set("frozen", Napi::Boolean::New(env, w->res.frozen == 1));
-      w->deferred.Resolve(out);
-    }
-  }
-  if (w->cancel_fd >= 0) close(w->cancel_fd);
-  delete w;
-}
-
-using StopTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, StopWait, SettleStop>;
-
-Napi::Value StopAll(const Napi::CallbackInfo& info) {
-  std::string dir;
-  int sig, freeze_timeout, timeout;
-  if (!ArgString(info, 0, &dir) || !ArgInt(info, 1, &sig) || !ArgInt(info, 3, &freeze_timeout) || !ArgInt(info, 4, &timeout))
-    return info.Env().Undefined();
-  bool also_cont = info[2].ToBoolean();
-  Napi::Env env = info.Env();
-  StopWait* w = new StopWait(env);
-  w->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (w->cancel_fd < 0) {
-    int e = errno;
-    delete w;
-    return ThrowErrno(env, -e, "eventfd");
-  }
-  StopTsfn tsfn = StopTsfn::New(env, "snapproc.stopAll", 0, 1);
-  Napi::Array pair = Napi::Array::New(env, 2);
-  pair.Set(0u, w->deferred.Promise());
-  pair.Set(1u, Napi::Number::New(env, w->cancel_fd));
-  std::thread([tsfn, w, dir, sig, also_cont, freeze_timeout, timeout]() mutable {
-    w->rc = cg_stop_all(dir.c_str(), sig, also_cont ? 1 : 0, freeze_timeout, timeout, w->cancel_fd, &w->res, &w->syscall);
-    tsfn.BlockingCall(w);
-    tsfn.Release();
-  }).detach();
-  return pair;
 }
 
 // ---- supervision ------------------------------------------------------------
@@ -648,6 +556,171 @@ Napi::Value SpawnInCgroup(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ---- many waits on one thread ------------------------------------------------
+
+// One watch_set per environment (the main thread and each worker thread that
+// loads the addon), with one thread waiting on it and a thread-safe function
+// that hands the ready watches to JavaScript in batches. The function is
+// ref'd only while watches are open: a supervisor with services stays
+// alive, a program whose waits ended may exit.
+struct Watcher;
+struct WatchBatch {
+  std::vector<std::pair<uint32_t, int>> ready;
+};
+void DeliverWatch(Napi::Env env, Napi::Function cb, Watcher* w, WatchBatch* b);
+using WatchTsfn = Napi::TypedThreadSafeFunction<Watcher, WatchBatch, DeliverWatch>;
+
+struct Watcher {
+  watch_set set;
+  std::thread thread;
+  WatchTsfn tsfn;
+  size_t open = 0;  // main thread only
+  bool refd = false;
+  bool closed = false;
+};
+
+std::mutex g_watchers_mu;
+std::map<napi_env, Watcher*> g_watchers;
+
+Watcher* WatcherOf(napi_env env) {
+  std::lock_guard<std::mutex> lock(g_watchers_mu);
+  auto it = g_watchers.find(env);
+  return it == g_watchers.end() ? nullptr : it->second;
+}
+
+void DeliverWatch(Napi::Env env, Napi::Function cb, Watcher* w, WatchBatch* b) {
+  if (env != nullptr && !w->closed) {
+    Napi::Int32Array arr = Napi::Int32Array::New(env, b->ready.size() * 2);
+    for (size_t i = 0; i < b->ready.size(); i++) {
+      arr[i * 2] = (int32_t)b->ready[i].first;
+      arr[i * 2 + 1] = b->ready[i].second;
+    }
+    cb.Call({arr});
+  }
+  delete b;
+}
+
+void WatchRef(Napi::Env env, Watcher* w) {
+  bool want = w->open > 0;
+  if (want == w->refd) return;
+  if (want) w->tsfn.Ref(env);
+  else w->tsfn.Unref(env);
+  w->refd = want;
+}
+
+// watchInit(cb): cb(Int32Array [token, rc, ...]) for watches whose condition holds (rc 1) or failed (-errno).
+Napi::Value WatchInit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) {
+    Napi::TypeError::New(env, "argument 0 must be a function").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (WatcherOf(env) != nullptr) return env.Undefined();
+  Watcher* w = new Watcher();
+  const char* sc = nullptr;
+  int rc = w->set.open(&sc);
+  if (rc < 0) {
+    delete w;
+    return ThrowErrno(env, rc, sc);
+  }
+  napi_env key = env;
+  w->tsfn = WatchTsfn::New(env, info[0].As<Napi::Function>(), "snapproc.watch", 0, 1, w, [key](Napi::Env, void*, Watcher* w) {
+    // After the thread released the function: the environment is going away.
+    w->set.stop();
+    if (w->thread.joinable()) w->thread.join();
+    {
+      std::lock_guard<std::mutex> lock(g_watchers_mu);
+      g_watchers.erase(key);
+    }
+    delete w;
+  });
+  w->tsfn.Unref(env);
+  {
+    std::lock_guard<std::mutex> lock(g_watchers_mu);
+    g_watchers[key] = w;
+  }
+  w->thread = std::thread([w]() {
+    WatchTsfn tsfn = w->tsfn;
+    for (;;) {
+      WatchBatch* b = new WatchBatch();
+      const char* sc = nullptr;
+      int rc = w->set.wait(&b->ready, &sc);
+      if (rc != 1) {
+        delete b;
+        break;  // stopped (or epoll failed: nothing more can be told)
+      }
+      if (tsfn.BlockingCall(b) != napi_ok) {
+        delete b;
+        break;
+      }
+    }
+    tsfn.Release();
+  });
+  // The environment's teardown ends the thread (the finalizer above then joins it).
+  env.AddCleanupHook([w]() {
+    w->closed = true;
+    w->set.stop();
+  });
+  return env.Undefined();
+}
+
+// watchPidfd(pidfd) -> token
+Napi::Value WatchPidfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgInt(info, 0, &fd)) return env.Undefined();
+  Watcher* w = WatcherOf(env);
+  if (!w) return ThrowErrno(env, -EINVAL, "watchInit");
+  uint32_t token = 0;
+  const char* sc = nullptr;
+  int rc = w->set.add_pidfd(fd, &token, &sc);
+  if (rc < 0) return ThrowErrno(env, rc, sc);
+  w->open++;
+  WatchRef(env, w);
+  return Napi::Number::New(env, token);
+}
+
+// watchEvent(dir, key, want) -> token, or 0 when the key has that value already
+Napi::Value WatchEvent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string dir, key;
+  int want;
+  if (!ArgString(info, 0, &dir) || !ArgString(info, 1, &key) || !ArgInt(info, 2, &want)) return env.Undefined();
+  Watcher* w = WatcherOf(env);
+  if (!w) return ThrowErrno(env, -EINVAL, "watchInit");
+  uint32_t token = 0;
+  const char* sc = nullptr;
+  int rc = w->set.add_event(dir.c_str(), key.c_str(), want, &token, &sc);
+  if (rc < 0) return ThrowErrno(env, rc, sc);
+  if (rc == 1) return Napi::Number::New(env, 0);
+  w->open++;
+  WatchRef(env, w);
+  return Napi::Number::New(env, token);
+}
+
+// watchRemove(token) -> whether it was open
+Napi::Value WatchRemove(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int token;
+  if (!ArgInt(info, 0, &token)) return env.Undefined();
+  Watcher* w = WatcherOf(env);
+  if (!w || !w->set.remove((uint32_t)token)) return Napi::Boolean::New(env, false);
+  w->open--;
+  WatchRef(env, w);
+  return Napi::Boolean::New(env, true);
+}
+
+// watchCheck(token) -> 1 holds now, 0 not yet; throws for a failed or unknown watch
+Napi::Value WatchCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int token;
+  if (!ArgInt(info, 0, &token)) return env.Undefined();
+  Watcher* w = WatcherOf(env);
+  int rc = w ? w->set.check_now((uint32_t)token) : -ENOENT;
+  if (rc < 0) return ThrowErrno(env, rc, "poll");
+  return Napi::Number::New(env, rc);
+}
+
 // ---- tree copy ----------------------------------------------------------------
 
 // copyTree(src, dst, flags): a promise of the copy's counts; rejects with
@@ -763,7 +836,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdGetfd", Napi::Function::New(env, PidfdGetfd));
   exports.Set("pidfdSendSignal", Napi::Function::New(env, PidfdSendSignal));
   exports.Set("pidfdExitStatus", Napi::Function::New(env, PidfdExitStatus));
-  exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait));
   exports.Set("cancelWait", Napi::Function::New(env, CancelWait));
   exports.Set("syncfs", Napi::Function::New(env, Syncfs));
   exports.Set("bindReadonly", Napi::Function::New(env, BindReadonly));
@@ -776,10 +848,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getName", Napi::Function::New(env, GetName));
   exports.Set("readProcs", Napi::Function::New(env, ReadProcs));
   exports.Set("procIds", Napi::Function::New(env, ProcIds));
-  exports.Set("setFrozen", Napi::Function::New(env, SetFrozen));
-  exports.Set("waitEvent", Napi::Function::New(env, WaitEvent));
   exports.Set("signalAll", Napi::Function::New(env, SignalAll));
-  exports.Set("stopAll", Napi::Function::New(env, StopAll));
   exports.Set("lockFile", Napi::Function::New(env, LockFile));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("listenUnix", Napi::Function::New(env, ListenUnix));
@@ -788,6 +857,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("notifyListen", Napi::Function::New(env, NotifyListen));
   exports.Set("notifyClose", Napi::Function::New(env, NotifyClose));
   exports.Set("reapChildren", Napi::Function::New(env, ReapChildren));
+  exports.Set("watchInit", Napi::Function::New(env, WatchInit));
+  exports.Set("watchPidfd", Napi::Function::New(env, WatchPidfd));
+  exports.Set("watchEvent", Napi::Function::New(env, WatchEvent));
+  exports.Set("watchRemove", Napi::Function::New(env, WatchRemove));
+  exports.Set("watchCheck", Napi::Function::New(env, WatchCheck));
   exports.Set("execve", Napi::Function::New(env, Execve));
   return exports;
 }

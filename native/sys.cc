@@ -412,7 +412,7 @@ int cg_set_frozen(const char* dir, int frozen, int timeout_ms, const char** sysc
 }
 
 int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms,
-                  fanout_result* result, const char** syscall_out, bool need_frozen) {
+                  fanout_result* result, const char** syscall_out) {
   memset(result, 0, sizeof *result);
   std::vector<std::string> dirs;
   subtree(dir, &dirs);
@@ -446,14 +446,8 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
     if (!was_frozen) cg_set_frozen(dir, 0, freeze_timeout_ms, nullptr);
     return rc;
   }
-  // A member in uninterruptible sleep can delay `frozen 1`; signal anyway
-  // (unless the caller signals without the freeze itself, then: thaw, and say so).
+  // A member in uninterruptible sleep can delay `frozen 1`; signal anyway.
   result->frozen = rc == 1;
-  if (need_frozen && !result->frozen) {
-    result->cgroups = (int32_t)dirs.size();
-    int thaw = was_frozen ? 0 : write_file(dir, "cgroup.freeze", "0", syscall_out);
-    return thaw < 0 ? thaw : 1;
-  }
   // Frozen: nothing in the subtree can fork or create a cgroup until we thaw.
   dirs.clear();
   subtree(dir, &dirs);
@@ -504,17 +498,6 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
     return thaw;
   }
   return 0;
-}
-
-int cg_stop_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms, int timeout_ms, int cancel_fd,
-                fanout_result* result, const char** syscall_out) {
-  int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-  int rc = cg_signal_all(dir, sig, also_cont, freeze_timeout_ms, result, syscall_out, true);
-  if (rc < 0) return rc;
-  if (rc == 1) return 3;  // not frozen in time: nothing signalled, the caller takes over
-  int wait_ms = deadline < 0 ? -1 : remaining_ms(deadline);
-  if (wait_ms < 0 && deadline >= 0) wait_ms = 0;
-  return cg_wait_event(dir, "populated", 0, wait_ms, cancel_fd, syscall_out);
 }
 
 }  // namespace snapproc

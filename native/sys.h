@@ -5,8 +5,11 @@
 #pragma once
 #include <stdint.h>
 #include <sys/types.h>
-#include <vector>
+#include <map>
+#include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
 namespace snapproc {
 
@@ -69,20 +72,9 @@ struct fanout_result {
 // the subtree, open a pidfd for each, read the members again and signal only
 // those present both times (so a PID that was reused in between is never hit),
 // then thaw. With `also_cont`, SIGCONT follows `sig` so that stopped members
-// act on it. Refuses (-EDEADLK) if the calling process is a member. With
-// `need_frozen`, a freeze that does not complete in time signals nothing:
-// the subtree is thawed again and 1 returned.
+// act on it. Refuses (-EDEADLK) if the calling process is a member.
 int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms,
-                  fanout_result* result, const char** syscall_out, bool need_frozen = false);
-// An `-all` stop in one call (one trip off the main thread): freeze, signal
-// as cg_signal_all does, thaw (written, not waited for), then wait until
-// the subtree is empty, `timeout_ms` after the call began at the latest, or
-// until `cancel_fd` is readable. When the freeze does not complete within
-// `freeze_timeout_ms` nothing is signalled and the subtree is thawed again
-// (result->frozen 0): the caller signals without the freeze. Returns 1 =
-// empty, 0 = timed out, 2 = cancelled, 3 = freeze timed out, -errno.
-int cg_stop_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms, int timeout_ms, int cancel_fd,
-                fanout_result* result, const char** syscall_out);
+                  fanout_result* result, const char** syscall_out);
 
 // ---- supervision (supervise.cc) ---------------------------------------------
 
@@ -147,6 +139,56 @@ int sup_reap_children(const std::vector<int32_t>& exclude, std::vector<reaped>* 
 int spawn_in_cgroup(const char* file, char* const* argv, char* const* envp, int cgroup_fd, const int* fds, int nfds,
                     int setsid_too, int* pidfd_out, const char** syscall_out);
 
+// ---- many waits on one thread (watch.cc) -------------------------------------
+
+enum { WATCH_PIDFD = 0, WATCH_EVENT = 1 };
+// An epoll set of pidfds (ready once the process exited) and cgroup.events
+// files (ready once a key has a value). add/remove/check_now may be called
+// from any thread while one thread sits in wait().
+class watch_set {
+ public:
+  watch_set() = default;
+  watch_set(const watch_set&) = delete;
+  watch_set& operator=(const watch_set&) = delete;
+  ~watch_set();
+  int open(const char** syscall_out);
+  // Watches (a duplicate of) `pidfd`; *token names it.
+  int add_pidfd(int pidfd, uint32_t* token, const char** syscall_out);
+  // Watches `key` of `dir`/cgroup.events until it reads `want`: 0 and
+  // *token when watched, 1 when it holds already (nothing is watched), -errno.
+  int add_event(const char* dir, const char* key, int want, uint32_t* token, const char** syscall_out);
+  // Ends a watch (closes its descriptor); false if there was none.
+  bool remove(uint32_t token);
+  // Whether a watch's condition holds now: 1, 0, -errno.
+  int check_now(uint32_t token);
+  // Blocks until some watches' conditions hold: each once, as (token, 1) or
+  // (token, -errno) when it never will; 1 = some, 2 = stopped, -errno.
+  int wait(std::vector<std::pair<uint32_t, int>>* ready, const char** syscall_out);
+  // Makes wait() return 2, now and from then on.
+  void stop();
+
+ private:
+  struct entry {
+    int fd;
+    int kind;
+    std::string key;
+    int want;
+    int64_t last_wake;
+    bool fired;
+  };
+  static const uint32_t kKickToken = 0xffffffffu;
+  static int fail_errno(const char** syscall_out, const char* name);
+  static int read_key(int fd, const std::string& key);
+  static int check(entry& e);
+  uint32_t take_token();
+  void kick();
+  int epfd_ = -1, stop_fd_ = -1, kick_fd_ = -1;
+  uint32_t next_ = 1;
+  std::mutex mu_;
+  std::map<uint32_t, entry> entries_;
+  std::set<uint32_t> events_;
+};
+
 // ---- process details for discovery (procinfo.cc) ----------------------------
 
 struct proc_info {
@@ -160,8 +202,8 @@ struct proc_info {
 };
 // Parent and process group of each pid (gone ones are left out): through a
 // pidfd where the kernel has PIDFD_GET_INFO, else (or with `via_stat`) from
-// one read of /proc/PID/stat, which also gives the start time; with `revisions`, the snap revision each executes (exe path, else
-// SNAP_REVISION).
+// one read of /proc/PID/stat, which also gives the start time; with
+// `revisions`, the snap revision each executes (exe path, else SNAP_REVISION).
 void proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out, bool via_stat = false);
 
 // ---- tree copy (copy.cc) -----------------------------------------------------

@@ -2,8 +2,7 @@
 // no supervisor: ps, signal, freeze, thaw, stop (SPEC 8: they work where
 // snapd/systemd or a test made the cgroups, and start no supervisor).
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { readSlotFile } from '../util/slot-file';
+import { loadRecords } from '../supervisor/records';
 import type { GlobalOptions } from './common';
 import { printTable, requireRoot } from './common';
 import { cgroupPids, type MainRecord } from '../process/classify';
@@ -34,7 +33,7 @@ interface RecordSummary { snap: string; app: string; cgroup: string; state: stri
 /** The supervisor's records of its services (state, restarts, main process), if one has run under this root. */
 function loadServiceRecords(root: string): RecordSummary[] {
   try {
-    return readSlotFile<{ services: RecordSummary[] }>(path.join(root, 'state', 'services.json'))?.services ?? [];
+    return [...loadRecords(root).values()];
   } catch {
     return [];
   }

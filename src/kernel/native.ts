@@ -17,7 +17,6 @@ interface Addon {
   pidfdOpen(pid: number): number;
   pidfdSendSignal(pidfd: number, sig: number): void;
   pidfdExitStatus(pidfd: number): number;
-  pidfdWait(pidfd: number, timeoutMs: number): [Promise<WaitOutcome>, number];
   cancelWait(token: number): void;
   syncfs(path: string): [Promise<WaitOutcome>, number];
   bindReadonly(path: string): void;
@@ -30,10 +29,14 @@ interface Addon {
   getName(): string;
   readProcs(dir: string): Int32Array;
   procIds(pids: Int32Array): Int32Array;
-  setFrozen(dir: string, frozen: number, timeoutMs: number): [Promise<WaitOutcome>, number];
-  waitEvent(dir: string, key: string, want: number, timeoutMs: number): [Promise<WaitOutcome>, number];
+  /** One thread waits on every watch; `cb` gets [token, rc, ...] for those whose condition holds (rc 1) or failed (rc -errno). */
+  watchInit(cb: (ready: Int32Array) => void): void;
+  watchPidfd(pidfd: number): number;
+  /** 0: the key has that value already (nothing is watched). */
+  watchEvent(dir: string, key: string, want: number): number;
+  watchRemove(token: number): boolean;
+  watchCheck(token: number): number;
   signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean): { signalled: number; gone: number; cgroups: number; frozen: boolean };
-  stopAll(dir: string, sig: number, alsoCont: boolean, freezeTimeoutMs: number, timeoutMs: number): [Promise<StopAllResult>, number];
   lockFile(path: string): number;
   peerCred(fd: number): PeerCred;
   listenUnix(path: string, mode: number, backlog: number): number;
@@ -176,21 +179,12 @@ function call<T>(fn: () => T, detail: { path?: string; pid?: number } = {}): T {
 }
 
 /** A wait running on its own thread: await `result`, or `cancel()` it. */
-export interface PendingWait<T = WaitOutcome> {
-  result: Promise<T>;
+export interface PendingWait {
+  result: Promise<WaitOutcome>;
   cancel(): void;
 }
 
-/** What native.stopAll did: the fan-out's counts and how the wait for `populated 0` ended ('freeze-timeout': nothing was signalled). */
-export interface StopAllResult {
-  outcome: WaitOutcome | 'freeze-timeout';
-  signalled: number;
-  gone: number;
-  cgroups: number;
-  frozen: boolean;
-}
-
-function pending<T = WaitOutcome>(start: () => [Promise<T>, number], detail: { path?: string; pid?: number }): PendingWait<T> {
+function pending(start: () => [Promise<WaitOutcome>, number], detail: { path?: string; pid?: number }): PendingWait {
   const [promise, token] = call(start, detail);
   let settled = false;
   const result = promise.then(
@@ -211,6 +205,107 @@ function pending<T = WaitOutcome>(start: () => [Promise<T>, number], detail: { p
       if (!settled) load().cancelWait(token);
     },
   };
+}
+
+// ---- waits on the addon's one watching thread --------------------------------
+// A wait per pidfd or cgroup.events key, all on one thread of the addon (an
+// epoll set), instead of a thread per wait: a supervisor of 1000 services
+// waits on 1000 main processes for as long as they run. Timeouts and
+// cancelling are here; the addon reports each watch once, when its condition
+// holds (or can no longer be read).
+
+const watchers = new Map<number, (rc: number) => void>();
+let watching = false;
+
+function ensureWatcher(): void {
+  if (watching) return;
+  load().watchInit((ready) => {
+    for (let i = 0; i < ready.length; i += 2) {
+      const on = watchers.get(ready[i]);
+      if (!on) continue; // ended meanwhile (timed out, cancelled)
+      try {
+        on(ready[i + 1]);
+      } catch (err) {
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  });
+  watching = true;
+}
+
+/** setTimeout takes at most 2^31-1 ms (larger values fire at once). */
+const MAX_TIMER_MS = 0x7fffffff;
+
+/**
+ * A wait on one watch: 'done' once the addon reports its condition, 'timeout'
+ * after `timeoutMs` (negative: none), 'cancelled' by cancel(). `add` returns
+ * the watch's token, or 0 when the condition holds already.
+ */
+function watchedWait(add: () => number, timeoutMs: number, syscall: string, detail: { path?: string; pid?: number }): PendingWait {
+  let settle!: (outcome: WaitOutcome) => void;
+  let reject!: (err: unknown) => void;
+  const result = new Promise<WaitOutcome>((res, rej) => {
+    settle = res;
+    reject = rej;
+  });
+  let token = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let over = false;
+  const end = (): boolean => {
+    if (over) return false;
+    over = true;
+    if (timer) clearTimeout(timer);
+    if (token) {
+      watchers.delete(token);
+      load().watchRemove(token);
+    }
+    return true;
+  };
+  const finish = (outcome: WaitOutcome) => end() && settle(outcome);
+  try {
+    ensureWatcher();
+    token = add();
+  } catch (err) {
+    over = true;
+    reject(fromAddonError(err, detail));
+    return { result, cancel() {} };
+  }
+  if (token === 0) {
+    over = true;
+    settle('done');
+    return { result, cancel() {} };
+  }
+  watchers.set(token, (rc) => {
+    if (rc >= 0) finish('done');
+    else if (end()) reject(SnapprocError.fromErrno(rc, syscall, detail));
+  });
+  if (timeoutMs >= 0) {
+    timer = setTimeout(() => {
+      // The report may be on its way: what holds now decides.
+      let now = 0;
+      try {
+        now = load().watchCheck(token);
+      } catch {
+        // failed: reported as such by the addon, or a timeout it is
+      }
+      finish(now === 1 ? 'done' : 'timeout');
+    }, Math.min(timeoutMs, MAX_TIMER_MS));
+  }
+  return { result, cancel: () => finish('cancelled') };
+}
+
+/** Writes cgroup.freeze and waits until `frozen` follows. */
+function setFrozen(dir: string, frozen: boolean, timeoutMs: number): PendingWait {
+  try {
+    fs.writeFileSync(path.join(dir, 'cgroup.freeze'), frozen ? '1' : '0');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const failed = typeof e.errno === 'number' ? SnapprocError.fromErrno(e.errno, e.syscall ?? 'write', { path: path.join(dir, 'cgroup.freeze'), cause: err }) : err;
+    return { result: Promise.reject(failed), cancel() {} };
+  }
+  return watchedWait(() => load().watchEvent(dir, 'frozen', frozen ? 1 : 0), timeoutMs, 'read', { path: dir });
 }
 
 function invalid(message: string): SnapprocError {
@@ -317,7 +412,8 @@ export const native = {
   makeDataDir: (dir: string, mode: number, subvolume: boolean): boolean => call(() => load().makeDataDir(dir, mode, subvolume ? 1 : 0), { path: dir }),
   /** Flushes the file system holding `path` (syncfs(2)), off the main thread. */
   syncfs: (path: string) => pending(() => load().syncfs(path), { path }).result,
-  pidfdWait: (pidfd: number, timeoutMs: number) => pending(() => load().pidfdWait(pidfd, timeoutMs), {}),
+  /** Waits until the process behind `pidfd` exits ('done'), `timeoutMs` passes (negative: no limit) or it is cancelled. */
+  pidfdWait: (pidfd: number, timeoutMs: number): PendingWait => watchedWait(() => load().watchPidfd(pidfd), timeoutMs, 'poll', {}),
   setChildSubreaper: (on: boolean) => call(() => load().setChildSubreaper(on)),
   getChildSubreaper: () => call(() => load().getChildSubreaper()),
   setPdeathsig: (sig: number) => call(() => load().setPdeathsig(sig)),
@@ -335,18 +431,12 @@ export const native = {
    * revision it executes (exe path, else SNAP_REVISION).
    */
   procInfo: (pids: Int32Array, revisions = false, viaStat = false): ProcInfo => call(() => load().procInfo(pids, revisions, viaStat)),
-  setFrozen: (dir: string, frozen: boolean, timeoutMs: number) => pending(() => load().setFrozen(dir, frozen ? 1 : 0, timeoutMs), { path: dir }),
-  waitEvent: (dir: string, key: 'populated' | 'frozen', want: number, timeoutMs: number) =>
-    pending(() => load().waitEvent(dir, key, want, timeoutMs), { path: dir }),
+  /** Writes cgroup.freeze and waits (up to `timeoutMs`) until cgroup.events says `frozen` followed. */
+  setFrozen,
+  /** Waits until `key` of cgroup.events has value `want` (event-driven), `timeoutMs` passes (negative: no limit) or it is cancelled. */
+  waitEvent: (dir: string, key: 'populated' | 'frozen', want: number, timeoutMs: number): PendingWait =>
+    watchedWait(() => load().watchEvent(dir, key, want), timeoutMs, 'read', { path: dir }),
   signalAll: (dir: string, sig: number, freezeTimeoutMs: number, alsoCont = false) => call(() => load().signalAll(dir, sig, freezeTimeoutMs, alsoCont), { path: dir }),
-  /**
-   * An `-all` stop off the main thread in one trip: freeze (up to
-   * freezeTimeoutMs), signal every member as signalAll does, thaw, then wait
-   * for `populated 0` until timeoutMs after the call. 'freeze-timeout': the
-   * freeze did not complete, nothing was signalled, the cgroup is thawed.
-   */
-  stopAll: (dir: string, sig: number, alsoCont: boolean, freezeTimeoutMs: number, timeoutMs: number) =>
-    pending<StopAllResult>(() => load().stopAll(dir, sig, alsoCont, freezeTimeoutMs, timeoutMs), { path: dir }),
   /** Opens (creating, 0644) `path` and takes an exclusive OFD lock on it; keep the returned fd open to hold it. EAGAIN: another holds it. */
   lockFile: (file: string): number => call(() => load().lockFile(file), { path: file }),
   /** SO_PEERCRED of a connected unix socket (for a net.Socket: `socket._handle.fd`). */

@@ -169,23 +169,39 @@ export interface StopFanoutResult extends RobustFanoutResult {
  * An `-all` stop's signal and wait: like signalCgroup (freeze, read,
  * signal through pidfds, thaw; without the freeze, in rounds, when it does
  * not complete in time), then a wait for `populated 0` that ends
- * `timeoutMs` after the call. Frozen, signalled, thawed and waited for in one
- * native call off the main thread (one trip instead of one per step; the
- * thaw is written and not waited for: the wait is for the cgroup to empty).
- * A cgroup frozen on purpose is the caller's to thaw first: it would stay
- * frozen.
+ * `timeoutMs` after the call. The thaw is written and not waited for: what
+ * the stop waits for is the cgroup to empty (waiting for `frozen 0` first
+ * cost a notification of its own, and cgroup.events announces one change
+ * per interval). A cgroup frozen on purpose is the caller's to thaw first:
+ * frozen members could not act on the signal.
  */
 export async function signalCgroupAndWait(dir: string, sig: number, options: { freezeTimeoutMs?: number; alsoCont?: boolean; timeoutMs: number }): Promise<StopFanoutResult> {
   assertActionableCgroup(dir);
   const resolved = path.resolve(dir);
   const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
+  const alsoCont = options.alsoCont ?? false;
   const started = performance.now();
-  const r = await native.stopAll(resolved, sig, options.alsoCont ?? false, freezeTimeoutMs, Math.max(0, Math.round(options.timeoutMs))).result;
-  if (r.outcome !== 'freeze-timeout') return { signalled: r.signalled, gone: r.gone, cgroups: r.cgroups, frozen: r.frozen, freezeSkipped: false, outcome: r.outcome };
-  const fan = signalWithoutFreeze(resolved, sig, options.alsoCont ?? false, freezeTimeoutMs);
-  const left = Math.max(0, Math.round(options.timeoutMs - (performance.now() - started)));
-  const outcome = await native.waitEvent(resolved, 'populated', 0, left).result;
-  return { ...fan, freezeSkipped: true, outcome };
+  const left = () => Math.max(0, Math.round(options.timeoutMs - (performance.now() - started)));
+  let fan: RobustFanoutResult;
+  if ((await native.setFrozen(resolved, true, freezeTimeoutMs).result) === 'done') {
+    // Frozen now: the native fan-out reads and signals one frozen snapshot (and leaves it frozen: it was so when it began).
+    fan = { ...native.signalAll(resolved, sig, freezeTimeoutMs, alsoCont), freezeSkipped: false };
+    thaw(resolved);
+  } else {
+    thaw(resolved);
+    fan = { ...signalWithoutFreeze(resolved, sig, alsoCont, freezeTimeoutMs), freezeSkipped: true };
+  }
+  const outcome = await native.waitEvent(resolved, 'populated', 0, left()).result;
+  return { ...fan, outcome };
+}
+
+/** Writes the thaw (not waited for). */
+function thaw(dir: string): void {
+  try {
+    fs.writeFileSync(path.join(dir, 'cgroup.freeze'), '0');
+  } catch (err) {
+    throw SnapprocError.fromErrno((err as NodeJS.ErrnoException).errno ?? -5, 'write', { path: path.join(dir, 'cgroup.freeze'), cause: err });
+  }
 }
 
 function subtreePids(dir: string): { pids: number[]; cgroups: number } {

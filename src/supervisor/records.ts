@@ -1,12 +1,14 @@
-// records.ts: what the supervisor runs, on disk (R/state/services.json), so
+// records.ts: what the supervisor runs, on disk (R/state/services/), so
 // that a new supervisor re-adopts running services after the old one died
 // instead of stopping or duplicating them. Plain JSON, as s6-svstat output is
 // plain: main PID (with start time, to tell it from a reused PID), state,
-// restarts, last exit. Written in place in two slots that take turns
-// (../util/slot-file.ts): a crash mid-write leaves the previous record.
+// restarts, last exit. One file per snap (R/state/services/NAME.json), so
+// that what one snap does costs the same however many others are installed;
+// each written in place in two slots that take turns (../util/slot-file.ts):
+// a crash mid-write leaves the previous record.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readSlotFile, SlotFile } from '../util/slot-file';
+import { otherSlot, readSlotFile, SlotFile } from '../util/slot-file';
 
 export type ServiceState = 'inactive' | 'activating' | 'active' | 'deactivating' | 'failed';
 
@@ -48,60 +50,157 @@ export interface ServiceRecord {
   reason: string | null;
 }
 
+/** The records as one file (before per-snap files): still read, removed at the first full save. */
 export function recordsFile(root: string): string {
   return path.join(root, 'state', 'services.json');
+}
+
+/** The directory of the per-snap record files, `NAME.json` (and its second slot `NAME.json.1`). */
+export function recordsDir(root: string): string {
+  return path.join(root, 'state', 'services');
 }
 
 export function serviceKey(snap: string, app: string): string {
   return `${snap}.${app}`;
 }
 
+/**
+ * Every record under the root: the single file of older supervisors first,
+ * then each snap's own file (which wins for its snap).
+ */
 export function loadRecords(root: string): Map<string, ServiceRecord> {
-  const doc = readSlotFile<{ services: ServiceRecord[] }>(recordsFile(root));
-  return new Map((doc?.services ?? []).map((r) => [serviceKey(r.snap, r.app), r]));
+  const legacy = readSlotFile<{ services: ServiceRecord[] }>(recordsFile(root))?.services ?? [];
+  const own = new Map<string, ServiceRecord[]>();
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(recordsDir(root));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  for (const name of names) {
+    if (!name.endsWith('.json')) continue;
+    const doc = readSlotFile<{ services: ServiceRecord[] }>(path.join(recordsDir(root), name));
+    if (doc) own.set(name.slice(0, -'.json'.length), doc.services ?? []);
+  }
+  const out = new Map<string, ServiceRecord>();
+  for (const r of legacy) if (!own.has(r.snap)) out.set(serviceKey(r.snap, r.app), r);
+  for (const list of own.values()) for (const r of list) out.set(serviceKey(r.snap, r.app), r);
+  return out;
+}
+
+/** One snap's file: its records' JSON texts by app, and the slots they go to. */
+interface SnapFile {
+  slots: SlotFile;
+  texts: Map<string, string>;
+  /** What was written last (a save of unchanged records writes nothing). */
+  written: string | null;
 }
 
 /**
  * The writer of a root's records (one per supervisor: close it at shutdown).
- * Each record's JSON is kept and made again only for the services marked
- * changed: with 1000 services, a state change of one does not stringify and
- * sort the other 999 (which made a stop of all quadratic).
+ * Each snap has a file of its own, and each record's JSON is kept and made
+ * again only for the records marked changed: with 1000 services, a state
+ * change of one writes the ten records of its snap, not all 1000 (one file
+ * of all records made a start or stop of everything quadratic: ~8000 saves
+ * of 400 KB each for 1000 services).
  */
 export class RecordsWriter {
-  private readonly slots: SlotFile;
-  private readonly texts = new Map<string, string>();
-  private readonly dirty = new Set<string>();
-  private all = true;
+  private readonly snaps = new Map<string, SnapFile>();
+  private readonly dirty = new Map<string, Map<string, ServiceRecord>>();
+  private legacyRemoved = false;
 
-  constructor(root: string) {
-    this.slots = new SlotFile(recordsFile(root));
+  constructor(readonly root: string) {}
+
+  /** This record changed: it is written at the next flush (with the rest of its snap's records, as they were last written). */
+  mark(record: ServiceRecord): void {
+    let m = this.dirty.get(record.snap);
+    if (!m) this.dirty.set(record.snap, (m = new Map()));
+    m.set(record.app, record);
   }
 
-  /** The record of this service changed (undefined: any may have). */
-  mark(key?: string): void {
-    if (key === undefined) this.all = true;
-    else this.dirty.add(key);
-  }
-
-  /** Writes every record (in place, not flushed: after a power loss no service runs, so nothing is left to re-adopt). */
-  save(records: Iterable<ServiceRecord>): void {
-    const keep = new Map<string, string>();
-    for (const r of records) {
-      const key = serviceKey(r.snap, r.app);
-      let text = this.all || this.dirty.has(key) ? undefined : this.texts.get(key);
-      if (text === undefined) text = JSON.stringify(r);
-      keep.set(key, text);
-    }
-    this.texts.clear();
-    for (const key of [...keep.keys()].sort()) this.texts.set(key, keep.get(key)!);
+  /** Writes the snaps with records marked changed since the last flush. */
+  flush(): void {
+    const dirty = [...this.dirty];
     this.dirty.clear();
-    this.all = false;
-    const services = [...this.texts.values()].join(',\n');
-    this.slots.writeText((seq) => `{"seq":${seq},"services":[\n${services}\n]}`);
+    for (const [snap, records] of dirty) {
+      const f = this.file(snap);
+      for (const [app, r] of records) f.texts.set(app, JSON.stringify(r));
+      this.write(snap, f);
+    }
+  }
+
+  /** The records of `snap` are exactly these from now on (none: its file goes). Written now. */
+  setSnap(snap: string, records: Iterable<ServiceRecord>): void {
+    this.dirty.delete(snap);
+    const list = [...records];
+    if (list.length === 0) {
+      this.removeSnap(snap);
+      return;
+    }
+    const f = this.file(snap);
+    f.texts.clear();
+    for (const r of list) f.texts.set(r.app, JSON.stringify(r));
+    this.write(snap, f);
+  }
+
+  /**
+   * Writes every record: these are all there are. Files of snaps without a
+   * record are removed, and so is the single file of older supervisors.
+   */
+  saveAll(records: Iterable<ServiceRecord>): void {
+    const bySnap = new Map<string, ServiceRecord[]>();
+    for (const r of records) {
+      const list = bySnap.get(r.snap) ?? [];
+      list.push(r);
+      bySnap.set(r.snap, list);
+    }
+    for (const [snap, list] of bySnap) this.setSnap(snap, list);
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(recordsDir(this.root));
+    } catch {
+      // none yet
+    }
+    for (const name of names) {
+      const m = /^(.*)\.json$/.exec(name);
+      if (m && !bySnap.has(m[1])) this.removeSnap(m[1]);
+    }
+    if (!this.legacyRemoved) {
+      // Every record is in the per-snap files now.
+      for (const f of [recordsFile(this.root), otherSlot(recordsFile(this.root))]) fs.rmSync(f, { force: true });
+      this.legacyRemoved = true;
+    }
   }
 
   close(): void {
-    this.slots.close();
+    for (const f of this.snaps.values()) f.slots.close();
+    this.snaps.clear();
+  }
+
+  private file(snap: string): SnapFile {
+    let f = this.snaps.get(snap);
+    if (!f) {
+      fs.mkdirSync(recordsDir(this.root), { recursive: true });
+      f = { slots: new SlotFile(path.join(recordsDir(this.root), `${snap}.json`)), texts: new Map(), written: null };
+      this.snaps.set(snap, f);
+    }
+    return f;
+  }
+
+  private write(snap: string, f: SnapFile): void {
+    const services = [...f.texts.keys()].sort().map((app) => f.texts.get(app)!).join(',\n');
+    if (services === f.written) return;
+    f.written = services;
+    f.slots.writeText((seq) => `{"seq":${seq},"services":[\n${services}\n]}`);
+  }
+
+  private removeSnap(snap: string): void {
+    this.dirty.delete(snap);
+    const f = this.snaps.get(snap);
+    f?.slots.close();
+    this.snaps.delete(snap);
+    const file = path.join(recordsDir(this.root), `${snap}.json`);
+    for (const p of [file, otherSlot(file)]) fs.rmSync(p, { force: true });
   }
 }
 
@@ -109,6 +208,7 @@ export function recordsWriter(root: string): RecordsWriter {
   return new RecordsWriter(root);
 }
 
+/** Writes every record (all there are), as a new supervisor or a test does. */
 export function saveRecords(writer: RecordsWriter, records: Iterable<ServiceRecord>): void {
-  writer.save(records);
+  writer.saveAll(records);
 }

@@ -141,6 +141,8 @@ export class Supervisor {
     this.recoverHeldFds();
     this.records = loadRecords(this.root);
     this.loadServices();
+    // One file per snap from now on (also when the last supervisor wrote one file of all).
+    this.saveAll();
     this.adoptRunning();
     await this.recoverChanges();
     // A recovery may have attached services (a crash between unlink and link
@@ -163,7 +165,7 @@ export class Supervisor {
       for (const snap of this.store.list().reverse()) await this.stopSnap(snap.name, undefined, {}, true).catch((e) => this.say(`stopping ${snap.name}: ${e.message}`));
     }
     for (const svc of this.services.values()) svc.detach();
-    this.save();
+    this.saveAll();
     this.recordsFile.close();
     if (this.notifyHandle !== null) native.notifyClose(this.notifyHandle);
     this.notifyHandle = null;
@@ -205,12 +207,12 @@ export class Supervisor {
    * with 1000 services a start or stop does not rewrite every record per field.
    */
   changed(service: Service): void {
-    this.recordsFile.mark(serviceKey(service.record.snap, service.record.app));
+    this.recordsFile.mark(service.record);
     if (this.savePending) return;
     this.savePending = true;
     queueMicrotask(() => {
-      if (!this.savePending) return;
-      this.save(true);
+      this.savePending = false;
+      this.recordsFile.flush();
     });
   }
 
@@ -314,10 +316,14 @@ export class Supervisor {
 
   // ---------------------------------------------------------------- services
 
-  private save(changedOnly = false): void {
-    this.savePending = false;
-    if (!changedOnly) this.recordsFile.mark();
+  /** Writes every record (start, shutdown): only the snaps' files whose contents changed are written. */
+  private saveAll(): void {
     saveRecords(this.recordsFile, [...this.services.values()].map((s) => s.record));
+  }
+
+  /** Writes the records of one snap (its set of services changed): the other snaps' files are not touched. */
+  private saveSnap(instance: string): void {
+    this.recordsFile.setSnap(instance, [...this.services.values()].filter((s) => s.record.snap === instance).map((s) => s.record));
   }
 
   private envOf(instance: string, revision: string, snap: SnapYaml) {
@@ -477,9 +483,9 @@ export class Supervisor {
   }
 
   /** @internal Writes the launch files of a revision (its apps' and hooks' command lines and environment). */
-  writeLaunchFiles(instance: string, rev: string): void {
+  async writeLaunchFiles(instance: string, rev: string): Promise<void> {
     const snap = this.store.readSnapYaml(instance, rev);
-    writeRevisionLaunchFiles(this.root, instance, rev, snap, this.envOf(instance, rev, snap));
+    await writeRevisionLaunchFiles(this.root, instance, rev, snap, this.envOf(instance, rev, snap));
   }
 
   /** @internal Makes the set of Service objects of a snap that of revision `rev`: services gone from it are dropped (they were stopped). */
@@ -494,7 +500,7 @@ export class Supervisor {
       }
     }
     this.attachServices(instance, rev);
-    this.save();
+    this.saveSnap(instance);
   }
 
   /** @internal Drops every Service object of a snap (after its services were stopped). */
@@ -506,7 +512,7 @@ export class Supervisor {
       this.services.delete(key);
       this.records.delete(key);
     }
-    this.save();
+    this.saveSnap(instance);
   }
 
   /** @internal Deletes a snap's trash (retired revisions, discarded data) in the background, one sweep at a time. */
@@ -642,12 +648,39 @@ export class Supervisor {
     return out;
   }
 
+  /**
+   * Stops the services of a snap (or one app) by stop-mode, side by side
+   * except where before/after orders them: a service stops once every
+   * service ordered after it has stopped (systemd stops units so, and snapd
+   * stops a snap's services in one systemctl call). Results in reverse start
+   * order; a service whose stop failed keeps those ordered before it running,
+   * and the first failure is thrown once the others are done.
+   */
   async stopSnap(instance: string, app?: string, opts: { mode?: StopMode; timeoutMs?: number } = {}, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
-    const out: Array<{ service: string } & StopResult> = [];
-    for (const svc of this.servicesOf(instance, app).reverse()) {
-      out.push({ service: svc.name, ...(await svc.stop({ ...opts, keepWanted })) });
+    const services = this.servicesOf(instance, app);
+    const byApp = new Map(services.map((s) => [s.record.app, s]));
+    // startsAfter.get(x): the services that start after x, so stop before it.
+    const startsAfter = new Map<Service, Service[]>(services.map((s) => [s, []]));
+    for (const s of services) {
+      for (const b of s.app.before ?? []) if (byApp.has(b)) startsAfter.get(s)!.push(byApp.get(b)!);
+      for (const a of s.app.after ?? []) if (byApp.has(a)) startsAfter.get(byApp.get(a)!)!.push(s);
     }
-    return out;
+    const stops = new Map<Service, Promise<StopResult>>();
+    const stopOf = (svc: Service, path: Set<Service>): Promise<StopResult> => {
+      const known = stops.get(svc);
+      if (known) return known;
+      // validate refuses cycles; should one slip through, it does not wait on itself.
+      const within = new Set(path).add(svc);
+      const first = startsAfter.get(svc)!.filter((d) => !within.has(d)).map((d) => stopOf(d, within));
+      const p = Promise.all(first).then(() => svc.stop({ ...opts, keepWanted }));
+      stops.set(svc, p);
+      return p;
+    };
+    const order = [...services].reverse();
+    const settled = await Promise.allSettled(order.map((svc) => stopOf(svc, new Set())));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return order.map((svc, i) => ({ service: svc.name, ...(settled[i] as PromiseFulfilledResult<StopResult>).value }));
   }
 
   /** `install PATH`: a first install, or over an installed snap of that name a refresh (SPEC 1). */
@@ -703,7 +736,7 @@ export class Supervisor {
       throw new SnapprocError('ERR_SNAPPROC_INTERNAL', `snap "${instance}" is installed`);
     }
     try {
-      writeRevisionLaunchFiles(this.root, instance, revision, snap, this.envOf(instance, revision, snap));
+      await writeRevisionLaunchFiles(this.root, instance, revision, snap, this.envOf(instance, revision, snap));
       this.store.linkCurrent(instance, revision);
       // Known before the hook runs: it may start, stop or restart them through snapctl.
       this.attachServices(instance, revision);
@@ -722,7 +755,7 @@ export class Supervisor {
       if (!svc.record.wanted) continue;
       await svc.start().then(() => started.push(svc.name), (err) => progress(`  ${(err as Error).message}`));
     }
-    this.save();
+    this.saveSnap(instance);
     step(4, 4, `installed ${instance} ${snap.version} (${revision}) in ${(performance.now() - t0).toFixed(0)} ms`);
     return { snap: instance, revision, started };
   }
@@ -784,7 +817,7 @@ export class Supervisor {
         }
       }
     }
-    this.save();
+    this.saveSnap(instance);
     if (errors.length) throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', errors.join('; '));
     return done;
   }

@@ -1,0 +1,253 @@
+// watch.cc: one epoll set for every wait that is open at once, instead of a
+// thread per wait. A supervisor of 1000 services waits on 1000 main
+// processes for as long as they run, and a stop of everything waits on
+// thousands of cgroup.events changes side by side; a thread each cost a stack
+// mapping and a guard page each (the daemon's page tables, which every fork
+// copied, and its RSS) and a thread start per wait. Here one thread waits on
+// all of them: pidfds (readable once the process exited) and cgroup.events
+// files (kernfs wakes pollers with POLLPRI when a value changed), and reports
+// the waits whose condition holds. Knows nothing of N-API; timeouts and
+// cancelling are the caller's (it removes the watch).
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sys.h"
+
+namespace {
+
+int64_t mono_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// The kernel announces at most one change of a cgroup file per
+// CGROUP_FILE_NOTIFY_MIN_INTV (DIV_ROUND_UP(HZ, 100) jiffies, up to ~12 ms):
+// within that interval after a watch begins or after a wake-up, the value is
+// read again every millisecond as well (as cg_wait_event does).
+const int64_t kNotifyIntervalMs = 13;
+
+}  // namespace
+
+namespace snapproc {
+
+watch_set::~watch_set() {
+  for (auto& e : entries_) close(e.second.fd);
+  if (epfd_ >= 0) close(epfd_);
+  if (stop_fd_ >= 0) close(stop_fd_);
+  if (kick_fd_ >= 0) close(kick_fd_);
+}
+
+int watch_set::open(const char** syscall_out) {
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) return fail_errno(syscall_out, "epoll_create1");
+  stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd_ < 0) return fail_errno(syscall_out, "eventfd");
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  ev.data.u32 = 0;  // token 0: stop
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, stop_fd_, &ev) < 0) return fail_errno(syscall_out, "epoll_ctl");
+  kick_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (kick_fd_ < 0) return fail_errno(syscall_out, "eventfd");
+  ev.data.u32 = kKickToken;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, kick_fd_, &ev) < 0) return fail_errno(syscall_out, "epoll_ctl");
+  return 0;
+}
+
+int watch_set::fail_errno(const char** syscall_out, const char* name) {
+  int e = errno;
+  if (syscall_out) *syscall_out = name;
+  return -e;
+}
+
+// Reads `key` of cgroup.events through `fd`: its value, or -errno.
+int watch_set::read_key(int fd, const std::string& key) {
+  char buf[256];
+  ssize_t n;
+  do {
+    n = pread(fd, buf, sizeof buf - 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  buf[n] = 0;
+  for (char* line = buf; line && *line;) {
+    char* nl = strchr(line, '\n');
+    if (strncmp(line, key.c_str(), key.size()) == 0 && line[key.size()] == ' ') return atoi(line + key.size() + 1);
+    line = nl ? nl + 1 : nullptr;
+  }
+  return -ENOENT;
+}
+
+// 1: the condition holds, 0: not yet, -errno: it never will (the caller reports it).
+int watch_set::check(entry& e) {
+  if (e.kind == WATCH_PIDFD) {
+    struct pollfd p = {e.fd, POLLIN, 0};
+    int n = poll(&p, 1, 0);
+    if (n < 0) return -errno;
+    if (p.revents & POLLNVAL) return -EBADF;
+    return n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
+  }
+  int v = read_key(e.fd, e.key);
+  if (v < 0) return v;
+  return v == e.want ? 1 : 0;
+}
+
+int watch_set::add_pidfd(int pidfd, uint32_t* token, const char** syscall_out) {
+  // A duplicate of our own: the caller may close its pidfd whenever it likes.
+  int fd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) return fail_errno(syscall_out, "fcntl");
+  std::lock_guard<std::mutex> lock(mu_);
+  uint32_t t = take_token();
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.u32 = t;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    int rc = fail_errno(syscall_out, "epoll_ctl");
+    close(fd);
+    return rc;
+  }
+  entries_[t] = entry{fd, WATCH_PIDFD, std::string(), 0, 0, false};
+  *token = t;
+  return 0;
+}
+
+int watch_set::add_event(const char* dir, const char* key, int want, uint32_t* token, const char** syscall_out) {
+  std::string path = std::string(dir) + "/cgroup.events";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail_errno(syscall_out, "open");
+  entry e{fd, WATCH_EVENT, std::string(key), want, mono_ms(), false};
+  // Read before it is registered: a change after this read makes the
+  // registration itself report the file ready (kernfs compares the file's
+  // event count with the one this open file last read).
+  int now = check(e);
+  if (now != 0) {
+    close(fd);
+    if (now < 0) {
+      if (syscall_out) *syscall_out = "read";
+      return now;
+    }
+    return 1;  // holds already: nothing to watch
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  uint32_t t = take_token();
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLPRI | EPOLLET;
+  ev.data.u32 = t;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    int rc = fail_errno(syscall_out, "epoll_ctl");
+    close(fd);
+    return rc;
+  }
+  entries_[t] = e;
+  events_.insert(t);
+  *token = t;
+  // Wake the waiting thread: it must re-read this file every millisecond for a while.
+  kick();
+  return 0;
+}
+
+// Tokens go to JavaScript as int32: 1 .. 2^31-1, then round again (a watch
+// lives far shorter than 2^31 others take).
+uint32_t watch_set::take_token() {
+  uint32_t t = next_;
+  next_ = next_ >= 0x7fffffffu ? 1 : next_ + 1;
+  return t;
+}
+
+void watch_set::kick() {
+  if (kick_fd_ < 0) return;
+  uint64_t one = 1;
+  while (write(kick_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+bool watch_set::remove(uint32_t token) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(token);
+  if (it == entries_.end()) return false;
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, it->second.fd, nullptr);
+  close(it->second.fd);
+  events_.erase(token);
+  entries_.erase(it);
+  return true;
+}
+
+int watch_set::check_now(uint32_t token) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(token);
+  if (it == entries_.end()) return -ENOENT;
+  return check(it->second);
+}
+
+void watch_set::stop() {
+  uint64_t one = 1;
+  while (write(stop_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** syscall_out) {
+  ready->clear();
+  struct epoll_event evs[128];
+  for (;;) {
+    int timeout = -1;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      int64_t now = mono_ms();
+      for (uint32_t t : events_) {
+        const entry& e = entries_[t];
+        if (!e.fired && now - e.last_wake < kNotifyIntervalMs) {
+          timeout = 1;
+          break;
+        }
+      }
+    }
+    int n = epoll_wait(epfd_, evs, 128, timeout);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno(syscall_out, "epoll_wait");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t now = mono_ms();
+    for (int i = 0; i < n; i++) {
+      uint32_t t = evs[i].data.u32;
+      if (t == 0) return 2;  // stopped for good
+      if (t == kKickToken) {
+        uint64_t v;
+        ssize_t ignored = read(kick_fd_, &v, sizeof v);
+        (void)ignored;
+        continue;
+      }
+      auto it = entries_.find(t);
+      if (it == entries_.end() || it->second.fired) continue;  // removed meanwhile
+      entry& e = it->second;
+      if (e.kind == WATCH_EVENT) e.last_wake = now;
+      int rc = check(e);
+      if (rc != 0) {
+        e.fired = true;
+        ready->emplace_back(t, rc);
+      }
+    }
+    // Inside the notification interval: read again whether or not a wake came.
+    for (uint32_t t : events_) {
+      entry& e = entries_[t];
+      if (e.fired || now - e.last_wake >= kNotifyIntervalMs) continue;
+      int rc = check(e);
+      if (rc != 0) {
+        e.fired = true;
+        ready->emplace_back(t, rc);
+      }
+    }
+    if (!ready->empty()) return 1;
+  }
+}
+
+}  // namespace snapproc
