@@ -114,7 +114,7 @@ async function discover(cgs: BenchCgroups, n: number): Promise<void> {
     const contenders: Contender[] = [
       { name: 'snapproc', run: () => snapProcesses(instance) },
       { name: 'floor', run: () => native.readProcs(dir) },
-      { name: 'statfloor', run: () => native.procInfo(native.readProcs(dir), false) },
+      { name: 'statfloor', run: () => native.procInfo(native.readProcs(dir), false, true) },
       { name: 'procwalk', run: () => procWalk(cgroupLine) },
     ];
     if (pidtree) contenders.push({ name: 'pidtree', run: () => pidtree(tree.mainPid) });
@@ -125,7 +125,7 @@ async function discover(cgs: BenchCgroups, n: number): Promise<void> {
     const m = (name: string) => (t.get(name)?.length ? median(t.get(name)!) : null);
     const snap = m('snapproc');
     const floor = m('floor');
-    rows.push({ measure: 'discover+classify vs native stat floor', n, snapproc: snap, baseline: m('statfloor'), goal: GOAL_DISCOVER, note: 'snapProcesses(instance) (what `snapproc ps NAME` does): walks the cgroup2 mount for the snap\'s cgroups, reads cgroup.procs, then one native call (native.procInfo) reads /proc/PID/stat of each member (ppid, pgid, start time) and its revision (readlink /proc/PID/exe, and /proc/PID/environ when the exe path names no revision, as for these `sleep`s of the base). Native stat floor: cgroup.procs of the known cgroup, then /proc/PID/stat of each member read once, natively (native.procInfo without revisions).' });
+    rows.push({ measure: 'discover+classify vs native stat floor', n, snapproc: snap, baseline: m('statfloor'), goal: GOAL_DISCOVER, note: 'snapProcesses(instance) (what `snapproc ps NAME` does): walks the cgroup2 mount for the snap\'s cgroups, reads cgroup.procs, then one native call (native.procInfo) gets each member\'s ppid (pidfd + PIDFD_GET_INFO) and pgid (getpgid) and its revision (readlink /proc/PID/exe, and /proc/PID/environ when the exe path names no revision, as for these `sleep`s of the base), split over up to 4 threads from 512 members on. Native stat floor: cgroup.procs of the known cgroup, then /proc/PID/stat of each member read once, natively, on one thread (native.procInfo without revisions, viaStat).' });
     rows.push({ measure: 'discover+classify vs cgroup.procs read', n, snapproc: snap, baseline: floor, note: 'cgroup.procs floor: native.readProcs(dir) of the known cgroup, once.' });
     rows.push({ measure: 'discover+classify vs /proc walk', n, snapproc: snap, baseline: m('procwalk'), goal: GOAL_VS_PROCWALK, note: '/proc walk: readdir /proc, then /proc/PID/stat and /proc/PID/cgroup of every process, keeping the cgroup\'s (what ps-based tools do). Goal: at least 5x faster (ratio <= 0.2x).' });
     rows.push({ measure: 'discover+classify vs pidtree', n, snapproc: snap, baseline: m('pidtree'), note: pidtree ? 'pidtree(mainPid): one `ps -A -o ppid,pid`, then a walk of the parent map.' : MISSING('pidtree') });
@@ -157,7 +157,7 @@ async function discover(cgs: BenchCgroups, n: number): Promise<void> {
     const pm = (name: string) => median(p.get(name)!);
     const pf = pm('floor');
     const part = (measure: string, name: string, note?: string) => rows.push({ measure: `  part: ${measure}`, n, snapproc: pm(name), baseline: pf, note });
-    part('findSnapCgroups (walk the mount)', 'find', 'Parts, each timed alone against the cgroup.procs floor, alternated in their own rounds: findSnapCgroups(instance); cgroupPids(dir); native.procIds(pids) (pidfd_open + PIDFD_GET_INFO + getpgid + pidfd_send_signal 0 + close per process, what classify used before); native.procInfo(pids, true) (what classify uses now); classifyCgroup(dir, { revisions: false }) (= cgroupPids + procInfo + JS); revisionOf(pid) for every pid, and its two reads alone (readlink /proc/PID/exe, then /proc/PID/environ when the exe path names no revision, as for any process running a base-snap binary).');
+    part('findSnapCgroups (walk the mount)', 'find', 'Parts, each timed alone against the cgroup.procs floor, alternated in their own rounds: findSnapCgroups(instance); cgroupPids(dir); native.procIds(pids) (pidfd_open + PIDFD_GET_INFO + getpgid + pidfd_send_signal 0 + close per process, what classify used before); native.procInfo(pids, true) (what classify uses now: the same pidfd + PIDFD_GET_INFO + getpgid, with the revision reads in between, threads from 512 members on); classifyCgroup(dir, { revisions: false }) (= cgroupPids + procInfo + JS); revisionOf(pid) for every pid, and its two reads alone (readlink /proc/PID/exe, then /proc/PID/environ when the exe path names no revision, as for any process running a base-snap binary).');
     part('cgroupPids', 'pids');
     part('native.procIds (pidfd per process; no longer used by ps)', 'procIds');
     part('native.procInfo with revisions', 'procInfo');

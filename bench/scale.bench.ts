@@ -28,6 +28,8 @@ const PER_SNAP = 10;
 const SERVICES = Math.max(PER_SNAP, Math.round(num('services', 1000) / PER_SNAP) * PER_SNAP);
 const SNAPS = SERVICES / PER_SNAP;
 const REPS = Math.max(2, num('reps', 2));
+// One snap's refresh and restart take ~0.2-0.4 s each: 15 samples per side, or 5 medians drift by a third under load.
+const ONE_SNAP_REPS = Math.max(REPS, 15);
 const CLI = path.join(REPO, 'bin', 'snapproc');
 const bc = new BenchCgroups();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-bench-scale-'));
@@ -69,6 +71,17 @@ function rssKiB(pid: number): number {
     return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
   } catch {
     return 0;
+  }
+}
+
+/** Resident memory split as the kernel counts it (smaps_rollup, KiB): anonymous (the process's own) and file-backed (its binary and libraries, shared in the page cache), and PSS. */
+function memSplit(pid: number): { anon: number; file: number; pss: number } {
+  try {
+    const t = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const f = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(t)?.[1] ?? 0);
+    return { anon: f('Anonymous'), file: f('Rss') - f('Anonymous'), pss: f('Pss') };
+  } catch {
+    return { anon: 0, file: 0, pss: 0 };
   }
 }
 
@@ -200,7 +213,7 @@ async function main(): Promise<void> {
   // ---- one snap's refresh and restart, with everything installed (big) vs alone (small), alternated
   progress(`refresh and restart of one snap: among ${SNAPS} snaps vs alone`);
   const next = new Map<string, string>([[big.root, '2'], [small.root, '2']]);
-  for (let r = 0; r < Math.max(REPS, 5) + 1; r++) {
+  for (let r = 0; r < ONE_SNAP_REPS + 1; r++) {
     for (const [label, d] of r % 2 ? [['alone', small], ['among', big]] as const : [['among', big], ['alone', small]] as const) {
       const v = next.get(d.root)!;
       next.set(d.root, v === '2' ? '1' : '2');
@@ -226,7 +239,10 @@ async function main(): Promise<void> {
   const seconds = 5;
   await sleep(seconds * 1000);
   const after = groups.map(([, ps]) => ps.reduce((n, p) => n + switches(p), 0));
-  const idle = new Map(groups.map(([n, ps], i) => [n, { rss: ps.reduce((a, p) => a + rssKiB(p), 0) / 1024, wake: (after[i] - before[i]) / seconds, procs: ps.length }]));
+  const idle = new Map(groups.map(([n, ps], i) => {
+    const split = ps.map(memSplit).reduce((a, b) => ({ anon: a.anon + b.anon, file: a.file + b.file, pss: a.pss + b.pss }), { anon: 0, file: 0, pss: 0 });
+    return [n, { rss: ps.reduce((a, p) => a + rssKiB(p), 0) / 1024, wake: (after[i] - before[i]) / seconds, procs: ps.length, split }];
+  }));
   showRaw('scale', t);
 
   // ---- the table
@@ -238,15 +254,15 @@ async function main(): Promise<void> {
   rows.push({ measure: `stop all ${SERVICES} services vs s6 (info)`, n: N, snapproc: m('snapproc stop'), baseline: m('s6 stop') });
   rows.push({ measure: 'snapproc list (CLI) vs supervisorctl status', n: N, snapproc: m('snapproc list'), baseline: m('supervisorctl status'), goal: 1, note: 'Everything running. snapproc list: installed snaps and revisions (reads the store); snapproc ps: every snap cgroup with its processes, roles and revisions; supervisorctl status: every program.' });
   rows.push({ measure: 'snapproc ps (CLI, all snaps) vs supervisorctl status', n: N, snapproc: m('snapproc ps'), baseline: m('supervisorctl status'), goal: 1 });
-  rows.push({ measure: `refresh of one snap among ${SNAPS} vs the same snap alone`, n: 10, snapproc: m('refresh among'), baseline: m('refresh alone'), goal: 1.2, note: `On the control socket: the refresh (and the restart) of one ${PER_SNAP}-service snap on the supervisor running all ${SERVICES} services, against the same on a second supervisor that has only that snap (${PER_SNAP} services), alternated. Goal: no growth with the other snaps (within 1.2x, for noise).` });
-  rows.push({ measure: `restart of one snap among ${SNAPS} vs the same snap alone`, n: 10, snapproc: m('restart among'), baseline: m('restart alone'), goal: 1.2 });
+  rows.push({ measure: `refresh of one snap among ${SNAPS} vs the same snap alone`, n: ONE_SNAP_REPS, snapproc: m('refresh among'), baseline: m('refresh alone'), goal: 1.2, note: `On the control socket: the refresh (and the restart) of one ${PER_SNAP}-service snap on the supervisor running all ${SERVICES} services, against the same on a second supervisor that has only that snap (${PER_SNAP} services), alternated. Goal: no growth with the other snaps (within 1.2x, for noise).` });
+  rows.push({ measure: `restart of one snap among ${SNAPS} vs the same snap alone`, n: ONE_SNAP_REPS, snapproc: m('restart among'), baseline: m('restart alone'), goal: 1.2 });
   const rss = (n: string) => idle.get(n)?.rss ?? null;
   rows.push({ measure: `supervisor RSS with ${SERVICES} running vs supervisord (MiB)`, n: N, snapproc: rss('snapproc'), baseline: rss('supervisord'), goal: 1, note: 'Values in MiB, not ms: VmRSS of the supervisor process (snapproc daemon; supervisord; s6: s6-svscan plus every s6-supervise, summed), idle, everything running.' });
   rows.push({ measure: `supervisor RSS vs s6-svscan + ${SERVICES} s6-supervise (MiB, info)`, n: N, snapproc: rss('snapproc'), baseline: rss('s6') });
   const wake = idle.get('snapproc')!.wake;
   rows.push({ measure: 'idle wake-ups/s with everything running (goal: none)', n: seconds, snapproc: wake, baseline: 1, goal: 0.2, note: 'Values are wake-ups (context switches) per second over 5 s with no request.' });
-  footer.push(`idle over ${seconds} s: ${[...idle].map(([n, v]) => `${n}: RSS ${v.rss.toFixed(1)} MiB in ${v.procs} process${v.procs === 1 ? '' : 'es'}, ${v.wake.toFixed(1)} wake-ups/s`).join('; ')}`);
-  footer.push('', `Medians of ${REPS} rounds (status, refresh and restart: ${Math.max(REPS, 5)}); contenders alternated. Node ${process.version}, kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, ${os.availableParallelism()} CPUs; ${((Date.now() - T0) / 1000).toFixed(0)} s.`);
+  footer.push(`idle over ${seconds} s: ${[...idle].map(([n, v]) => `${n}: RSS ${v.rss.toFixed(1)} MiB in ${v.procs} process${v.procs === 1 ? '' : 'es'} (anonymous ${(v.split.anon / 1024).toFixed(1)}, file-backed ${(v.split.file / 1024).toFixed(1)}, PSS ${(v.split.pss / 1024).toFixed(1)} MiB), ${v.wake.toFixed(1)} wake-ups/s`).join('; ')}`);
+  footer.push('', `Medians of ${REPS} rounds (status: ${Math.max(REPS, 5)}, refresh and restart: ${ONE_SNAP_REPS}); contenders alternated. Node ${process.version}, kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, ${os.availableParallelism()} CPUs; ${((Date.now() - T0) / 1000).toFixed(0)} s.`);
 
   // ---- clean up: stop everything (the cgroups are removed by the harness in any case)
   progress('cleaning up');

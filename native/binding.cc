@@ -785,7 +785,9 @@ Napi::Value MakeDataDir(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), rc == 1);
 }
 
-// procInfo(pids, revisions): { ids: Int32Array [pid, ppid, pgid]*, start: Float64Array, zombie: Uint8Array, revisions: (string|null)[] | undefined }
+// procInfo(pids, revisions, viaStat): { ids: Int32Array [pid, ppid, pgid]*,
+// start: Float64Array | undefined, zombie: Uint8Array | undefined, revisions: (string|null)[] | undefined }
+// (start and zombie only when read from /proc/PID/stat).
 Napi::Value ProcInfo(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsTypedArray()) {
     Napi::TypeError::New(info.Env(), "argument 0 must be an Int32Array").ThrowAsJavaScriptException();
@@ -794,25 +796,32 @@ Napi::Value ProcInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Int32Array in = info[0].As<Napi::Int32Array>();
   bool revisions = info.Length() > 1 && info[1].ToBoolean().Value();
+  bool via_stat = info.Length() > 2 && info[2].ToBoolean().Value();
   std::vector<int32_t> pids(in.Data(), in.Data() + in.ElementLength());
   std::vector<proc_info> out;
-  proc_info_of(pids, revisions, &out);
+  proc_info_of(pids, revisions, &out, via_stat);
+  bool all_stat = true;
+  for (const proc_info& pi : out) all_stat = all_stat && pi.has_start;
   Napi::Int32Array ids = Napi::Int32Array::New(env, out.size() * 3);
-  Napi::Float64Array start = Napi::Float64Array::New(env, out.size());
-  Napi::Uint8Array zombie = Napi::Uint8Array::New(env, out.size());
+  Napi::Float64Array start = Napi::Float64Array::New(env, all_stat ? out.size() : 0);
+  Napi::Uint8Array zombie = Napi::Uint8Array::New(env, all_stat ? out.size() : 0);
   Napi::Array revs = Napi::Array::New(env, revisions ? out.size() : 0);
   for (size_t i = 0; i < out.size(); i++) {
     ids[i * 3] = out[i].pid;
     ids[i * 3 + 1] = out[i].ppid;
     ids[i * 3 + 2] = out[i].pgid;
-    start[i] = static_cast<double>(out[i].start);
-    zombie[i] = out[i].zombie ? 1 : 0;
+    if (all_stat) {
+      start[i] = static_cast<double>(out[i].start);
+      zombie[i] = out[i].zombie ? 1 : 0;
+    }
     if (revisions) revs.Set(static_cast<uint32_t>(i), out[i].revision.empty() ? env.Null() : Napi::String::New(env, out[i].revision));
   }
   Napi::Object o = Napi::Object::New(env);
   o.Set("ids", ids);
-  o.Set("start", start);
-  o.Set("zombie", zombie);
+  if (all_stat) {
+    o.Set("start", start);
+    o.Set("zombie", zombie);
+  }
   if (revisions) o.Set("revisions", revs);
   return o;
 }

@@ -14,6 +14,8 @@
 #include "sys.h"
 
 #include <dirent.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/btrfs.h>
@@ -27,7 +29,13 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,46 +44,135 @@ namespace snapproc {
 
 namespace {
 
-struct Copier {
-  int flags;
-  copy_stats* stats;
-  std::string* where;  // relative path of the entry that failed
-  const char** syscall;
+// The file-by-file copy. One walker thread reads the source tree depth
+// first, makes each directory and copies symlinks, special files and hard
+// links itself; regular files (the bulk of the cost: on XFS each clone and
+// each create is a transaction of its own) go to a small pool of worker
+// threads, and the walker helps them while it waits for a directory's files
+// before it sets that directory's times. Every thread of the copy is a
+// thread of its own with its own umask (0: unshare(CLONE_FS)), so that a
+// file is created with its final mode and owner whenever the kernel gives it
+// that owner anyway, and needs no fchown nor fchmod.
+struct Shared {
+  int flags = 0;
   int dst_root = -1;
-  std::map<std::pair<dev_t, ino_t>, std::string> links;  // first copy of each multiply-linked inode
-  std::vector<int> to_sync;                               // files with data, flushed at the end
-  bool syncfs_instead = false;
+  // New entries under the copy's top directory get this owner (that
+  // directory's; false when it is setgid: then fchown every time).
+  bool owner_known = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  // The created mode is exact in threads whose umask is 0, unless a default
+  // ACL (inherited from where the copy is made) decides it instead.
+  bool modes_exact = false;
+  std::atomic<bool> clone_ok{true};
+  std::atomic<bool> failed{false};
 
-  int fail(const char* call, const std::string& rel) {
-    int e = errno;
-    *syscall = call;
-    *where = rel;
+  std::mutex mu;
+  std::condition_variable work_cv;  // a job was queued, or the copy ends
+  std::condition_variable done_cv;  // a job finished
+  struct Job {
+    int sdir, ddir;
+    std::string name;
+    const std::string* dir_rel;
+    struct stat st;
+    std::atomic<int>* pending;
+  };
+  std::deque<Job> queue;
+  bool closing = false;
+
+  // The first failure: -errno, the call, the entry.
+  int err = 0;
+  const char* syscall = nullptr;
+  std::string where;
+
+  std::vector<int> to_sync;  // files with data and directories made, flushed at the end
+  bool syncfs_instead = false;
+  copy_stats stats;  // summed from each thread's at its end
+
+  static constexpr size_t kSyncEach = 64;
+
+  int fail(const char* call, const std::string& rel, int e) {
+    std::lock_guard<std::mutex> g(mu);
+    if (!failed.load()) {
+      err = -e;
+      syscall = call;
+      where = rel;
+      failed.store(true);
+    }
     return -e;
   }
+
+  // Keeps `fd` (a file with data, or a directory made) to be flushed at the
+  // end. Past kSyncEach of them, one syncfs of the target file system
+  // flushes them all for less: every fsync of a directory or of a clone is a
+  // log force (a cache flush of the device), syncfs is one.
+  void defer_sync(int fd) {
+    std::lock_guard<std::mutex> g(mu);
+    if (syncfs_instead) {
+      close(fd);
+    } else if (to_sync.size() < kSyncEach) {
+      to_sync.push_back(fd);
+    } else {
+      for (int f : to_sync) close(f);
+      to_sync.clear();
+      close(fd);
+      syncfs_instead = true;
+    }
+  }
+};
+
+// What one thread of the copy does; counts are its own until it ends.
+struct Copier {
+  Shared* sh;
+  copy_stats stats;
+  bool umask_zero = false;
+  std::map<std::pair<dev_t, ino_t>, std::string> links;  // walker only: first copy of each multiply-linked inode
+
+  explicit Copier(Shared* s) : sh(s) {}
+
+  // Gives this thread a umask of its own, 0. False when it cannot (then modes are set with fchmod).
+  void own_umask() {
+    if (unshare(CLONE_FS) == 0) {
+      umask(0);
+      umask_zero = true;
+    }
+  }
+
+  int fail(const char* call, const std::string& rel) { return sh->fail(call, rel, errno); }
 
   static std::string join(const std::string& rel, const char* name) {
     return rel.empty() ? std::string(name) : rel + "/" + name;
   }
 
+  bool owned_as(const struct stat& st) const { return sh->owner_known && st.st_uid == sh->uid && st.st_gid == sh->gid; }
+  // Whether an entry created with `mode` ends up with exactly that mode.
+  bool exact_modes() const { return umask_zero && sh->modes_exact; }
+
   // Extended attributes: every name the source lists (namespaces the caller may read).
   // `fd` >= 0: by descriptor; else by path (symlinks, special files), not following.
   int copy_xattrs(int sfd, int dfd, const std::string& spath, const std::string& dpath, const std::string& rel) {
-    if (flags & COPY_NO_XATTRS) return 0;
-    std::vector<char> names(1024);
+    if (sh->flags & COPY_NO_XATTRS) return 0;
+    char small[256];
+    std::vector<char> big;
+    char* names = small;
+    size_t size = sizeof small;
     ssize_t n;
     for (;;) {
-      n = sfd >= 0 ? flistxattr(sfd, names.data(), names.size()) : llistxattr(spath.c_str(), names.data(), names.size());
+      n = sfd >= 0 ? flistxattr(sfd, names, size) : llistxattr(spath.c_str(), names, size);
       if (n >= 0) break;
       if (errno == ERANGE) {
-        names.resize(names.size() * 4);
+        big.resize(size * 4);
+        size = big.size();
+        names = big.data();
         continue;
       }
       if (errno == ENOTSUP) return 0;  // no xattrs on this file system: nothing to keep
       return fail("listxattr", rel);
     }
+    if (n == 0) return 0;
     std::vector<char> value(4096);
     for (ssize_t at = 0; at < n;) {
-      const char* name = names.data() + at;
+      const char* name = names + at;
       at += strlen(name) + 1;
       ssize_t v;
       for (;;) {
@@ -91,18 +188,20 @@ struct Copier {
       if (v < 0) continue;
       int rc = dfd >= 0 ? fsetxattr(dfd, name, value.data(), v, 0) : lsetxattr(dpath.c_str(), name, value.data(), v, 0);
       if (rc < 0) return fail("setxattr", rel);
-      stats->xattrs++;
+      stats.xattrs++;
     }
     return 0;
   }
 
   // Owner, xattrs (after chown: chown drops security.capability), mode (after chown:
   // chown drops setuid/setgid), times (last) of something opened as `dfd`.
-  int finish_fd(int sfd, int dfd, const struct stat& st, const std::string& rel) {
-    if (fchown(dfd, st.st_uid, st.st_gid) < 0) return fail("fchown", rel);
+  // `mode_done`: created with exactly its mode and owner already.
+  int finish_fd(int sfd, int dfd, const struct stat& st, const std::string& rel, bool mode_done) {
+    bool chown_needed = !owned_as(st);
+    if (chown_needed && fchown(dfd, st.st_uid, st.st_gid) < 0) return fail("fchown", rel);
     int rc = copy_xattrs(sfd, dfd, "", "", rel);
     if (rc < 0) return rc;
-    if (fchmod(dfd, st.st_mode & 07777) < 0) return fail("fchmod", rel);
+    if ((chown_needed || !mode_done) && fchmod(dfd, st.st_mode & 07777) < 0) return fail("fchmod", rel);
     struct timespec ts[2] = {st.st_atim, st.st_mtim};
     if (futimens(dfd, ts) < 0) return fail("futimens", rel);
     return 0;
@@ -113,11 +212,12 @@ struct Copier {
   }
 
   // Symlinks and special files: by name in their directory, never following.
-  int finish_at(int sdir, int ddir, const char* name, const struct stat& st, const std::string& rel, bool is_link) {
-    if (fchownat(ddir, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0) return fail("fchownat", rel);
+  int finish_at(int sdir, int ddir, const char* name, const struct stat& st, const std::string& rel, bool is_link, bool mode_done) {
+    bool chown_needed = !owned_as(st);
+    if (chown_needed && fchownat(ddir, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0) return fail("fchownat", rel);
     int rc = copy_xattrs(-1, -1, fd_path(sdir, name), fd_path(ddir, name), rel);
     if (rc < 0) return rc;
-    if (!is_link && fchmodat(ddir, name, st.st_mode & 07777, 0) < 0) return fail("fchmodat", rel);
+    if (!is_link && (chown_needed || !mode_done) && fchmodat(ddir, name, st.st_mode & 07777, 0) < 0) return fail("fchmodat", rel);
     struct timespec ts[2] = {st.st_atim, st.st_mtim};
     if (utimensat(ddir, name, ts, AT_SYMLINK_NOFOLLOW) < 0) return fail("utimensat", rel);
     return 0;
@@ -126,23 +226,33 @@ struct Copier {
   // Contents of a regular file: a clone where possible, else the data extents only.
   int copy_data(int sfd, int dfd, const struct stat& st, const std::string& rel) {
     if (st.st_size == 0) return 0;
-    if (!(flags & COPY_NO_CLONE) && ioctl(dfd, FICLONE, sfd) == 0) {
-      stats->cloned++;
-      return 1;  // the clone is metadata to flush
+    if (!(sh->flags & COPY_NO_CLONE) && sh->clone_ok.load(std::memory_order_relaxed)) {
+      if (ioctl(dfd, FICLONE, sfd) == 0) {
+        stats.cloned++;
+        return 1;  // the clone is metadata to flush
+      }
+      // Not on this file system (ext4, tmpfs; or another one): no use asking for the next file.
+      if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV || errno == ENOSYS) sh->clone_ok.store(false, std::memory_order_relaxed);
     }
     off_t end = st.st_size;
     off_t pos = 0;
+    // As cp: a file with fewer blocks than its size has holes, looked for
+    // with SEEK_DATA/SEEK_HOLE; any other file is one data extent.
+    bool sparse = static_cast<off_t>(st.st_blocks) * 512 < end;
     bool cfr = true;
     std::vector<char> buf;
+    off_t written_to = 0;
     while (pos < end) {
-      off_t data = lseek(sfd, pos, SEEK_DATA);
-      if (data < 0) {
-        if (errno == ENXIO) break;  // only a hole is left
-        data = pos;                 // no SEEK_DATA: copy everything
+      off_t data = pos, hole = end;
+      if (sparse) {
+        data = lseek(sfd, pos, SEEK_DATA);
+        if (data < 0) {
+          if (errno == ENXIO) break;  // only a hole is left
+          data = pos;                 // no SEEK_DATA: copy everything
+        }
+        hole = lseek(sfd, data, SEEK_HOLE);
+        if (hole < 0 || hole > end) hole = end;
       }
-      off_t hole = lseek(sfd, data, SEEK_HOLE);
-      if (hole < 0) hole = end;
-      if (hole > end) hole = end;
       off_t in = data, out = data;
       while (in < hole) {
         size_t want = static_cast<size_t>(hole - in);
@@ -167,30 +277,73 @@ struct Copier {
           in += n;
           out += n;
         }
-        stats->bytes += n;
+        stats.bytes += n;
       }
+      if (out > written_to) written_to = out;
       pos = hole;
+      if (in < hole) break;  // shrank meanwhile
     }
-    if (ftruncate(dfd, end) < 0) return fail("ftruncate", rel);  // trailing hole
+    if (written_to != end && ftruncate(dfd, end) < 0) return fail("ftruncate", rel);  // trailing hole
     return 1;  // data written: to be flushed
   }
 
-  int copy_entry(int sdir, int ddir, const char* name, const std::string& rel) {
+  // A regular file (the workers' job): created, filled, finished, queued to be flushed.
+  int copy_regular(int sdir, int ddir, const char* name, const struct stat& st, const std::string& rel) {
+    int s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+    if (s < 0 && errno == EPERM) s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (s < 0) {
+      if (errno == ENOENT) return 0;  // removed while we copied
+      return fail("open", rel);
+    }
+    // Its final mode at once when the kernel gives it its owner (fchown would drop setuid/setgid).
+    bool exact = exact_modes() && owned_as(st) && !(st.st_mode & (S_ISUID | S_ISGID));
+    int d = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, exact ? (st.st_mode & 07777) : 0600);
+    if (d < 0) {
+      int rc = fail("open", rel);
+      close(s);
+      return rc;
+    }
+    int rc = copy_data(s, d, st, rel);
+    bool wrote = rc == 1;
+    if (rc >= 0) rc = finish_fd(s, d, st, rel, exact);
+    close(s);
+    stats.files++;
+    if (rc >= 0 && wrote && !(sh->flags & COPY_NO_SYNC)) sh->defer_sync(d);
+    else close(d);
+    return rc;
+  }
+
+  int copy_entry(int sdir, int ddir, const char* name, const std::string& dir_rel, std::atomic<int>* pending, bool pooled) {
     struct stat st;
     if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
       if (errno == ENOENT) return 0;  // removed while we copied: not part of the tree any more
-      return fail("fstatat", rel);
+      return fail("fstatat", join(dir_rel, name));
     }
     if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+      std::string rel = join(dir_rel, name);
       auto key = std::make_pair(st.st_dev, st.st_ino);
       auto it = links.find(key);
       if (it != links.end()) {
-        if (linkat(dst_root, it->second.c_str(), ddir, name, 0) < 0) return fail("linkat", rel);
-        stats->hardlinks++;
+        if (linkat(sh->dst_root, it->second.c_str(), ddir, name, 0) < 0) return fail("linkat", rel);
+        stats.hardlinks++;
         return 0;
       }
       links.emplace(key, rel);
+      // Its other names link to it: made here, before the walker reads on.
+      if (S_ISREG(st.st_mode)) return copy_regular(sdir, ddir, name, st, rel);
     }
+    if (S_ISREG(st.st_mode)) {
+      if (!pooled) return copy_regular(sdir, ddir, name, st, join(dir_rel, name));
+      pending->fetch_add(1);
+      {
+        std::lock_guard<std::mutex> g(sh->mu);
+        sh->queue.push_back(Shared::Job{sdir, ddir, name, &dir_rel, st, pending});
+      }
+      sh->work_cv.notify_one();
+      return 0;
+    }
+    std::string rel = join(dir_rel, name);
+    bool exact = exact_modes() && owned_as(st) && !(st.st_mode & (S_ISUID | S_ISGID));
     if (S_ISDIR(st.st_mode)) {
       if (mkdirat(ddir, name, 0700) < 0) return fail("mkdirat", rel);
       int s = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -201,44 +354,13 @@ struct Copier {
         close(s);
         return rc;
       }
-      int rc = copy_dir(s, d, rel);
-      if (rc >= 0) rc = finish_fd(s, d, st, rel);
-      if (rc >= 0 && !(flags & COPY_NO_SYNC) && fsync(d) < 0) rc = fail("fsync", rel);
+      int rc = copy_dir(s, d, rel, pooled);
+      // Made 0700: its mode is set now, after its contents.
+      if (rc >= 0) rc = finish_fd(s, d, st, rel, exact && (st.st_mode & 07777) == 0700);
       close(s);
-      close(d);
-      stats->dirs++;
-      return rc;
-    }
-    if (S_ISREG(st.st_mode)) {
-      int s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-      if (s < 0 && errno == EPERM) s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-      if (s < 0) return fail("open", rel);
-      int d = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-      if (d < 0) {
-        int rc = fail("open", rel);
-        close(s);
-        return rc;
-      }
-      int rc = copy_data(s, d, st, rel);
-      bool wrote = rc == 1;
-      if (rc >= 0) rc = finish_fd(s, d, st, rel);
-      close(s);
-      stats->files++;
-      if (rc >= 0 && wrote && !(flags & COPY_NO_SYNC)) {
-        if (syncfs_instead) {
-          close(d);
-        } else if (to_sync.size() < kSyncEach) {
-          to_sync.push_back(d);
-        } else {
-          // Many files with data: one syncfs at the end flushes them all for less.
-          for (int fd : to_sync) close(fd);
-          to_sync.clear();
-          close(d);
-          syncfs_instead = true;
-        }
-      } else {
-        close(d);
-      }
+      stats.dirs++;
+      if (rc >= 0 && !(sh->flags & COPY_NO_SYNC)) sh->defer_sync(d);
+      else close(d);
       return rc;
     }
     if (S_ISLNK(st.st_mode)) {
@@ -252,16 +374,54 @@ struct Copier {
       }
       target[n] = '\0';
       if (symlinkat(target.data(), ddir, name) < 0) return fail("symlinkat", rel);
-      stats->symlinks++;
-      return finish_at(sdir, ddir, name, st, rel, true);
+      stats.symlinks++;
+      return finish_at(sdir, ddir, name, st, rel, true, true);
     }
     // FIFOs, sockets, character and block devices: made anew, as cp -a does.
-    if (mknodat(ddir, name, (st.st_mode & S_IFMT) | 0600, st.st_rdev) < 0) return fail("mknodat", rel);
-    stats->special++;
-    return finish_at(sdir, ddir, name, st, rel, false);
+    if (mknodat(ddir, name, (st.st_mode & S_IFMT) | (exact ? (st.st_mode & 07777) : 0600), st.st_rdev) < 0) return fail("mknodat", rel);
+    stats.special++;
+    return finish_at(sdir, ddir, name, st, rel, false, exact);
   }
 
-  int copy_dir(int sfd, int dfd, const std::string& rel) {
+  // Runs one queued job, if there is one; false when the queue is empty.
+  bool run_one(std::unique_lock<std::mutex>& lk) {
+    if (sh->queue.empty()) return false;
+    Shared::Job job = std::move(sh->queue.front());
+    sh->queue.pop_front();
+    lk.unlock();
+    if (!sh->failed.load()) copy_regular(job.sdir, job.ddir, job.name.c_str(), job.st, join(*job.dir_rel, job.name.c_str()));
+    std::atomic<int>* pending = job.pending;
+    lk.lock();
+    pending->fetch_sub(1);
+    sh->done_cv.notify_all();
+    return true;
+  }
+
+  // A worker: runs jobs until the copy ends.
+  void work() {
+    own_umask();
+    std::unique_lock<std::mutex> lk(sh->mu);
+    for (;;) {
+      if (run_one(lk)) continue;
+      if (sh->closing) break;
+      sh->work_cv.wait(lk);
+    }
+    add_stats_locked();
+  }
+
+  void add_stats_locked() {
+    copy_stats& t = sh->stats;
+    t.files += stats.files;
+    t.dirs += stats.dirs;
+    t.symlinks += stats.symlinks;
+    t.special += stats.special;
+    t.hardlinks += stats.hardlinks;
+    t.cloned += stats.cloned;
+    t.bytes += stats.bytes;
+    t.xattrs += stats.xattrs;
+  }
+
+  int copy_dir(int sfd, int dfd, const std::string& rel, bool pooled) {
     int scan = dup(sfd);
     if (scan < 0) return fail("dup", rel);
     DIR* dir = fdopendir(scan);
@@ -271,32 +431,108 @@ struct Copier {
       return rc;
     }
     rewinddir(dir);  // the offset is shared with every dup of the fd: start from the first entry
+    std::atomic<int> pending{0};  // this directory's files still with the workers
     int rc = 0;
     errno = 0;
     while (struct dirent* e = readdir(dir)) {
       if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0'))) continue;
-      rc = copy_entry(sfd, dfd, e->d_name, join(rel, e->d_name));
-      if (rc < 0) break;
+      rc = copy_entry(sfd, dfd, e->d_name, rel, &pending, pooled);
+      if (rc < 0 || sh->failed.load()) break;
       errno = 0;
     }
-    if (rc >= 0 && errno != 0) rc = fail("readdir", rel);
+    if (rc >= 0 && !sh->failed.load() && errno != 0) rc = fail("readdir", rel);
+    // The directory's files are done before its times are set (and before its fds close).
+    if (pooled) {
+      std::unique_lock<std::mutex> lk(sh->mu);
+      while (pending.load() > 0) {
+        if (!run_one(lk)) sh->done_cv.wait(lk);
+      }
+    }
     closedir(dir);
+    if (rc >= 0 && sh->failed.load()) rc = sh->err;
     return rc < 0 ? rc : 0;
   }
-
-  int flush(int any_fd) {
-    int rc = 0;
-    for (int fd : to_sync) {
-      if (rc >= 0 && fsync(fd) < 0) rc = fail("fsync", "");
-      close(fd);
-    }
-    to_sync.clear();
-    if (rc >= 0 && syncfs_instead && syncfs(any_fd) < 0) rc = fail("syncfs", "");
-    return rc;
-  }
-
-  static constexpr size_t kSyncEach = 64;
 };
+
+int flush(Shared* sh, int any_fd) {
+  int rc = 0;
+  for (int fd : sh->to_sync) {
+    if (rc >= 0 && fsync(fd) < 0) rc = sh->fail("fsync", "", errno);
+    close(fd);
+  }
+  sh->to_sync.clear();
+  if (rc >= 0 && sh->syncfs_instead && syncfs(any_fd) < 0) rc = sh->fail("syncfs", "", errno);
+  return rc;
+}
+
+// How many worker threads copy regular files: SNAPPROC_COPY_THREADS, else
+// one per CPU, at most 4 (each clone or create waits on the file system's
+// log and locks as much as it computes).
+int copy_threads() {
+  const char* env = getenv("SNAPPROC_COPY_THREADS");
+  if (env && *env) {
+    int n = atoi(env);
+    return n < 0 ? 0 : n > 16 ? 16 : n;
+  }
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus < 1 ? 1 : cpus > 4 ? 4 : static_cast<int>(cpus);
+}
+
+// The file-by-file copy of the open directory `s` into the new, open, empty `d`.
+int copy_files(int s, int d, const struct stat& st, int flags, copy_stats* stats, std::string* where, const char** syscall_out) {
+  Shared sh;
+  sh.flags = flags;
+  sh.dst_root = d;
+  struct stat dst;
+  if (fstat(d, &dst) == 0 && !(dst.st_mode & S_ISGID)) {
+    sh.owner_known = true;
+    sh.uid = dst.st_uid;
+    sh.gid = dst.st_gid;
+  }
+  // A default ACL where the copy is made would decide created modes (no umask applies then).
+  sh.modes_exact = fgetxattr(d, "system.posix_acl_default", nullptr, 0) < 0 && (errno == ENODATA || errno == ENOTSUP);
+  int workers = copy_threads();
+  int rc = 0;
+  // The walker runs on a thread of its own too: its umask is its own.
+  std::thread walker([&]() {
+    Copier c(&sh);
+    c.own_umask();
+    std::vector<std::thread> pool;
+    std::vector<std::unique_ptr<Copier>> copiers;
+    for (int i = 0; i < workers; i++) {
+      copiers.emplace_back(new Copier(&sh));
+      Copier* w = copiers.back().get();
+      pool.emplace_back([w]() { w->work(); });
+    }
+    rc = c.copy_dir(s, d, "", workers > 0);
+    {
+      std::lock_guard<std::mutex> g(sh.mu);
+      sh.closing = true;
+    }
+    sh.work_cv.notify_all();
+    for (auto& t : pool) t.join();
+    if (rc >= 0 && !sh.failed.load()) rc = c.finish_fd(s, d, st, "", false);
+    std::lock_guard<std::mutex> g(sh.mu);
+    c.add_stats_locked();
+  });
+  walker.join();
+  if (rc >= 0 && sh.failed.load()) rc = sh.err;
+  if (rc >= 0 && !(flags & COPY_NO_SYNC)) rc = flush(&sh, d);
+  else
+    for (int fd : sh.to_sync) close(fd);
+  // The top directory: covered by the syncfs when there was one.
+  if (rc >= 0 && !(flags & COPY_NO_SYNC) && !sh.syncfs_instead && fsync(d) < 0) rc = sh.fail("fsync", "", errno);
+  int32_t method = stats->method;
+  *stats = sh.stats;
+  stats->method = method;
+  stats->dirs++;
+  if (rc < 0) {
+    *where = sh.where;
+    *syscall_out = sh.syscall;
+    rc = sh.err ? sh.err : rc;
+  }
+  return rc;
+}
 
 std::string parent_of(const std::string& p) {
   size_t slash = p.find_last_of('/');
@@ -435,19 +671,7 @@ int copy_tree(const char* src, const char* dst, int flags, copy_stats* stats, st
     *syscall_out = "open";
     return -e;
   }
-  Copier c;
-  c.flags = flags;
-  c.stats = stats;
-  c.where = where;
-  c.syscall = syscall_out;
-  c.dst_root = d;
-  rc = c.copy_dir(s, d, "");
-  if (rc >= 0) rc = c.finish_fd(s, d, st, "");
-  if (rc >= 0 && !(flags & COPY_NO_SYNC)) rc = c.flush(d);
-  else
-    for (int fd : c.to_sync) close(fd);
-  if (rc >= 0 && !(flags & COPY_NO_SYNC) && fsync(d) < 0) rc = c.fail("fsync", "");
-  stats->dirs++;
+  rc = copy_files(s, d, st, flags, stats, where, syscall_out);
   close(d);
   close(s);
   close(p);

@@ -153,6 +153,41 @@ struct child_args {
 // The child's stack: what child() and execve's libc wrapper need, with room to spare.
 const size_t kChildStack = 256 * 1024;
 
+// Whether the cgroup is (being) frozen, by itself or through an ancestor. A
+// child cloned into it freezes before it can execute, and a parent waiting
+// for that (CLONE_VFORK) would hang until someone thaws it: such a start
+// takes the copying clone instead, whose parent does not wait.
+bool frozen_cgroup(int cgroup_fd) {
+  char buf[256];
+  int fd = openat(cgroup_fd, "cgroup.freeze", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0 && buf[0] == '1') return true;
+  }
+  fd = openat(cgroup_fd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = 0;
+  return strstr(buf, "frozen 1") != nullptr;
+}
+
+// The plain clone3: the child gets a copy of the parent's address space.
+int spawn_copying(clone3_args* args, const char* file, char* const* argv, char* const* envp, const int* fds, int nfds,
+                  int setsid_too, int* pidfd, int* pidfd_out, const char** syscall_out) {
+  long pid = syscall(SYS_clone3, args, sizeof *args);
+  if (pid < 0) {
+    int e = errno;
+    if (syscall_out) *syscall_out = "clone3";
+    return -e;
+  }
+  if (pid == 0) child(file, argv, envp, fds, nfds, setsid_too);
+  *pidfd_out = *pidfd;
+  return (int)pid;
+}
+
 }  // namespace
 
 namespace snapproc {
@@ -171,6 +206,7 @@ int spawn_in_cgroup(const char* file, char* const* argv, char* const* envp, int 
   args.exit_signal = SIGCHLD;
   args.cgroup = (uint64_t)cgroup_fd;
 #ifdef SNAPPROC_CLONE_VM
+  if (frozen_cgroup(cgroup_fd)) return spawn_copying(&args, file, argv, envp, fds, nfds, setsid_too, &pidfd, pidfd_out, syscall_out);
   void* stack = mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) {
     int e = errno;
@@ -193,17 +229,11 @@ int spawn_in_cgroup(const char* file, char* const* argv, char* const* envp, int 
     if (syscall_out) *syscall_out = "clone3";
     return (int)pid;
   }
-#else
-  long pid = syscall(SYS_clone3, &args, sizeof args);
-  if (pid < 0) {
-    int e = errno;
-    if (syscall_out) *syscall_out = "clone3";
-    return -e;
-  }
-  if (pid == 0) child(file, argv, envp, fds, nfds, setsid_too);
-#endif
   *pidfd_out = pidfd;
   return (int)pid;
+#else
+  return spawn_copying(&args, file, argv, envp, fds, nfds, setsid_too, &pidfd, pidfd_out, syscall_out);
+#endif
 }
 
 }  // namespace snapproc

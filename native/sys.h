@@ -195,13 +195,16 @@ struct proc_info {
   int32_t pid = 0;
   int32_t ppid = 0;
   int32_t pgid = 0;
-  bool zombie = false;
-  unsigned long long start = 0;  // /proc/PID/stat field 22: clock ticks since boot
+  bool zombie = false;            // known only with has_start (read from /proc/PID/stat)
+  bool has_start = false;
+  unsigned long long start = 0;  // /proc/PID/stat field 22: clock ticks since boot (has_start)
   std::string revision;          // empty: not known
 };
-// One read of /proc/PID/stat per pid (gone ones are left out); with
+// Parent and process group of each pid (gone ones are left out): through a
+// pidfd where the kernel has PIDFD_GET_INFO, else (or with `via_stat`) from
+// one read of /proc/PID/stat, which also gives the start time; with
 // `revisions`, the snap revision each executes (exe path, else SNAP_REVISION).
-void proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out);
+void proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out, bool via_stat = false);
 
 // ---- tree copy (copy.cc) -----------------------------------------------------
 

@@ -123,4 +123,56 @@ xfsTest('XFS (reflink): every file is a clone; faithful and independent', async 
   assert.equal(listing(path.join(mnt, 'x3')), listing(src));
 });
 
+// Many files: the pooled copy (worker threads, one syncfs) must keep every
+// mode exactly whatever the process's umask (files are made with their final
+// mode when the kernel gives them their owner anyway), setuid/setgid bits,
+// owners other than ours, holes, empty files, hard links across directories,
+// and each directory's times after its contents.
+test('a tree of many files: exact modes despite the umask, owners, holes, hard links across directories, dir times', async () => {
+  const base = tmpdir('snapproc-dc-many-');
+  const src = path.join(base, 'src');
+  fs.mkdirSync(src);
+  const modes = [0o644, 0o755, 0o666, 0o777, 0o600, 0o000, 0o444, 0o4755, 0o2755, 0o1777, 0o640, 0o711];
+  const t = new Date('2003-04-05T06:07:08.123Z');
+  for (let d = 0; d < 6; d++) {
+    const dir = path.join(src, `d${d}`);
+    fs.mkdirSync(dir);
+    for (let i = 0; i < 60; i++) {
+      const f = path.join(dir, `f${i}`);
+      fs.writeFileSync(f, i % 7 === 0 ? '' : `file ${d}/${i}\n`.repeat(i + 1));
+      fs.chmodSync(f, modes[i % modes.length]);
+      if (i % 5 === 0) fs.chownSync(f, 1000 + i, 2000 + d);
+      fs.utimesSync(f, t, t);
+    }
+    fs.chmodSync(dir, [0o755, 0o777, 0o700, 0o2770, 0o1777, 0o555][d]);
+  }
+  // A sparse file: 1 MiB hole, 4 KiB of data, 1 MiB hole at the end.
+  const sparse = path.join(src, 'd0', 'sparse');
+  const fd = fs.openSync(sparse, 'w');
+  fs.writeSync(fd, Buffer.alloc(4096, 9), 0, 4096, 1 << 20);
+  fs.ftruncateSync(fd, 2 << 20);
+  fs.closeSync(fd);
+  fs.linkSync(path.join(src, 'd1', 'f3'), path.join(src, 'd4', 'also-f3'));
+  fs.linkSync(path.join(src, 'd1', 'f3'), path.join(src, 'd5', 'again-f3'));
+  for (let d = 0; d < 6; d++) fs.utimesSync(path.join(src, `d${d}`), t, t);
+  const dst = path.join(base, 'dst');
+  const old = process.umask(0o077); // a umask that would spoil any mode made through it
+  let r;
+  try {
+    r = await copyTree(src, dst);
+  } finally {
+    process.umask(old);
+  }
+  assert.is(r.files, 6 * 60 + 1, 'every file'); // the hard links' other names are links
+  assert.is(r.hardlinks, 2);
+  assert.equal(listing(dst), listing(src));
+  for (let d = 0; d < 6; d++) {
+    assert.is(fs.statSync(path.join(dst, `d${d}`), { bigint: true }).mtimeNs, BigInt(t.getTime()) * 1_000_000n, `mtime of d${d} after its contents`);
+  }
+  const st = fs.statSync(path.join(dst, 'd0', 'sparse'));
+  assert.ok(st.blocks * 512 < 64 * 1024, `holes stay holes (${st.blocks} blocks)`);
+  assert.equal(fs.readFileSync(path.join(dst, 'd0', 'sparse')), fs.readFileSync(sparse));
+  assert.is(fs.statSync(path.join(dst, 'd1', 'f3')).ino, fs.statSync(path.join(dst, 'd5', 'again-f3')).ino, 'hard link across directories');
+});
+
 test.run();

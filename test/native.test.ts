@@ -652,4 +652,50 @@ rootTest('spawnInCgroup: the child is in the cgroup from its first instruction, 
   assert.match(text, /X=1/);
 });
 
+rootTest('spawnInCgroup into a frozen cgroup returns at once (the child waits, frozen, and runs once thawed); the parent shares no handler with the child', async () => {
+  const cg = makeCgroup(`snap.${uniqueSnapName('nat')}.frozen.service`);
+  fs.writeFileSync(path.join(cg, 'cgroup.freeze'), '1');
+  const cgFd = fs.openSync(cg, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  const t0 = performance.now();
+  const { pid, pidfd } = native.spawnInCgroup('/bin/sh', ['sh', '-c', 'exit 5'], [], cgFd, [-1, -1, -1], false);
+  const took = performance.now() - t0;
+  fs.closeSync(cgFd);
+  assert.ok(took < 2000, `returned after ${took.toFixed(0)} ms`);
+  assert.is(await native.pidfdWait(pidfd, 100).result, 'timeout', 'frozen before it could exit');
+  fs.writeFileSync(path.join(cg, 'cgroup.freeze'), '0');
+  assert.is(await native.pidfdWait(pidfd, 5000).result, 'done');
+  const mine = native.reapChildren(new Int32Array()).find((r) => r.pid === pid);
+  assert.is(mine && (mine.status >> 8) & 0xff, 5);
+  fs.closeSync(pidfd);
+});
+
+rootTest('waits share one thread: 200 pidfd waits and 200 cgroup.events waits add no thread; each ends once (done, timeout or cancelled)', async () => {
+  const threads = () => fs.readdirSync('/proc/self/task').length;
+  const cg = makeCgroup(`snap.${uniqueSnapName('nat')}.many.service`);
+  const cgFd = fs.openSync(cg, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  // Warm up: the watching thread exists from the first wait on.
+  await native.waitEvent(cg, 'populated', 0, 1000).result;
+  const before = threads();
+  const kids = Array.from({ length: 200 }, () => native.spawnInCgroup('/bin/sleep', ['sleep', '30'], [], cgFd, [-1, -1, -1], false));
+  fs.closeSync(cgFd);
+  const exits = kids.map((k) => native.pidfdWait(k.pidfd, -1));
+  const events = Array.from({ length: 200 }, () => native.waitEvent(cg, 'populated', 0, -1));
+  const timedOut = native.waitEvent(cg, 'populated', 0, 50);
+  const cancelled = native.pidfdWait(kids[0].pidfd, -1);
+  assert.ok(threads() <= before, `${threads()} threads with 402 waits open (${before} before)`);
+  assert.is(await timedOut.result, 'timeout');
+  cancelled.cancel();
+  assert.is(await cancelled.result, 'cancelled');
+  fs.writeFileSync(path.join(cg, 'cgroup.kill'), '1');
+  assert.equal([...new Set(await Promise.all(exits.map((w) => w.result)))], ['done']);
+  assert.equal([...new Set(await Promise.all(events.map((w) => w.result)))], ['done']);
+  native.reapChildren(new Int32Array());
+  for (const k of kids) fs.closeSync(k.pidfd);
+  // A key the file does not have is an error, not a wait for ever.
+  await native.waitEvent(cg, 'nosuchkey' as 'frozen', 1, 1000).result.then(
+    () => assert.unreachable('resolved'),
+    (err: { code?: string }) => assert.is(err.code, 'ENOENT'),
+  );
+});
+
 test.run();

@@ -1,13 +1,52 @@
-// fast.ts: `start`, `stop` and `restart` of supervised snaps without loading
-// commander and the whole program: these are what a person (or a script
-// looping over snaps) waits for most, and through the CLI Node's own
+// fast.ts: `start`, `stop`, `restart`, `refresh` and `install` without
+// loading commander and the whole program: these are what a person (or a
+// script looping over snaps) waits for most, and through the CLI Node's own
 // start-up and module loading are most of their time. Only the plain forms
 // are taken here ([--root DIR] [--no-autostart] VERB [--all] [--mode M]
-// [--timeout T] NAME...); anything else (help, an unknown option, a name
-// that is not installed for stop) goes to the full program, which gives
-// the same answers with its usage messages.
+// [--timeout T] NAME..., refresh NAME [--from PATH] [--ignore-running],
+// install PATH); anything else (help, an unknown option, a name that is not
+// installed for stop) goes to the full program, which gives the same answers
+// with its usage messages.
 
 const VERBS = new Set(['start', 'stop', 'restart']);
+
+interface ChangeParsed {
+  root?: string;
+  autostart?: boolean;
+  verb: 'refresh' | 'install';
+  arg: string;
+  from?: string;
+  ignoreRunning: boolean;
+}
+
+/** `refresh NAME [--from PATH] [--ignore-running]` and `install PATH`, or null for the full program. */
+export function parseFastChange(argv: string[]): ChangeParsed | null {
+  let i = 0;
+  let root: string | undefined;
+  let autostart: boolean | undefined;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--root' && i + 1 < argv.length) root = argv[++i];
+    else if (a.startsWith('--root=')) root = a.slice('--root='.length);
+    else if (a === '--no-autostart') autostart = false;
+    else break;
+  }
+  const verb = argv[i++];
+  if (verb !== 'refresh' && verb !== 'install') return null;
+  const p: ChangeParsed = { root, autostart, verb, arg: '', ignoreRunning: false };
+  const positional: string[] = [];
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('-')) positional.push(a);
+    else if (verb === 'refresh' && a === '--from' && i + 1 < argv.length && !argv[i + 1].startsWith('-')) p.from = argv[++i];
+    else if (verb === 'refresh' && a.startsWith('--from=') && a.length > '--from='.length) p.from = a.slice('--from='.length);
+    else if (verb === 'refresh' && a === '--ignore-running') p.ignoreRunning = true;
+    else return null;
+  }
+  if (positional.length !== 1) return null;
+  p.arg = positional[0];
+  return p;
+}
 
 interface Parsed {
   root?: string;
@@ -48,8 +87,25 @@ export function parseFast(argv: string[]): Parsed | null {
   return p;
 }
 
-/** Runs a plain start/stop/restart; false when the full program must handle argv. */
+/** Runs a plain refresh or install; false when the full program must handle argv. */
+async function fastChange(p: ChangeParsed): Promise<boolean> {
+  (require('./common') as typeof import('./common')).exitQuietlyOnEpipe();
+  try {
+    const { resolveRoot } = require('../snap/state-root') as typeof import('../snap/state-root');
+    const g = { root: resolveRoot(p.root), autostart: p.autostart };
+    const { installCommand, refreshCommand } = require('./change-commands') as typeof import('./change-commands');
+    if (p.verb === 'install') await installCommand(g, p.arg, g);
+    else await refreshCommand(g, p.arg, { from: p.from, ignoreRunning: p.ignoreRunning });
+  } catch (err) {
+    (require('./common') as typeof import('./common')).exitWithError(err);
+  }
+  return true;
+}
+
+/** Runs a plain start/stop/restart/refresh/install; false when the full program must handle argv. */
 export async function fastMain(argv: string[]): Promise<boolean> {
+  const change = parseFastChange(argv);
+  if (change) return fastChange(change);
   const p = parseFast(argv);
   if (!p) return false;
   (require('./common') as typeof import('./common')).exitQuietlyOnEpipe();

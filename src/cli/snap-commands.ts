@@ -19,21 +19,7 @@ function progress(line: string): void {
   process.stdout.write(line + '\n');
 }
 
-export async function installCommand(g: GlobalOptions, source: string, opts: MutateOptions): Promise<void> {
-  requireRoot('snapproc install');
-  const abs = path.resolve(source);
-  if (!fs.existsSync(abs)) throw new SnapprocError('ENOENT', `no such file or directory: ${source}`);
-  const p = progressPrinter(`install ${source}`);
-  const r = await (async () => {
-    try {
-      return (await call(g.root, 'install', { path: abs }, { autostart: opts.autostart, onProgress: p.line })) as { snap: string; revision?: string; started?: string[]; from?: string; to?: string };
-    } finally {
-      p.done();
-    }
-  })();
-  if (r.to !== undefined) return; // a refresh: its last progress line said it all
-  process.stdout.write(`${r.snap} ${r.revision} installed${r.started?.length ? `; started ${r.started.join(', ')}` : ''}\n`);
-}
+export { installCommand, refreshCommand } from './change-commands';
 
 export { lifecycleCommand, supervisedStop } from './lifecycle';
 
@@ -146,18 +132,6 @@ export async function daemonCommand(g: GlobalOptions): Promise<void> {
 }
 
 
-export async function refreshCommand(g: GlobalOptions, name: string, opts: { from?: string; ignoreRunning?: boolean }): Promise<void> {
-  checkInstanceName(name);
-  requireRoot('snapproc refresh');
-  const from = opts.from === undefined ? undefined : path.resolve(opts.from);
-  if (from !== undefined && !fs.existsSync(from)) throw new SnapprocError('ENOENT', `no such file or directory: ${opts.from}`);
-  const p = progressPrinter(`refresh ${name}`);
-  try {
-    await call(g.root, 'refresh', { snap: name, from, ignoreRunning: !!opts.ignoreRunning }, { autostart: g.autostart, onProgress: p.line });
-  } finally {
-    p.done();
-  }
-}
 
 export async function revertCommand(g: GlobalOptions, name: string): Promise<void> {
   checkInstanceName(name);

@@ -48,7 +48,7 @@ interface Addon {
   notifyClose(id: number): boolean;
   reapChildren(exclude: Int32Array): Array<{ pid: number; status: number }>;
   copyTree(src: string, dst: string, flags: number): Promise<CopyStats>;
-  procInfo(pids: Int32Array, revisions: boolean): ProcInfo;
+  procInfo(pids: Int32Array, revisions: boolean, viaStat: boolean): ProcInfo;
   makeDataDir(path: string, mode: number, subvolume: number): boolean;
   execve(file: string, argv: string[], env: string[]): never;
 }
@@ -57,10 +57,10 @@ interface Addon {
 export interface ProcInfo {
   /** pid, ppid, pgid of each. */
   ids: Int32Array;
-  /** /proc/PID/stat start time (clock ticks since boot) of each. */
-  start: Float64Array;
-  /** 1 for a zombie (exited, not yet reaped). */
-  zombie: Uint8Array;
+  /** /proc/PID/stat start time (clock ticks since boot) of each; only when read from /proc/PID/stat (`viaStat`, or a kernel without PIDFD_GET_INFO). */
+  start?: Float64Array;
+  /** 1 for a zombie (exited, not yet reaped); only with `start`. */
+  zombie?: Uint8Array;
   /** With `revisions`: the snap revision each executes, or null. */
   revisions?: Array<string | null>;
 }
@@ -424,8 +424,13 @@ export const native = {
   execve: (file: string, argv: string[], env: string[]): never => call(() => load().execve(file, argv, env), { path: file }),
   readProcs: (dir: string) => call(() => load().readProcs(dir), { path: dir }),
   procIds: (pids: Int32Array) => call(() => load().procIds(pids)),
-  /** ppid, pgid and start time of each process from one read of /proc/PID/stat, and with `revisions` the revision it executes (exe path, else SNAP_REVISION). */
-  procInfo: (pids: Int32Array, revisions = false): ProcInfo => call(() => load().procInfo(pids, revisions)),
+  /**
+   * ppid and pgid of each process (through a pidfd where the kernel has
+   * PIDFD_GET_INFO; else, or with `viaStat`, from one read of
+   * /proc/PID/stat, which gives start times too), and with `revisions` the
+   * revision it executes (exe path, else SNAP_REVISION).
+   */
+  procInfo: (pids: Int32Array, revisions = false, viaStat = false): ProcInfo => call(() => load().procInfo(pids, revisions, viaStat)),
   /** Writes cgroup.freeze and waits (up to `timeoutMs`) until cgroup.events says `frozen` followed. */
   setFrozen,
   /** Waits until `key` of cgroup.events has value `want` (event-driven), `timeoutMs` passes (negative: no limit) or it is cancelled. */

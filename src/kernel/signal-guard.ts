@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cgroup2Mount, cgroupOfPid, cgroupSubtree, isInside } from './cgroupfs';
 import { hasCode, SnapprocError } from '../util/errors';
-import { native } from './native';
+import { native, type WaitOutcome } from './native';
 import { startTimeOf } from './procfs';
 import { identityOfPidfd } from './process-identity';
 
@@ -158,6 +158,50 @@ export async function signalCgroup(dir: string, sig: number, options: { freezeTi
   const res = native.signalAll(resolved, sig, freezeTimeoutMs, options.alsoCont ?? false);
   if (!wasFrozen) await native.setFrozen(resolved, false, freezeTimeoutMs).result;
   return { ...res, freezeSkipped: false };
+}
+
+export interface StopFanoutResult extends RobustFanoutResult {
+  /** How the wait for the cgroup to empty ended. */
+  outcome: WaitOutcome;
+}
+
+/**
+ * An `-all` stop's signal and wait: like signalCgroup (freeze, read,
+ * signal through pidfds, thaw; without the freeze, in rounds, when it does
+ * not complete in time), then a wait for `populated 0` that ends
+ * `timeoutMs` after the call. The thaw is written and not waited for: what
+ * the stop waits for is the cgroup to empty (waiting for `frozen 0` first
+ * cost a notification of its own, and cgroup.events announces one change
+ * per interval). A cgroup frozen on purpose is the caller's to thaw first:
+ * frozen members could not act on the signal.
+ */
+export async function signalCgroupAndWait(dir: string, sig: number, options: { freezeTimeoutMs?: number; alsoCont?: boolean; timeoutMs: number }): Promise<StopFanoutResult> {
+  assertActionableCgroup(dir);
+  const resolved = path.resolve(dir);
+  const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
+  const alsoCont = options.alsoCont ?? false;
+  const started = performance.now();
+  const left = () => Math.max(0, Math.round(options.timeoutMs - (performance.now() - started)));
+  let fan: RobustFanoutResult;
+  if ((await native.setFrozen(resolved, true, freezeTimeoutMs).result) === 'done') {
+    // Frozen now: the native fan-out reads and signals one frozen snapshot (and leaves it frozen: it was so when it began).
+    fan = { ...native.signalAll(resolved, sig, freezeTimeoutMs, alsoCont), freezeSkipped: false };
+    thaw(resolved);
+  } else {
+    thaw(resolved);
+    fan = { ...signalWithoutFreeze(resolved, sig, alsoCont, freezeTimeoutMs), freezeSkipped: true };
+  }
+  const outcome = await native.waitEvent(resolved, 'populated', 0, left()).result;
+  return { ...fan, outcome };
+}
+
+/** Writes the thaw (not waited for). */
+function thaw(dir: string): void {
+  try {
+    fs.writeFileSync(path.join(dir, 'cgroup.freeze'), '0');
+  } catch (err) {
+    throw SnapprocError.fromErrno((err as NodeJS.ErrnoException).errno ?? -5, 'write', { path: path.join(dir, 'cgroup.freeze'), cause: err });
+  }
 }
 
 function subtreePids(dir: string): { pids: number[]; cgroups: number } {

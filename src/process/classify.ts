@@ -2,12 +2,14 @@
 // `-all` must hit the main process only, so snapproc has to know which
 // process that is, which ones share its process group, and which escaped it
 // (setsid, daemonised, double-forked). Discovery reads cgroup.procs of the
-// subtree, then in one native call each member's ppid, pgid and start time
-// (one read of /proc/PID/stat) and, when asked, the revision it executes.
+// subtree, then in one native call each member's ppid and pgid (through a
+// pidfd, or one read of /proc/PID/stat) and, when asked, the revision it
+// executes; start times only where they decide something.
 import { cgroupSubtree } from '../kernel/cgroupfs';
 import { hasCode } from '../util/errors';
 import { native } from '../kernel/native';
 import { identityOf } from '../kernel/process-identity';
+import { startTimeOf } from '../kernel/procfs';
 
 export type ProcessRole = 'main' | 'group' | 'other';
 
@@ -88,15 +90,23 @@ export function classifyCgroup(dir: string, options: ClassifyOptions = {}): Cgro
   let mainFrom: CgroupProcesses['mainFrom'] = null;
   // The record holds when its process is alive, in the cgroup, and the same process (start time).
   const k = record ? members.get(record.pid) : undefined;
-  if (record && k !== undefined && (record.startTime === undefined || info.start[k] === record.startTime) && (!record.identity || identityOf(record.pid) === record.identity)) {
+  const startOf = (j: number, pid: number) => (info.start ? info.start[j] : startTimeOf(pid));
+  if (record && k !== undefined && (record.startTime === undefined || startOf(k, record.pid) === record.startTime) && (!record.identity || identityOf(record.pid) === record.identity)) {
     mainPid = record.pid;
     mainFrom = 'record';
   } else if (!record && !recordedNone) {
     // Without a record: the process whose parent is outside the cgroup (the earliest started, if several are).
+    const candidates: number[] = [];
+    for (let i = 0, j = 0; i < ids.length; i += 3, j++) if (!members.has(ids[i + 1])) candidates.push(j);
     let best = -1;
-    for (let i = 0, j = 0; i < ids.length; i += 3, j++) {
-      if (members.has(ids[i + 1])) continue;
-      if (best < 0 || info.start[j] < info.start[best] || (info.start[j] === info.start[best] && ids[i] < ids[best * 3])) best = j;
+    let bestStart = 0;
+    for (const j of candidates) {
+      // Start times only to choose among several (gone meanwhile: last).
+      const start = candidates.length === 1 ? 0 : startOf(j, ids[j * 3]) ?? Infinity;
+      if (best < 0 || start < bestStart || (start === bestStart && ids[j * 3] < ids[best * 3])) {
+        best = j;
+        bestStart = start;
+      }
     }
     if (best >= 0) {
       mainPid = ids[best * 3];

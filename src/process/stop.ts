@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { readEvent } from '../kernel/cgroupfs';
 import { classifyCgroup, MainRecord } from './classify';
 import { hasCode, usageError } from '../util/errors';
-import { assertActionableCgroup, FREEZE_TIMEOUT_MS, signalCgroup, signalPidfdVerified } from '../kernel/signal-guard';
+import { assertActionableCgroup, FREEZE_TIMEOUT_MS, signalCgroupAndWait, signalPidfdVerified } from '../kernel/signal-guard';
 import { killCgroup } from '../kernel/kill';
 import { isFrozen } from '../kernel/freeze';
 import { native } from '../kernel/native';
@@ -100,17 +100,16 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
     // A stop thaws a frozen service (as systemd does): frozen processes cannot act on the signal.
     if (isFrozen(dir)) await native.setFrozen(path.resolve(dir), false, 5000).result;
     const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
-    const fan = await signalCgroup(dir, number, { alsoCont: true, freezeTimeoutMs });
+    // The stop-timeout runs from the start of the stop (as systemd's TimeoutStopSec), freeze and fan-out included.
+    const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
+    const fan = await signalCgroupAndWait(dir, number, { alsoCont: true, freezeTimeoutMs, timeoutMs: left });
     result.signalled = fan.signalled;
     result.gone = fan.gone;
     if (fan.freezeSkipped) {
       result.freezeSkipped = true;
       result.note = `freeze did not complete within ${freezeTimeoutMs} ms: signalled without it`;
     }
-    // The stop-timeout runs from the start of the stop (as systemd's TimeoutStopSec), freeze and fan-out included.
-    const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
-    const outcome = await native.waitEvent(dir, 'populated', 0, left).result;
-    if (outcome !== 'done') {
+    if (fan.outcome !== 'done') {
       result.timedOut = true;
       result.stopped = false;
       if (killAfterTimeout) {

@@ -43,6 +43,8 @@ export interface CopyOptions {
   plain?: boolean;
   /** Keep extended attributes (default true; an install does not keep a snap's, so no file capability takes effect). */
   xattrs?: boolean;
+  /** false: flush nothing (the caller flushes the tree and its rename, e.g. with fsyncTree, at once with its other writes). */
+  sync?: boolean;
 }
 
 function exists(p: string): boolean {
@@ -78,12 +80,12 @@ export async function copyTree(src: string, dst: string, options: CopyOptions = 
   // Written under a hidden name that is renamed to `dst` when complete, so
   // even a SIGKILL mid-copy never leaves a partial tree at `dst`.
   const partial = path.join(path.dirname(dst), `.${path.basename(dst)}.copying-${randomBytes(4).toString('hex')}`);
-  const flags = (options.subvolume ? COPY.SUBVOLUME : 0) | (options.plain ? COPY.NO_CLONE | COPY.NO_SNAPSHOT : 0) | (options.xattrs === false ? COPY.NO_XATTRS | COPY.NO_SNAPSHOT : 0);
+  const flags = (options.subvolume ? COPY.SUBVOLUME : 0) | (options.plain ? COPY.NO_CLONE | COPY.NO_SNAPSHOT : 0) | (options.xattrs === false ? COPY.NO_XATTRS | COPY.NO_SNAPSHOT : 0) | (options.sync === false ? COPY.NO_SYNC : 0);
   let stats: CopyStats;
   try {
     stats = await native.copyTree(src, partial, flags);
     fs.renameSync(partial, dst);
-    fsyncDir(path.dirname(dst));
+    if (options.sync !== false) fsyncDir(path.dirname(dst));
   } catch (err) {
     removeTree(partial);
     throw new SnapprocError(COPY_FAILED, `cannot copy ${src} to ${dst}: ${(err as Error).message}`, { path: src, cause: err });

@@ -7,9 +7,9 @@
 //   R/state/launch/NAME/REV/hook.HOOK.launch hooks
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../util/atomic-file';
+import { fsyncDirs, fsyncTree, writeFileAtomic } from '../util/atomic-file';
 import { SnapprocError } from '../util/errors';
-import { launcherPath } from '../kernel/native';
+import { launcherPath, native } from '../kernel/native';
 import { refreshSignal, type AppInfo, type SnapYaml } from './snap-yaml';
 
 export interface LaunchSpec {
@@ -58,9 +58,9 @@ export function renderLaunchFile(spec: LaunchSpec): string {
   return lines.join('\n') + '\n';
 }
 
-export function writeLaunchFile(file: string, spec: LaunchSpec): void {
+export function writeLaunchFile(file: string, spec: LaunchSpec, options: { durable?: boolean } = {}): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  writeFileAtomic(file, renderLaunchFile(spec), 0o644);
+  writeFileAtomic(file, renderLaunchFile(spec), 0o644, options);
 }
 
 /** `command-chain` in front of a command line: each program gets the rest as its arguments (snapd's snap-exec). */
@@ -98,28 +98,37 @@ export function pidFilePath(app: AppInfo, env: Record<string, string>): string |
   return app.pidFile ? expandVars(app.pidFile, env) : null;
 }
 
-/** Writes the launch files of every app and hook of a revision. */
-export function writeRevisionLaunchFiles(
+/**
+ * Writes the launch files of every app and hook of a revision, and flushes
+ * them all at once at the end (concurrent fsyncs of the files and their
+ * directories, not one file after the other): nothing runs a revision's
+ * launch files before this resolves.
+ */
+export async function writeRevisionLaunchFiles(
   root: string,
   instance: string,
   revision: string,
   snap: SnapYaml,
   envOf: (app: AppInfo | null) => Record<string, string>,
-): void {
-  fs.rmSync(launchDir(root, instance, revision), { recursive: true, force: true });
+): Promise<void> {
+  const dir = launchDir(root, instance, revision);
+  const unflushed = { durable: false };
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
   for (const app of Object.values(snap.apps)) {
     const env = envOf(app);
     // How a service re-executes itself into whatever revision is current then
     // (graceful refresh, SPEC 6): a JSON argv for the launcher.
     if (app.isService) env.SNAPPROC_RELAUNCH = JSON.stringify([launcherPath(), '--resolve', root, instance, app.name]);
     const spec = appLaunchSpec(app, env);
-    writeLaunchFile(launchFile(root, instance, revision, app.name), spec);
+    writeLaunchFile(launchFile(root, instance, revision, app.name), spec, unflushed);
     // stop-command and post-stop-command run in the service's environment and directory.
-    if (app.stopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.stopCommand, env), env) });
-    if (app.postStopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.post-stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.postStopCommand, env), env) });
+    if (app.stopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.stopCommand, env), env) }, unflushed);
+    if (app.postStopCommand) writeLaunchFile(launchFile(root, instance, revision, `${app.name}.post-stop`), { ...spec, argv: chainArgv(app.commandChain, commandArgv(app.postStopCommand, env), env) }, unflushed);
   }
   for (const [hook, info] of Object.entries(snap.hooks)) {
     const env = envOf(null);
-    writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: chainArgv(info?.commandChain, [path.join(env.SNAP, 'meta', 'hooks', hook)], env), env, cwd: env.SNAP_DATA });
+    writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: chainArgv(info?.commandChain, [path.join(env.SNAP, 'meta', 'hooks', hook)], env), env, cwd: env.SNAP_DATA }, unflushed);
   }
+  await Promise.all([fsyncTree(dir, (d) => native.syncfs(d)), fsyncDirs([path.dirname(dir), path.dirname(path.dirname(dir))])]);
 }

@@ -30,7 +30,7 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SnapprocError, usageError } from '../util/errors';
-import { fsyncDir, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
+import { fsyncDir, fsyncDirs, fsyncTree, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
 import { checkCommands } from './command-check';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
 import { checkSnapTree, checkUnpackFits, readTreeSnapYaml, treeHooks, unpackSize } from './snap-from-path';
@@ -395,7 +395,8 @@ export class RevisionStore {
         }
         await syncFilesystem(staged);
       } else {
-        await copyTree(source, staged, { xattrs: false });
+        // Flushed below, every file and directory at once (fsyncTree), not one after the other.
+        await copyTree(source, staged, { xattrs: false, sync: false });
       }
       // What was copied is what gets installed: check and read it again (the
       // source may have changed meanwhile): no special files, no links out of
@@ -407,10 +408,10 @@ export class RevisionStore {
         throw new SnapprocError(INVALID_SNAP, `${source} changed while it was copied (snap "${snap.name}" became "${copied.name}")`, { path: source });
       }
       snap = copied;
+      if (kind !== 'squashfs') await fsyncTree(staged, (d) => syncFilesystem(d));
       fs.renameSync(staged, p.snap);
       made.push(p.snap);
       fs.rmdirSync(partial);
-      fsyncDir(snapParent);
       mkdir(path.dirname(p.data));
       mkdir(p.data, 0o755, true);
       mkdir(p.common);
@@ -419,7 +420,8 @@ export class RevisionStore {
       mkdir(path.dirname(p.userData));
       mkdir(p.userData, 0o755, true);
       mkdir(p.userCommon);
-      fsyncDir(path.dirname(p.data));
+      // The revision's name and its data directories, in one flush.
+      await fsyncDirs([snapParent, path.dirname(p.data), path.dirname(p.userData)]);
 
       const file = this.load();
       const rec: SnapRecord = file.snaps[instance] ?? { name: instance, snapName: snap.name, instanceKey: key, revisions: [], current: null };
@@ -458,12 +460,21 @@ export class RevisionStore {
     this.setRecordedCurrent(name, rev);
   }
 
-  /** Removes both `current` links (the snap link first); no error when there are none. */
+  /**
+   * Removes both `current` links (the snap link first); no error when there
+   * are none. The record keeps the revision last linked (it says no more):
+   * a refresh unlinks and links again at once, and a rewrite of snaps.json
+   * costs it a flush of the file's data by the file system (ext4's rename).
+   * Not flushed either: every caller's next step makes the links durable
+   * (linkCurrent renames new ones over them and flushes the directories) or
+   * removes the snap's directory with them (removeSnap), and a removal that a
+   * power cut undid leaves the links as they were before it, which is what
+   * an undo restores.
+   */
   unlinkCurrent(name: string): void {
     checkInstance(name);
-    removeSymlink(path.join(this.root, 'snap', name, 'current'));
-    removeSymlink(path.join(this.root, 'var', 'snap', name, 'current'));
-    this.setRecordedCurrent(name, null);
+    removeSymlink(path.join(this.root, 'snap', name, 'current'), { durable: false });
+    removeSymlink(path.join(this.root, 'var', 'snap', name, 'current'), { durable: false });
   }
 
   /** $SNAP_DATA and root's $SNAP_USER_DATA of a revision exist (R/root private to root). */

@@ -17,7 +17,7 @@ export interface ChangeHost {
   /** The log a change of this snap writes to. */
   changeLog(instance: string): string;
   /** Writes the launch files of a revision. */
-  writeLaunchFiles(instance: string, rev: string): void;
+  writeLaunchFiles(instance: string, rev: string): Promise<void>;
   /** The supervised services of a snap (of one app), in start order. */
   servicesOf(instance: string, app?: string): Service[];
   /** Makes the snap's Service objects those of revision `rev`. */

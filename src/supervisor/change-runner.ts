@@ -50,6 +50,13 @@ export interface StepContext {
 
 export interface Step<D> {
   name: string;
+  /**
+   * false for a step that writes nothing under R that an undo or a recovery
+   * relies on (it runs a hook, stops or starts processes, mounts): the
+   * journal entry before it is written but not flushed; the next step that
+   * writes flushes it (see runChange).
+   */
+  writes?: boolean;
   /** Does the step. Returns a short summary of what it did (progress line). Must be safe to run again after a crash inside it. */
   do(data: D, ctx: StepContext): Promise<string | void>;
   /** Undoes what `do` did (also a partial `do`). Must be safe to run again. */
@@ -66,21 +73,30 @@ function journalFile(root: string, id: string): string {
 
 /**
  * A journal is updated in place, in two slots that take turns (ID.json and
- * ID.json.1, see ../util/slot-file.ts), flushed (fdatasync) at every
- * boundary before the next step starts: one flush per boundary instead of a
- * file fsync, a rename and a directory fsync (~0.4 ms against ~7 ms on ext4
- * under load; a refresh has eleven boundaries).
+ * ID.json.1, see ../util/slot-file.ts): one fdatasync per flushed boundary
+ * instead of a file fsync, a rename and a directory fsync (~0.4 ms against
+ * ~7 ms on ext4 under load).
+ *
+ * Every boundary is written (a SIGKILL of the supervisor loses none), but
+ * only those before a step that writes under R, and the last, are flushed:
+ * what a power cut must not lose is the order, a step's files never on disk
+ * while the journal there says an earlier step is still running (an undo
+ * would then skip that step's undo). A boundary before a step that writes
+ * nothing (a hook, stopping or starting services) can wait for the next
+ * flush: lost, the recovery undoes or redoes that step, which is safe by
+ * contract, and after a power cut no process of it runs any more. A
+ * refresh flushes 5 of its 11 boundaries.
  */
 const openJournals = new Map<string, SlotFile>();
 
-export function saveChange<D>(root: string, change: ChangeRecord<D>): void {
+export function saveChange<D>(root: string, change: ChangeRecord<D>, options: { durable?: boolean } = {}): void {
   const file = journalFile(root, change.id);
   let j = openJournals.get(file);
   if (!j) {
     j = new SlotFile(file);
     openJournals.set(file, j);
   }
-  j.write(change, { durable: true });
+  j.write(change, { durable: options.durable ?? true });
   if (change.status !== 'doing' && change.status !== 'undoing') {
     // Finished: nothing writes this journal again.
     j.close();
@@ -153,7 +169,10 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
         rec(i).status = 'done';
         rec(i).summary = summary || undefined;
         rec(i).ms = Math.round(performance.now() - started);
-        saveChange(root, change);
+        // Flushed unless the next step to run writes nothing; after the last
+        // step, the final save right below flushes (one flush, not two in a row).
+        const next = steps.findIndex((_, k) => k > i && rec(k).status !== 'done' && rec(k).status !== 'skipped');
+        saveChange(root, change, { durable: next >= 0 && steps[next].writes !== false });
         progress(`[${i + 1}/${total}] ${summary || steps[i].name} (${rec(i).ms} ms)`);
         crashPoint(steps[i].name, 'after');
       } catch (err) {

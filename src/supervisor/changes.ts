@@ -133,7 +133,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined, revision: d.to });
           crashPoint('validate', 'written');
         }
-        sup.writeLaunchFiles(d.snap, d.to);
+        await sup.writeLaunchFiles(d.snap, d.to);
         const v = store.readSnapYaml(d.snap, d.to).version;
         return `validate ${d.snap} ${v} (${d.to})`;
       },
@@ -146,6 +146,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     },
     {
       name: 'pre-refresh',
+      writes: false,
       async do(d) {
         const r = await sup.runHook(d.snap, d.from, 'pre-refresh', (l) => say(d, l));
         return r.ran ? `pre-refresh hook of ${d.from}` : `no pre-refresh hook in ${d.from}`;
@@ -153,6 +154,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     },
     {
       name: 'stop-services',
+      writes: false,
       async do(d) {
         const toYaml = store.readSnapYaml(d.snap, d.to!);
         const parts: string[] = [];
@@ -212,6 +214,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     },
     {
       name: 'protect-old-data',
+      writes: false, // a mount, gone with a reboot
       async do(d) {
         const yaml = store.readSnapYaml(d.snap, d.from);
         if (yaml.confinement !== 'strict') return `$SNAP_DATA of ${d.from} stays writable (${yaml.confinement} confinement)`;
@@ -238,6 +241,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     },
     {
       name: 'post-refresh',
+      writes: false,
       async do(d) {
         const r = await sup.runHook(d.snap, d.to!, 'post-refresh', (l) => say(d, l));
         return r.ran ? `post-refresh hook of ${d.to}` : `no post-refresh hook in ${d.to}`;
@@ -245,6 +249,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     },
     {
       name: 'start-services',
+      writes: false,
       async do(d) {
         const parts: string[] = [];
         sup.syncServices(d.snap, d.to!);
@@ -386,6 +391,7 @@ export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
   return [
     {
       name: 'stop-services',
+      writes: false,
       async do(d) {
         const toYaml = store.readSnapYaml(d.snap, d.to);
         const parts: string[] = [];
@@ -423,6 +429,7 @@ export function revertSteps(sup: ChangeHost): Step<RevertData>[] {
     },
     {
       name: 'start-services',
+      writes: false,
       async do(d) {
         sup.syncServices(d.snap, d.to);
         const parts: string[] = [];
@@ -461,6 +468,7 @@ export function removeSteps(sup: ChangeHost): Step<RemoveData>[] {
   return [
     {
       name: 'stop-services',
+      writes: false,
       async do(d) {
         const parts: string[] = [];
         for (const svc of sup.servicesOf(d.snap).reverse()) {

@@ -4,9 +4,8 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { SnapprocError } from '../util/errors';
-import { answers, socketPath } from './control';
+import { answers, socketPath } from './control-socket';
 import { DAEMON_NODE_FLAGS } from './node-flags';
 import type { ControlMethod, ParamsOf, ResultOf } from './protocol';
 
@@ -80,6 +79,8 @@ export async function startBackgroundSupervisor(root: string, timeoutMs = 10_000
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const out = fs.openSync(logFile, 'a', 0o640);
   const bin = path.resolve(__dirname, '..', '..', '..', 'bin', 'snapproc');
+  // Loaded only here: most commands find a supervisor.
+  const { spawn } = require('node:child_process') as typeof import('node:child_process');
   const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, bin, '--root', root, 'daemon'], { detached: true, stdio: ['ignore', out, out] });
   fs.closeSync(out);
   child.unref();

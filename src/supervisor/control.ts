@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { SnapprocError, usageError } from '../util/errors';
+import { SnapprocError } from '../util/errors';
 import { native } from '../kernel/native';
 
 export interface RequestContext {
@@ -27,16 +27,9 @@ export interface Method {
   handler: Handler;
 }
 
-/** sun_path holds 108 bytes with the NUL; Node would silently cut a longer path (another root's socket). */
-export const MAX_SOCKET_PATH = 107;
+import { answers, MAX_SOCKET_PATH, socketPath } from './control-socket';
 
-export function socketPath(root: string): string {
-  const file = path.join(root, 'run', 'snapproc.socket');
-  if (Buffer.byteLength(file) > MAX_SOCKET_PATH) {
-    throw usageError(`the state root ${root.length > 60 ? `${root.slice(0, 40)}...` : root} is too long for its control socket: ${Buffer.byteLength(file)} bytes in ${file.length > 60 ? '.../run/snapproc.socket' : file}, at most ${MAX_SOCKET_PATH} (use a shorter --root)`);
-  }
-  return file;
-}
+export { answers, MAX_SOCKET_PATH, socketPath };
 
 function peerOf(socket: net.Socket): { uid: number; pid: number } {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
@@ -318,22 +311,3 @@ export class ControlServer {
 }
 
 /** True when something answers a ping on the socket. */
-export function answers(socketFile: string, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(socketFile);
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve(false);
-    }, timeoutMs);
-    s.once('error', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-    s.once('connect', () => s.write(JSON.stringify({ id: 0, method: 'ping' }) + '\n'));
-    s.once('data', () => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(true);
-    });
-  });
-}

@@ -17,6 +17,7 @@ import { launcherPath, native, PendingWait } from '../kernel/native';
 import { liveStartTimeOf, pidNamespaceOf, startTimeOf } from '../kernel/procfs';
 import { cloneIntoKilledCgroupDies, recreateEmptyCgroup } from '../kernel/clone-quirk';
 import { identityOf } from '../kernel/process-identity';
+import { idleWaitOf, idleWaitsKnown } from '../kernel/idle-wait';
 import { signalName } from '../kernel/signal-names';
 import type { AppInfo } from '../snap/snap-yaml';
 import { signalVerified } from '../kernel/signal-guard';
@@ -46,21 +47,93 @@ const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 /** Whether clone3(CLONE_INTO_CGROUP) works here; learned at the first start. */
 let clone3IntoCgroup: boolean | undefined;
 
-/**
- * How long a main process must live after its start before the start counts
- * (SNAPPROC_SETTLE_MS, default 100 ms): a command that dies at once (a bad
- * configuration, a missing library, a kernel that kills it at birth) makes
- * the start fail, with its exit status, instead of reporting success.
- */
 let ownNs: string | null | undefined;
 function ownPidNamespace(): string | null {
   ownNs ??= pidNamespaceOf('self');
   return ownNs;
 }
 
+/**
+ * The settle time of a `simple` service (SNAPPROC_SETTLE_MS, default 100 ms):
+ * its main process must live that long after its start before the start
+ * counts, so that a command that dies at once (a bad configuration, a
+ * missing library, a kernel that kills it at birth) fails the start with its
+ * exit status instead of reporting success. It ends early on a positive
+ * sign (unless SNAPPROC_SETTLE_EARLY=0): once the main process executes the
+ * snap's command (no longer the launcher) and sleeps waiting for work in an
+ * event loop, accept, a timer or a signal wait (../kernel/idle-wait.ts),
+ * it got past its start-up. Neither proves it keeps running: an exit
+ * after the start counts is handled by restart-condition, as systemd's
+ * Type=exec and supervisord's startsecs leave it too.
+ */
 export function settleMs(): number {
   const v = Number(process.env.SNAPPROC_SETTLE_MS);
   return Number.isFinite(v) && v >= 0 ? v : 100;
+}
+
+function settleEarly(): boolean {
+  return process.env.SNAPPROC_SETTLE_EARLY !== '0';
+}
+
+let launcherExe: string | null | undefined;
+/** The launcher as /proc/PID/exe names it (symbolic links resolved). */
+function launcherReal(): string | null {
+  if (launcherExe === undefined) {
+    try {
+      launcherExe = fs.realpathSync(launcherPath());
+    } catch {
+      launcherExe = null;
+    }
+  }
+  return launcherExe;
+}
+
+/** How a start's settle time ended. */
+type Settled = { exited: ExitStatus } | { up: string };
+
+/**
+ * Waits until the main process `pid` (started at `startTime`) has settled:
+ * it exited (the start failed), showed the positive sign, or lived `ms`.
+ * The sign is looked for every millisecond for the first 10 ms, then every
+ * 5 ms: only while a start waits, never while idle.
+ */
+function settle(pid: number, startTime: number | null, exited: Promise<ExitStatus>, ms: number): Promise<Settled> {
+  const t0 = performance.now();
+  return new Promise<Settled>((resolve) => {
+    let timer: NodeJS.Timeout | null = null;
+    let done = false;
+    const finish = (s: Settled) => {
+      if (done) return;
+      done = true;
+      if (timer) clearTimeout(timer);
+      resolve(s);
+    };
+    void exited.then((status) => finish({ exited: status }));
+    const early = settleEarly() && idleWaitsKnown() && startTime !== null;
+    const check = () => {
+      timer = null;
+      if (done) return;
+      const elapsed = performance.now() - t0;
+      if (early) {
+        const wait = idleWaitOf(pid);
+        // Still the same process (not reaped and reused), and no longer the launcher.
+        if (wait !== null && liveStartTimeOf(pid) === startTime && exeOf(pid) !== launcherReal()) {
+          return finish({ up: `waiting in ${wait} after ${elapsed.toFixed(1)} ms` });
+        }
+      }
+      if (elapsed >= ms) return finish({ up: `alive after ${ms} ms` });
+      timer = setTimeout(check, early ? Math.min(elapsed < 10 ? 1 : 5, ms - elapsed) : ms - elapsed);
+    };
+    timer = setTimeout(check, early ? Math.min(1, ms) : ms);
+  });
+}
+
+function exeOf(pid: number): string | null {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return null;
+  }
 }
 
 /** Decodes a raw wait status. */
@@ -241,15 +314,15 @@ export class Service {
       }
       default: {
         this.setMain(pid);
-        // Up only once it lives past the settle time: an exit within it is a failed start.
-        const settle = settleMs();
-        const early = settle > 0 ? await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), settle))]) : null;
-        if (early) {
+        // Up only once it settled (see settleMs): an exit before is a failed start.
+        const ms = settleMs();
+        const settled = ms > 0 ? await settle(pid, this.record.mainStartTime, exited, ms) : null;
+        if (settled && 'exited' in settled) {
           // Not up: the start fails and says why. What follows is the
           // restart-condition's (with the start limit), as for any exit.
-          await this.onExit(pid, early);
+          await this.onExit(pid, settled.exited);
           if (options.auto) return;
-          throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', `${this.name} failed: main process ${pid} ${describeExit(early)} within ${settle} ms of its start`);
+          throw new SnapprocError('ERR_SNAPPROC_SERVICE_FAILED', `${this.name} failed: main process ${pid} ${describeExit(settled.exited)} within ${ms} ms of its start`);
         }
         void exited.then((s) => this.onExit(pid, s));
         this.setState('active');

@@ -483,9 +483,9 @@ export class Supervisor {
   }
 
   /** @internal Writes the launch files of a revision (its apps' and hooks' command lines and environment). */
-  writeLaunchFiles(instance: string, rev: string): void {
+  async writeLaunchFiles(instance: string, rev: string): Promise<void> {
     const snap = this.store.readSnapYaml(instance, rev);
-    writeRevisionLaunchFiles(this.root, instance, rev, snap, this.envOf(instance, rev, snap));
+    await writeRevisionLaunchFiles(this.root, instance, rev, snap, this.envOf(instance, rev, snap));
   }
 
   /** @internal Makes the set of Service objects of a snap that of revision `rev`: services gone from it are dropped (they were stopped). */
@@ -736,7 +736,7 @@ export class Supervisor {
       throw new SnapprocError('ERR_SNAPPROC_INTERNAL', `snap "${instance}" is installed`);
     }
     try {
-      writeRevisionLaunchFiles(this.root, instance, revision, snap, this.envOf(instance, revision, snap));
+      await writeRevisionLaunchFiles(this.root, instance, revision, snap, this.envOf(instance, revision, snap));
       this.store.linkCurrent(instance, revision);
       // Known before the hook runs: it may start, stop or restart them through snapctl.
       this.attachServices(instance, revision);

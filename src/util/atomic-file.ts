@@ -31,6 +31,57 @@ export function fsyncDir(dir: string): void {
 }
 
 /**
+ * Makes the entries of several directories durable at once: the fsyncs run
+ * side by side (libuv's threads), and a journaling file system commits them
+ * together (one ext4 journal commit for all, ~4x less than one after the
+ * other).
+ */
+export async function fsyncDirs(dirs: Iterable<string>): Promise<void> {
+  await Promise.all([...new Set(dirs)].map(async (dir) => {
+    const h = await fs.promises.open(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  }));
+}
+
+/**
+ * Flushes a tree just written (every regular file and directory in it, the
+ * top too) with concurrent fsyncs, which a journaling file system commits
+ * together; a tree of more than `maxEntries` gets one syncfs(2) instead
+ * (`syncfs`, given by the caller: it runs off the main thread in the addon).
+ * Symbolic links are not opened (that would follow them); the fsync of
+ * their directory makes them durable.
+ */
+export async function fsyncTree(dir: string, syncfs: (p: string) => Promise<unknown>, maxEntries = 256): Promise<void> {
+  const files: string[] = [dir];
+  const stack = [dir];
+  while (stack.length) {
+    const d = stack.pop()!;
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (!e.isDirectory() && !e.isFile()) continue;
+      const p = path.join(d, e.name);
+      files.push(p);
+      if (e.isDirectory()) stack.push(p);
+      if (files.length > maxEntries) {
+        await syncfs(dir);
+        return;
+      }
+    }
+  }
+  await Promise.all(files.map(async (p) => {
+    const h = await fs.promises.open(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  }));
+}
+
+/**
  * Replaces `file` with `data` atomically and durably. `mode` is applied
  * exactly (not filtered by the umask); default 0644. With `durable: false`
  * the write is still atomic (a reader, or a process killed mid-write, never
@@ -75,14 +126,18 @@ export function replaceSymlinkAtomic(linkPath: string, target: string): void {
   fsyncDir(path.dirname(linkPath));
 }
 
-/** Removes the symlink `linkPath` durably; false when there was none. Never removes a directory. */
-export function removeSymlink(linkPath: string): boolean {
+/**
+ * Removes the symlink `linkPath`, durably unless `durable: false` (for a
+ * caller whose next durable step supersedes the removal anyway); false when
+ * there was none. Never removes a directory.
+ */
+export function removeSymlink(linkPath: string, options: { durable?: boolean } = {}): boolean {
   try {
     fs.unlinkSync(linkPath);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
-  fsyncDir(path.dirname(linkPath));
+  if (options.durable ?? true) fsyncDir(path.dirname(linkPath));
   return true;
 }
