@@ -367,10 +367,11 @@ rootTest('a freeze blocked by an unanswered FUSE read: stop, signal --all and re
         const [r] = await sup.stopSnap(name, 'svc', {});
         const took = performance.now() - t0;
         assert.ok(r.freezeSkipped, 'stop: the freeze was skipped');
-        assert.match(r.note ?? '', /freeze did not complete within 1000 ms: signalled without it/);
+        assert.match(r.note ?? '', /freeze did not complete within 250 ms: signalled without it/);
         assert.ok(r.signalled >= 2, `the SIGTERM went out: ${r.signalled}`);
         assert.ok(r.isForcefullyTerminated && r.stopped, 'cgroup.kill after the stop-timeout ended the FUSE reader');
-        assert.ok(took < 1000 + 500 + 1500, `stop took ${took.toFixed(0)} ms`);
+        // The freeze gets half the stop-timeout, which counts from the start of the stop.
+        assert.ok(took < 500 + 1500, `stop took ${took.toFixed(0)} ms`);
         assert.is(readEvent(svcCg, 'populated'), 0);
       } finally {
         clearInterval(tick);

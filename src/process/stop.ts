@@ -99,7 +99,11 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
     if (readEvent(dir, 'populated') === 0) return result;
     // A stop thaws a frozen service (as systemd does): frozen processes cannot act on the signal.
     if (isFrozen(dir)) await native.setFrozen(path.resolve(dir), false, 5000).result;
-    const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
+    // The freeze gets at most half the stop-timeout (which counts from the
+    // start of the stop): a freeze that does not complete must not make a
+    // stop outlast its timeout (a fork storm under load once waited 1 s
+    // for it with a 300 ms stop-timeout).
+    const freezeTimeoutMs = options.freezeTimeoutMs ?? Math.min(FREEZE_TIMEOUT_MS, Math.max(20, Math.round(timeoutMs / 2)));
     // The stop-timeout runs from the start of the stop (as systemd's TimeoutStopSec), freeze and fan-out included.
     const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
     const fan = await signalCgroupAndWait(dir, number, { alsoCont: true, freezeTimeoutMs, timeoutMs: left });
