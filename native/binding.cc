@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <napi.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -217,6 +218,16 @@ Napi::Value GetName(const Napi::CallbackInfo& info) {
   std::string name;
   int rc = sys_get_name(&name, &sc);
   return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::String::New(info.Env(), name);
+}
+
+// sched_setscheduler(SCHED_OTHER | SCHED_RESET_ON_FORK) of the calling
+// thread: processes it creates start at nice 0 when it runs at a negative
+// nice (the supervisor raises its own priority, never its services').
+Napi::Value ResetNiceOnFork(const Napi::CallbackInfo& info) {
+  struct sched_param param = {};
+  param.sched_priority = 0;
+  if (sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &param) < 0) return ThrowErrno(info.Env(), -errno, "sched_setscheduler");
+  return info.Env().Undefined();
 }
 
 // execve(2): Node 20 has no process.execve. The daemon uses it to restart
@@ -863,6 +874,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("watchRemove", Napi::Function::New(env, WatchRemove));
   exports.Set("watchCheck", Napi::Function::New(env, WatchCheck));
   exports.Set("execve", Napi::Function::New(env, Execve));
+  exports.Set("resetNiceOnFork", Napi::Function::New(env, ResetNiceOnFork));
   return exports;
 }
 

@@ -6,6 +6,8 @@
 // timeout). Also exercises the restart into a cgroup once cgroup.kill'ed.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Supervisor } from '../src/supervisor/supervisor';
 import { gate, makeCgroup, tmpdir, trials, uniqueSnapName } from './helpers';
@@ -28,7 +30,8 @@ rootTest('fork storm: stop (-all) and remove leave 0 survivors, each stop within
   const n = trials(6, 100);
   const root = tmpdir('rel-storm-root-');
   const cg = makeCgroup('storm');
-  const sup = new Supervisor({ root, cgroupParent: cg, handleSignals: false, log: () => {} });
+  // As `snapproc daemon` runs it: the main thread at nice -5, its services at 0.
+  const sup = new Supervisor({ root, cgroupParent: cg, handleSignals: false, log: () => {}, nice: -5 });
   await sup.start();
   const stopMs: number[] = [];
   const removeMs: number[] = [];
@@ -42,6 +45,19 @@ rootTest('fork storm: stop (-all) and remove leave 0 survivors, each stop within
       await sup.install(buildSnap(name, `  svc:\n    command: bin/storm\n    daemon: simple\n    stop-timeout: ${STOP_TIMEOUT_MS}ms\n    restart-condition: always\n`, { storm: STORM }));
       await sleep(150);
       peak = Math.max(peak, cgroupMembers(svcCg).length);
+      if (i === 0) {
+        // The supervisor's thread runs at nice -5; what it starts does not.
+        assert.is(os.getPriority(0), -5, 'the supervisor runs at nice -5');
+        const niceOf = (p: number) => {
+          try {
+            return Number(fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.split(' ')[16]);
+          } catch {
+            return NaN; // exited meanwhile (the storm's sleeps come and go)
+          }
+        };
+        const nices = cgroupMembers(svcCg).map(niceOf).filter((x) => !Number.isNaN(x));
+        assert.ok(nices.length > 0 && nices.every((x) => x === 0), `the service's processes run at nice 0: ${[...new Set(nices)].join(' ')}`);
+      }
       let t0 = performance.now();
       const [r] = await sup.stopSnap(name, 'svc', {});
       const took = performance.now() - t0;

@@ -126,7 +126,7 @@ export async function daemonCommand(g: GlobalOptions): Promise<void> {
   requireRoot('snapproc daemon');
   (await import('../supervisor/node-flags')).reexecWithDaemonFlags();
   const { Supervisor } = await import('../supervisor/supervisor');
-  const sup = new Supervisor({ root: g.root, exitOnShutdown: true });
+  const sup = new Supervisor({ root: g.root, exitOnShutdown: true, nice: -5 });
   await sup.start();
   // Runs until a signal or the shutdown request ends it.
 }

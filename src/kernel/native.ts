@@ -51,6 +51,7 @@ interface Addon {
   procInfo(pids: Int32Array, revisions: boolean, viaStat: boolean): ProcInfo;
   makeDataDir(path: string, mode: number, subvolume: number): boolean;
   execve(file: string, argv: string[], env: string[]): never;
+  resetNiceOnFork(): void;
 }
 
 /** What native.procInfo read of each process that was still there, in the order given. */
@@ -420,6 +421,8 @@ export const native = {
   getPdeathsig: () => call(() => load().getPdeathsig()),
   setName: (name: string) => call(() => load().setName(name)),
   getName: () => call(() => load().getName()),
+  /** Processes this thread creates from now on start at nice 0 if it runs at a negative nice (SCHED_RESET_ON_FORK). */
+  resetNiceOnFork: () => call(() => load().resetNiceOnFork()),
   /** Replaces this process (same PID) by `file` with `argv` and `env` (KEY=VALUE); returns only by throwing. */
   execve: (file: string, argv: string[], env: string[]): never => call(() => load().execve(file, argv, env), { path: file }),
   readProcs: (dir: string) => call(() => load().readProcs(dir), { path: dir }),
