@@ -88,14 +88,6 @@ bool revision_in_environ(const char* env, size_t len, std::string* rev) {
 
 namespace {
 
-struct pidfd_info_v0 {
-  uint64_t mask;
-  uint64_t cgroupid;
-  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-  int32_t exit_code;
-};
-static_assert(sizeof(pidfd_info_v0) == 64, "pidfd_info layout");
-const unsigned long kGetInfo = _IOWR(0xFF, 11, pidfd_info_v0);
 std::atomic<int> g_have_info{-1};  // -1 unknown, 0 no PIDFD_GET_INFO, 1 yes
 const size_t kPerThread = 256;  // fewer members per thread than this: not worth a thread
 const size_t kMaxThreads = 4;
@@ -147,7 +139,7 @@ int info_by_pidfd(int32_t pid, bool revisions, std::vector<char>* env, proc_info
   pidfd_info_v0 info;
   memset(&info, 0, sizeof info);
   info.mask = 1;  // PIDFD_INFO_PID
-  int rc = ioctl(fd, kGetInfo, &info);
+  int rc = ioctl(fd, kPidfdGetInfo, &info);
   int e = errno;
   close(fd);
   if (rc < 0) return e == ESRCH ? 0 : -1;

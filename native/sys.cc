@@ -39,19 +39,7 @@
 #define SYS_pidfd_getfd 438
 #endif
 
-// PIDFD_GET_INFO (Linux 6.13+). Declared here because distribution headers
-// lag the kernel; the layout is the kernel's PIDFD_INFO_SIZE_VER0 (64 bytes).
 namespace {
-struct pidfd_info_v0 {
-  uint64_t mask;
-  uint64_t cgroupid;
-  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-  int32_t exit_code;
-};
-static_assert(sizeof(pidfd_info_v0) == 64, "pidfd_info layout");
-const uint64_t kPidfdInfoPid = 1ull << 0;
-const uint64_t kPidfdInfoExit = 1ull << 3;
-const unsigned long kPidfdGetInfo = _IOWR(0xFF, 11, pidfd_info_v0);
 
 int64_t now_ms() {
   struct timespec ts;

@@ -4,12 +4,27 @@
 // JavaScript side can build a Node-shaped error.
 #pragma once
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/types.h>
 #include <map>
 #include <mutex>
 #include <set>
 #include <string>
 #include <vector>
+
+// PIDFD_GET_INFO (Linux 6.13+). Declared here because distribution headers
+// lag the kernel; the layout is the kernel's PIDFD_INFO_SIZE_VER0 (64 bytes).
+// Used by sys.cc (exit status, the PID behind a pidfd) and procinfo.cc (parents).
+struct pidfd_info_v0 {
+  uint64_t mask;
+  uint64_t cgroupid;
+  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+  int32_t exit_code;
+};
+static_assert(sizeof(pidfd_info_v0) == 64, "pidfd_info layout");
+constexpr uint64_t kPidfdInfoPid = 1ull << 0;
+constexpr uint64_t kPidfdInfoExit = 1ull << 3;
+constexpr unsigned long kPidfdGetInfo = _IOWR(0xFF, 11, pidfd_info_v0);
 
 namespace snapproc {
 

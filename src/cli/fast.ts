@@ -19,8 +19,8 @@ interface ChangeParsed {
   ignoreRunning: boolean;
 }
 
-/** `refresh NAME [--from PATH] [--ignore-running]` and `install PATH`, or null for the full program. */
-export function parseFastChange(argv: string[]): ChangeParsed | null {
+/** The program's options before the command (--root DIR, --root=DIR, --no-autostart), and where the command starts. */
+function parseGlobals(argv: string[]): { i: number; root?: string; autostart?: boolean } {
   let i = 0;
   let root: string | undefined;
   let autostart: boolean | undefined;
@@ -31,6 +31,13 @@ export function parseFastChange(argv: string[]): ChangeParsed | null {
     else if (a === '--no-autostart') autostart = false;
     else break;
   }
+  return { i, root, autostart };
+}
+
+/** `refresh NAME [--from PATH] [--ignore-running]` and `install PATH`, or null for the full program. */
+export function parseFastChange(argv: string[]): ChangeParsed | null {
+  const { root, autostart, i: first } = parseGlobals(argv);
+  let i = first;
   const verb = argv[i++];
   if (verb !== 'refresh' && verb !== 'install') return null;
   const p: ChangeParsed = { root, autostart, verb, arg: '', ignoreRunning: false };
@@ -60,16 +67,8 @@ interface Parsed {
 
 /** The plain forms, or null for anything the full program should parse. */
 export function parseFast(argv: string[]): Parsed | null {
-  let i = 0;
-  let root: string | undefined;
-  let autostart: boolean | undefined;
-  for (; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--root' && i + 1 < argv.length) root = argv[++i];
-    else if (a.startsWith('--root=')) root = a.slice('--root='.length);
-    else if (a === '--no-autostart') autostart = false;
-    else break;
-  }
+  const { root, autostart, i: first } = parseGlobals(argv);
+  let i = first;
   const verb = argv[i++];
   if (!VERBS.has(verb)) return null;
   const p: Parsed = { root, autostart, verb: verb as Parsed['verb'], names: [], all: false };
