@@ -196,6 +196,7 @@ class watch_set {
   static int read_key(int fd, const std::string& key);
   static int check(entry& e);
   uint32_t take_token();
+  int register_locked(const entry& e, uint32_t events, uint32_t* token, const char** syscall_out);
   void kick();
   int epfd_ = -1, stop_fd_ = -1, kick_fd_ = -1;
   uint32_t next_ = 1;

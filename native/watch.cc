@@ -104,17 +104,23 @@ int watch_set::add_pidfd(int pidfd, uint32_t* token, const char** syscall_out) {
   int fd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
   if (fd < 0) return fail_errno(syscall_out, "fcntl");
   std::lock_guard<std::mutex> lock(mu_);
+  return register_locked(entry{fd, WATCH_PIDFD, std::string(), 0, 0, false}, EPOLLIN | EPOLLONESHOT, token, syscall_out);
+}
+
+// With mu_ held: a token for `e`, its fd in the epoll set, the entry kept.
+// On failure the fd is closed and nothing is kept.
+int watch_set::register_locked(const entry& e, uint32_t events, uint32_t* token, const char** syscall_out) {
   uint32_t t = take_token();
   struct epoll_event ev;
   memset(&ev, 0, sizeof ev);
-  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.events = events;
   ev.data.u32 = t;
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, e.fd, &ev) < 0) {
     int rc = fail_errno(syscall_out, "epoll_ctl");
-    close(fd);
+    close(e.fd);
     return rc;
   }
-  entries_[t] = entry{fd, WATCH_PIDFD, std::string(), 0, 0, false};
+  entries_[t] = e;
   *token = t;
   return 0;
 }
@@ -137,19 +143,9 @@ int watch_set::add_event(const char* dir, const char* key, int want, uint32_t* t
     return 1;  // holds already: nothing to watch
   }
   std::lock_guard<std::mutex> lock(mu_);
-  uint32_t t = take_token();
-  struct epoll_event ev;
-  memset(&ev, 0, sizeof ev);
-  ev.events = EPOLLPRI | EPOLLET;
-  ev.data.u32 = t;
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
-    int rc = fail_errno(syscall_out, "epoll_ctl");
-    close(fd);
-    return rc;
-  }
-  entries_[t] = e;
-  events_.insert(t);
-  *token = t;
+  int rc = register_locked(e, EPOLLPRI | EPOLLET, token, syscall_out);
+  if (rc < 0) return rc;
+  events_.insert(*token);
   // Wake the waiting thread: it must re-read this file every millisecond for a while.
   kick();
   return 0;
