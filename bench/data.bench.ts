@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { BenchCgroups, uniqueInstance } from './harness';
+import { BenchCgroups, uniqueInstance, runBench } from './harness';
 import { median, printTable, reportRows, Row, showRaw, wanted, BenchArgs } from './table';
 import { Supervisor } from '../src/supervisor/supervisor';
 import { copyTree } from '../src/snap/data-copy';
@@ -200,10 +200,4 @@ async function main(): Promise<void> {
   reportRows(FILE, rows);
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`data bench failed: ${(err as Error).stack}\n`);
-    process.exit(1);
-  },
-);
+runBench('data', main);

@@ -293,3 +293,18 @@ export async function killTree(tree: Tree): Promise<void> {
   if (outcome !== 'done') throw new Error(`${tree.dir} did not empty after cgroup.kill`);
   await settle(tree);
 }
+
+/**
+ * Runs a bench file's main and ends the process: 0 when it resolved, 1 with
+ * its stack when it threw (what it started is its own cleanup's to stop; a
+ * forced exit keeps a forgotten handle from holding the run open).
+ */
+export function runBench(name: string, main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`${name} bench failed: ${(err as Error).stack}\n`);
+      process.exit(1);
+    },
+  );
+}

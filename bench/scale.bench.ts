@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync, ChildProcess } from 'node:child_process';
-import { BenchCgroups, REPO, sleep, uniqueInstance } from './harness';
+import { BenchCgroups, REPO, sleep, uniqueInstance, runBench } from './harness';
 import { median, printTable, reportRows, Row, showRaw, timeOnce } from './table';
 import { request } from '../src/supervisor/client';
 
@@ -272,10 +272,4 @@ async function main(): Promise<void> {
   reportRows(FILE, rows);
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`scale bench failed: ${(err as Error).stack}\n`);
-    process.exit(1);
-  },
-);
+runBench('scale', main);

@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync, ChildProcess } from 'node:child_process';
-import { BenchCgroups, REPO, sleep, uniqueInstance } from './harness';
+import { BenchCgroups, REPO, sleep, uniqueInstance, runBench } from './harness';
 import { alternate, Contender, median, parseArgs, printTable, reportRows, Row, showRaw, wanted } from './table';
 import { request } from '../src/supervisor/client';
 import { loadChanges } from '../src/supervisor/change-runner';
@@ -250,10 +250,4 @@ async function main(): Promise<void> {
   reportRows(FILE, rows);
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`supervisor bench failed: ${(err as Error).stack}\n`);
-    process.exit(1);
-  },
-);
+runBench('supervisor', main);
