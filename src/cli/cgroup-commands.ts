@@ -43,8 +43,9 @@ function loadServiceRecords(root: string): RecordSummary[] {
  * Main processes by cgroup as the supervisor records them (verified against
  * the cgroup by classify); null where it records none (then none is
  * guessed). A record made in another PID namespace (the supervisor is a
- * container's PID 1) is translated to ours through NSpid: `mainPid` of such
- * a record is rewritten to the PID we see, or null when it runs no more.
+ * container's PID 1) is translated to ours, by its pidfs identity or else
+ * through NSpid: `mainPid` of such a record is rewritten to the PID we see,
+ * or null when it runs no more.
  */
 function recordedMains(records: RecordSummary[]): Map<string, MainRecord | null> {
   const out = new Map<string, MainRecord | null>();
