@@ -8,6 +8,9 @@
 // still die later, which its restart-condition then handles.
 import * as fs from 'node:fs';
 
+/** The kernel's generic system call table (asm-generic/unistd.h: arm64, riscv64, loongarch64). */
+const GENERIC_WAITS: Record<number, string> = { 22: 'epoll_pwait', 72: 'pselect6', 73: 'ppoll', 101: 'nanosleep', 115: 'clock_nanosleep', 133: 'rt_sigsuspend', 137: 'rt_sigtimedwait', 202: 'accept', 242: 'accept4', 441: 'epoll_pwait2' };
+
 /**
  * System call numbers, per architecture, of the waits that count: event
  * loops, accept, timers, signal waits. Not counted: wait4/waitid (a wrapper
@@ -19,9 +22,8 @@ const IDLE_WAITS: Record<string, Record<number, string>> = {
     7: 'poll', 23: 'select', 34: 'pause', 35: 'nanosleep', 43: 'accept', 128: 'rt_sigtimedwait', 130: 'rt_sigsuspend',
     230: 'clock_nanosleep', 232: 'epoll_wait', 270: 'pselect6', 271: 'ppoll', 281: 'epoll_pwait', 288: 'accept4', 441: 'epoll_pwait2',
   },
-  // The generic table (arm64, riscv64, loongarch64).
-  arm64: { 22: 'epoll_pwait', 72: 'pselect6', 73: 'ppoll', 101: 'nanosleep', 115: 'clock_nanosleep', 133: 'rt_sigsuspend', 137: 'rt_sigtimedwait', 202: 'accept', 242: 'accept4', 441: 'epoll_pwait2' },
-  riscv64: { 22: 'epoll_pwait', 72: 'pselect6', 73: 'ppoll', 101: 'nanosleep', 115: 'clock_nanosleep', 133: 'rt_sigsuspend', 137: 'rt_sigtimedwait', 202: 'accept', 242: 'accept4', 441: 'epoll_pwait2' },
+  arm64: GENERIC_WAITS,
+  riscv64: GENERIC_WAITS,
 };
 
 /** Whether this machine's system call numbers are known (elsewhere idleWaitOf always says null). */
