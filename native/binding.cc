@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <napi.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -81,6 +82,21 @@ void SettleWait(Napi::Env env, Napi::Function, std::nullptr_t*, Wait* wait) {
 
 using WaitTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Wait, SettleWait>;
 
+// The nice value of the calling thread, for a thread it starts. Linux keeps
+// nice per thread, and the supervisor's main thread resets its children to
+// nice 0 (SCHED_RESET_ON_FORK), new threads included: its waiting threads
+// would time a stop at nice 0 while a fork storm keeps the CPUs busy.
+int CallerNice() {
+  errno = 0;
+  int nice = getpriority(PRIO_PROCESS, 0);
+  return errno != 0 ? 0 : nice;
+}
+
+// In a thread just started: takes `nice` (where allowed; else it stays at 0).
+void TakeNice(int nice) {
+  if (nice != 0) setpriority(PRIO_PROCESS, 0, nice);
+}
+
 // Starts `work` on its own thread; returns [promise, cancelFd].
 template <typename Work>
 Napi::Value StartWait(Napi::Env env, const char* name, Work work) {
@@ -95,7 +111,9 @@ Napi::Value StartWait(Napi::Env env, const char* name, Work work) {
   Napi::Array pair = Napi::Array::New(env, 2);
   pair.Set(0u, wait->deferred.Promise());
   pair.Set(1u, Napi::Number::New(env, wait->cancel_fd));
-  std::thread([tsfn, wait, work]() mutable {
+  int nice = CallerNice();
+  std::thread([tsfn, wait, work, nice]() mutable {
+    TakeNice(nice);
     wait->rc = work(wait->cancel_fd, &wait->syscall);
     tsfn.BlockingCall(wait);
     tsfn.Release();
@@ -460,7 +478,9 @@ Napi::Value NotifyListen(const Napi::CallbackInfo& info) {
                               close(n->cancel_fd);
                               delete n;
                             });
-  n->thread = std::thread([n]() {
+  int nice = CallerNice();
+  n->thread = std::thread([n, nice]() {
+    TakeNice(nice);
     NotifyTsfn tsfn = n->tsfn;
     for (;;) {
       NotifyMsg* m = new NotifyMsg();
@@ -650,7 +670,9 @@ Napi::Value WatchInit(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(g_watchers_mu);
     g_watchers[key] = w;
   }
-  w->thread = std::thread([w]() {
+  int nice = CallerNice();
+  w->thread = std::thread([w, nice]() {
+    TakeNice(nice);
     WatchTsfn tsfn = w->tsfn;
     for (;;) {
       WatchBatch* b = new WatchBatch();
@@ -691,17 +713,20 @@ Napi::Value WatchPidfd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, token);
 }
 
-// watchEvent(dir, key, want) -> token, or 0 when the key has that value already
+// watchEvent(dir, key, want[, killAfterMs]) -> token, or 0 when the key has
+// that value already; with killAfterMs the watching thread writes
+// cgroup.kill at that time if it does not, and the watch then reports 2.
 Napi::Value WatchEvent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string dir, key;
-  int want;
+  int want, kill_after = -1;
   if (!ArgString(info, 0, &dir) || !ArgString(info, 1, &key) || !ArgInt(info, 2, &want)) return env.Undefined();
+  if (info.Length() > 3 && !info[3].IsUndefined() && !ArgInt(info, 3, &kill_after)) return env.Undefined();
   Watcher* w = WatcherOf(env);
   if (!w) return ThrowErrno(env, -EINVAL, "watchInit");
   uint32_t token = 0;
   const char* sc = nullptr;
-  int rc = w->set.add_event(dir.c_str(), key.c_str(), want, &token, &sc);
+  int rc = w->set.add_event(dir.c_str(), key.c_str(), want, &token, &sc, kill_after < 0 ? -1 : kill_after);
   if (rc < 0) return ThrowErrno(env, rc, sc);
   if (rc == 1) return Napi::Number::New(env, 0);
   w->open++;

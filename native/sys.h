@@ -171,10 +171,14 @@ class watch_set {
   int add_pidfd(int pidfd, uint32_t* token, const char** syscall_out);
   // Watches `key` of `dir`/cgroup.events until it reads `want`: 0 and
   // *token when watched, 1 when it holds already (nothing is watched), -errno.
-  int add_event(const char* dir, const char* key, int want, uint32_t* token, const char** syscall_out);
+  // With kill_after_ms >= 0, the waiting thread itself writes `dir`/cgroup.kill
+  // once that many ms passed and the condition does not hold yet (a stop's
+  // timeout: no trip through the main thread, which a fork storm delays), and
+  // the watch then reports 2 instead of 1 (-ENOENT at once: no cgroup.kill).
+  int add_event(const char* dir, const char* key, int want, uint32_t* token, const char** syscall_out, int kill_after_ms = -1);
   // Ends a watch (closes its descriptor); false if there was none.
   bool remove(uint32_t token);
-  // Whether a watch's condition holds now: 1, 0, -errno.
+  // Whether a watch's condition holds now: 1 (2 after its kill), 0, -errno.
   int check_now(uint32_t token);
   // Blocks until some watches' conditions hold: each once, as (token, 1) or
   // (token, -errno) when it never will; 1 = some, 2 = stopped, -errno.
@@ -190,11 +194,18 @@ class watch_set {
     int want;
     int64_t last_wake;
     bool fired;
+    int kill_fd = -1;      // cgroup.kill, written at kill_at (then closed)
+    int64_t kill_at = 0;   // CLOCK_MONOTONIC ms
+    bool killed = false;
   };
   static const uint32_t kKickToken = 0xffffffffu;
   static int fail_errno(const char** syscall_out, const char* name);
   static int read_key(int fd, const std::string& key);
   static int check(entry& e);
+  static int report(entry& e);
+  static void close_entry(entry& e);
+  int take_due_kills_locked(int64_t now, std::vector<std::pair<uint32_t, int>>* due);
+  void write_kills(const std::vector<std::pair<uint32_t, int>>& due, std::vector<std::pair<uint32_t, int>>* ready);
   uint32_t take_token();
   int register_locked(const entry& e, uint32_t events, uint32_t* token, const char** syscall_out);
   void kick();

@@ -39,7 +39,7 @@ const int64_t kNotifyIntervalMs = 13;
 namespace snapproc {
 
 watch_set::~watch_set() {
-  for (auto& e : entries_) close(e.second.fd);
+  for (auto& e : entries_) close_entry(e.second);
   if (epfd_ >= 0) close(epfd_);
   if (stop_fd_ >= 0) close(stop_fd_);
   if (kick_fd_ >= 0) close(kick_fd_);
@@ -85,6 +85,18 @@ int watch_set::read_key(int fd, const std::string& key) {
   return -ENOENT;
 }
 
+void watch_set::close_entry(entry& e) {
+  close(e.fd);
+  if (e.kill_fd >= 0) close(e.kill_fd);
+  e.kill_fd = -1;
+}
+
+// What a watch reports once its condition holds: 2 when its cgroup.kill was written first.
+int watch_set::report(entry& e) {
+  int rc = check(e);
+  return rc == 1 && e.killed ? 2 : rc;
+}
+
 // 1: the condition holds, 0: not yet, -errno: it never will (the caller reports it).
 int watch_set::check(entry& e) {
   if (e.kind == WATCH_PIDFD) {
@@ -117,7 +129,8 @@ int watch_set::register_locked(const entry& e, uint32_t events, uint32_t* token,
   ev.data.u32 = t;
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, e.fd, &ev) < 0) {
     int rc = fail_errno(syscall_out, "epoll_ctl");
-    close(e.fd);
+    entry copy = e;
+    close_entry(copy);
     return rc;
   }
   entries_[t] = e;
@@ -125,17 +138,26 @@ int watch_set::register_locked(const entry& e, uint32_t events, uint32_t* token,
   return 0;
 }
 
-int watch_set::add_event(const char* dir, const char* key, int want, uint32_t* token, const char** syscall_out) {
+int watch_set::add_event(const char* dir, const char* key, int want, uint32_t* token, const char** syscall_out, int kill_after_ms) {
   std::string path = std::string(dir) + "/cgroup.events";
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fail_errno(syscall_out, "open");
   entry e{fd, WATCH_EVENT, std::string(key), want, mono_ms(), false};
+  if (kill_after_ms >= 0) {
+    e.kill_fd = ::open((std::string(dir) + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC);
+    if (e.kill_fd < 0) {
+      int rc = fail_errno(syscall_out, "open");
+      close(fd);
+      return rc;
+    }
+    e.kill_at = e.last_wake + kill_after_ms;
+  }
   // Read before it is registered: a change after this read makes the
   // registration itself report the file ready (kernfs compares the file's
   // event count with the one this open file last read).
   int now = check(e);
   if (now != 0) {
-    close(fd);
+    close_entry(e);
     if (now < 0) {
       if (syscall_out) *syscall_out = "read";
       return now;
@@ -171,7 +193,7 @@ bool watch_set::remove(uint32_t token) {
   auto it = entries_.find(token);
   if (it == entries_.end()) return false;
   epoll_ctl(epfd_, EPOLL_CTL_DEL, it->second.fd, nullptr);
-  close(it->second.fd);
+  close_entry(it->second);
   events_.erase(token);
   entries_.erase(it);
   return true;
@@ -181,7 +203,53 @@ int watch_set::check_now(uint32_t token) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(token);
   if (it == entries_.end()) return -ENOENT;
-  return check(it->second);
+  return report(it->second);
+}
+
+// With mu_ held: takes out the cgroup.kill descriptors whose kill is due
+// (into `due`, marked killed) and returns the ms until the next one is due,
+// or -1 when none is pending. The writes happen without the lock: a write
+// to cgroup.kill lasts as long as the dying processes keep the writer off
+// its CPU, and the main thread must not wait for that to add or end a watch.
+int watch_set::take_due_kills_locked(int64_t now, std::vector<std::pair<uint32_t, int>>* due) {
+  int64_t next = -1;
+  for (uint32_t t : events_) {
+    entry& e = entries_[t];
+    if (e.fired || e.kill_fd < 0) continue;
+    if (e.kill_at > now) {
+      if (next < 0 || e.kill_at - now < next) next = e.kill_at - now;
+      continue;
+    }
+    due->emplace_back(t, e.kill_fd);
+    e.kill_fd = -1;
+    e.killed = true;
+  }
+  return next < 0 ? -1 : (int)next;
+}
+
+// Writes the due kills (without the lock); a failed write ends its watch with -errno.
+void watch_set::write_kills(const std::vector<std::pair<uint32_t, int>>& due, std::vector<std::pair<uint32_t, int>>* ready) {
+  std::vector<std::pair<uint32_t, int>> failed;
+  for (const auto& d : due) {
+    ssize_t n;
+    do {
+      n = write(d.second, "1", 1);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) failed.emplace_back(d.first, -errno);
+    close(d.second);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t now = mono_ms();
+  for (const auto& d : due) {
+    auto it = entries_.find(d.first);
+    if (it != entries_.end()) it->second.last_wake = now;  // the change comes soon: read again every millisecond for a while
+  }
+  for (const auto& f : failed) {
+    auto it = entries_.find(f.first);
+    if (it == entries_.end() || it->second.fired) continue;  // removed meanwhile
+    it->second.fired = true;
+    ready->emplace_back(f.first, f.second);
+  }
 }
 
 void watch_set::stop() {
@@ -193,11 +261,14 @@ void watch_set::stop() {
 int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** syscall_out) {
   ready->clear();
   struct epoll_event evs[128];
+  std::vector<std::pair<uint32_t, int>> due;
   for (;;) {
     int timeout = -1;
+    int next_kill = -1;
     {
       std::lock_guard<std::mutex> lock(mu_);
       int64_t now = mono_ms();
+      next_kill = take_due_kills_locked(now, &due);
       for (uint32_t t : events_) {
         const entry& e = entries_[t];
         if (!e.fired && now - e.last_wake < kNotifyIntervalMs) {
@@ -206,6 +277,13 @@ int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** s
         }
       }
     }
+    if (!due.empty()) {
+      write_kills(due, ready);
+      due.clear();
+      if (!ready->empty()) return 1;
+      continue;  // what the kill changed is read at once
+    }
+    if (next_kill >= 0 && (timeout < 0 || next_kill < timeout)) timeout = next_kill;
     int n = epoll_wait(epfd_, evs, 128, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -226,7 +304,7 @@ int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** s
       if (it == entries_.end() || it->second.fired) continue;  // removed meanwhile
       entry& e = it->second;
       if (e.kind == WATCH_EVENT) e.last_wake = now;
-      int rc = check(e);
+      int rc = report(e);
       if (rc != 0) {
         e.fired = true;
         ready->emplace_back(t, rc);
@@ -236,7 +314,7 @@ int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** s
     for (uint32_t t : events_) {
       entry& e = entries_[t];
       if (e.fired || now - e.last_wake >= kNotifyIntervalMs) continue;
-      int rc = check(e);
+      int rc = report(e);
       if (rc != 0) {
         e.fired = true;
         ready->emplace_back(t, rc);

@@ -698,4 +698,73 @@ rootTest('waits share one thread: 200 pidfd waits and 200 cgroup.events waits ad
   );
 });
 
+rootTest('waitEmptyOrKill: the waiting thread writes cgroup.kill at the deadline (\'killed\'), not before; a cgroup that empties first is \'done\' and not killed', async () => {
+  const cg = makeCgroup(`snap.${uniqueSnapName('nat')}.kill.service`);
+  const cgFd = fs.openSync(cg, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    // Ignores SIGTERM and everything else a stop could send: only SIGKILL ends it.
+    const stubborn = native.spawnInCgroup('/bin/sh', ['sh', '-c', "trap '' TERM INT HUP QUIT USR1 USR2; while :; do sleep 1; done"], [], cgFd, [-1, -1, -1], false);
+    const t0 = performance.now();
+    const killed = await native.waitEmptyOrKill(cg, 150, 5000).result;
+    const took = performance.now() - t0;
+    assert.is(killed, 'killed');
+    assert.ok(took >= 149 && took < 2000, `emptied ${took.toFixed(0)} ms after the wait began (kill at 150 ms)`);
+    assert.is(await native.pidfdWait(stubborn.pidfd, 0).result, 'done');
+    fs.closeSync(stubborn.pidfd);
+  } finally {
+    fs.closeSync(cgFd);
+  }
+  // Fresh cgroups from here: on some kernels (6.18) a process cloned into a
+  // cgroup once cgroup.kill'ed is SIGKILLed at birth.
+  const cg2 = makeCgroup(`snap.${uniqueSnapName('nat')}.kill2.service`);
+  const cg2Fd = fs.openSync(cg2, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    // One that exits on its own within the time: 'done', and the kill was never written.
+    const brief = native.spawnInCgroup('/bin/sleep', ['sleep', '0.1'], [], cg2Fd, [-1, -1, -1], false);
+    assert.is(await native.waitEmptyOrKill(cg2, 2000, 5000).result, 'done');
+    fs.closeSync(brief.pidfd);
+    // Cancelled before the deadline: nothing is killed.
+    const keeps = native.spawnInCgroup('/bin/sleep', ['sleep', '30'], [], cg2Fd, [-1, -1, -1], false);
+    const w = native.waitEmptyOrKill(cg2, 100, 5000);
+    w.cancel();
+    assert.is(await w.result, 'cancelled');
+    await new Promise((r) => setTimeout(r, 250));
+    assert.is(await native.pidfdWait(keeps.pidfd, 0).result, 'timeout', 'alive after a cancelled wait');
+    fs.writeFileSync(path.join(cg2, 'cgroup.kill'), '1');
+    assert.is(await native.pidfdWait(keeps.pidfd, 5000).result, 'done');
+    fs.closeSync(keeps.pidfd);
+    native.reapChildren(new Int32Array());
+    // A cgroup without cgroup.kill (here: none at all) is ENOENT from open.
+    await native.waitEmptyOrKill(path.join(cg2, 'nosuch'), 10, 100).result.then(
+      () => assert.unreachable('resolved'),
+      (err: { code?: string; syscall?: string }) => assert.is(err.code, 'ENOENT'),
+    );
+  } finally {
+    fs.closeSync(cg2Fd);
+  }
+});
+
+rootTest('the addon\'s threads take the nice value of the thread that starts them (SCHED_RESET_ON_FORK would put them at 0)', async () => {
+  const script = `
+    const fs = require('fs'), os = require('os');
+    const { native } = require(${JSON.stringify(NATIVE_JS)});
+    native.resetNiceOnFork();
+    try { os.setPriority(0, -3); } catch { console.log('skip'); process.exit(0); }
+    const before = new Set(fs.readdirSync('/proc/self/task'));
+    const w = native.waitEvent(process.argv[1], 'populated', 1, 2000); // an empty cgroup of its own: the wait stays open
+    const nice = (t) => Number(fs.readFileSync('/proc/self/task/' + t + '/stat', 'utf8').split(') ')[1].split(' ')[16]);
+    const fresh = fs.readdirSync('/proc/self/task').filter((t) => !before.has(t));
+    console.log(JSON.stringify(fresh.map(nice)));
+    w.cancel();
+  `;
+  const dir = makeCgroup(`snap.${uniqueSnapName('nat')}.nice.service`);
+  const r = spawnSync(process.execPath, ['-e', script, dir], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  const out = r.stdout.trim();
+  if (out === 'skip') return; // not allowed to raise its priority: nothing to compare
+  const nices = JSON.parse(out) as number[];
+  assert.ok(nices.length >= 1, `the watching thread started (${out})`);
+  assert.equal([...new Set(nices)], [-3], `new threads' nice values: ${out}`);
+});
+
 test.run();

@@ -10,6 +10,8 @@ import { SnapprocError } from '../util/errors';
 
 /** Outcome of a wait that ran off the main thread. */
 export type WaitOutcome = 'done' | 'timeout' | 'cancelled';
+/** A wait that ends in a cgroup.kill at its deadline: 'killed' when the condition held only after it. */
+export type KillWaitOutcome = WaitOutcome | 'killed';
 
 interface Addon {
   kill(pid: number, sig: number): void;
@@ -33,7 +35,7 @@ interface Addon {
   watchInit(cb: (ready: Int32Array) => void): void;
   watchPidfd(pidfd: number): number;
   /** 0: the key has that value already (nothing is watched). */
-  watchEvent(dir: string, key: string, want: number): number;
+  watchEvent(dir: string, key: string, want: number, killAfterMs?: number): number;
   watchRemove(token: number): boolean;
   watchCheck(token: number): number;
   signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean): { signalled: number; gone: number; cgroups: number; frozen: boolean };
@@ -180,8 +182,8 @@ function call<T>(fn: () => T, detail: { path?: string; pid?: number } = {}): T {
 }
 
 /** A wait running on its own thread: await `result`, or `cancel()` it. */
-export interface PendingWait {
-  result: Promise<WaitOutcome>;
+export interface PendingWait<Outcome = WaitOutcome> {
+  result: Promise<Outcome>;
   cancel(): void;
 }
 
@@ -244,10 +246,10 @@ const MAX_TIMER_MS = 0x7fffffff;
  * after `timeoutMs` (negative: none), 'cancelled' by cancel(). `add` returns
  * the watch's token, or 0 when the condition holds already.
  */
-function watchedWait(add: () => number, timeoutMs: number, syscall: string, detail: { path?: string; pid?: number }): PendingWait {
-  let settle!: (outcome: WaitOutcome) => void;
+function watchedWait(add: () => number, timeoutMs: number, syscall: string, detail: { path?: string; pid?: number }): PendingWait<KillWaitOutcome> {
+  let settle!: (outcome: KillWaitOutcome) => void;
   let reject!: (err: unknown) => void;
-  const result = new Promise<WaitOutcome>((res, rej) => {
+  const result = new Promise<KillWaitOutcome>((res, rej) => {
     settle = res;
     reject = rej;
   });
@@ -264,7 +266,7 @@ function watchedWait(add: () => number, timeoutMs: number, syscall: string, deta
     }
     return true;
   };
-  const finish = (outcome: WaitOutcome) => end() && settle(outcome);
+  const finish = (outcome: KillWaitOutcome) => end() && settle(outcome);
   try {
     ensureWatcher();
     token = add();
@@ -279,7 +281,7 @@ function watchedWait(add: () => number, timeoutMs: number, syscall: string, deta
     return { result, cancel() {} };
   }
   watchers.set(token, (rc) => {
-    if (rc >= 0) finish('done');
+    if (rc >= 0) finish(rc === 2 ? 'killed' : 'done');
     else if (end()) reject(SnapprocError.fromErrno(rc, syscall, detail));
   });
   if (timeoutMs >= 0) {
@@ -291,7 +293,7 @@ function watchedWait(add: () => number, timeoutMs: number, syscall: string, deta
       } catch {
         // failed: reported as such by the addon, or a timeout it is
       }
-      finish(now === 1 ? 'done' : 'timeout');
+      finish(now === 2 ? 'killed' : now === 1 ? 'done' : 'timeout');
     }, Math.min(timeoutMs, MAX_TIMER_MS));
   }
   return { result, cancel: () => finish('cancelled') };
@@ -306,7 +308,7 @@ function setFrozen(dir: string, frozen: boolean, timeoutMs: number): PendingWait
     const failed = typeof e.errno === 'number' ? SnapprocError.fromErrno(e.errno, e.syscall ?? 'write', { path: path.join(dir, 'cgroup.freeze'), cause: err }) : err;
     return { result: Promise.reject(failed), cancel() {} };
   }
-  return watchedWait(() => load().watchEvent(dir, 'frozen', frozen ? 1 : 0), timeoutMs, 'read', { path: dir });
+  return watchedWait(() => load().watchEvent(dir, 'frozen', frozen ? 1 : 0), timeoutMs, 'read', { path: dir }) as PendingWait;
 }
 
 function invalid(message: string): SnapprocError {
@@ -414,7 +416,7 @@ export const native = {
   /** Flushes the file system holding `path` (syncfs(2)), off the main thread. */
   syncfs: (path: string) => pending(() => load().syncfs(path), { path }).result,
   /** Waits until the process behind `pidfd` exits ('done'), `timeoutMs` passes (negative: no limit) or it is cancelled. */
-  pidfdWait: (pidfd: number, timeoutMs: number): PendingWait => watchedWait(() => load().watchPidfd(pidfd), timeoutMs, 'poll', {}),
+  pidfdWait: (pidfd: number, timeoutMs: number): PendingWait => watchedWait(() => load().watchPidfd(pidfd), timeoutMs, 'poll', {}) as PendingWait,
   setChildSubreaper: (on: boolean) => call(() => load().setChildSubreaper(on)),
   getChildSubreaper: () => call(() => load().getChildSubreaper()),
   setPdeathsig: (sig: number) => call(() => load().setPdeathsig(sig)),
@@ -438,7 +440,17 @@ export const native = {
   setFrozen,
   /** Waits until `key` of cgroup.events has value `want` (event-driven), `timeoutMs` passes (negative: no limit) or it is cancelled. */
   waitEvent: (dir: string, key: 'populated' | 'frozen', want: number, timeoutMs: number): PendingWait =>
-    watchedWait(() => load().watchEvent(dir, key, want), timeoutMs, 'read', { path: dir }),
+    watchedWait(() => load().watchEvent(dir, key, want), timeoutMs, 'read', { path: dir }) as PendingWait,
+  /**
+   * Waits until the cgroup is empty; if it is not after `killAfterMs`, the
+   * addon's waiting thread writes its cgroup.kill itself (no trip through
+   * this thread, which a fork storm may keep off the CPU) and the wait goes
+   * on, up to `timeoutMs` in all: 'done' (emptied before), 'killed' (emptied
+   * after the kill), 'timeout'. ENOENT (syscall open): the kernel has no
+   * cgroup.kill. The caller verifies `dir` (the guard) first.
+   */
+  waitEmptyOrKill: (dir: string, killAfterMs: number, timeoutMs: number): PendingWait<KillWaitOutcome> =>
+    watchedWait(() => load().watchEvent(dir, 'populated', 0, Math.max(0, Math.round(killAfterMs))), timeoutMs, 'read', { path: dir }),
   signalAll: (dir: string, sig: number, freezeTimeoutMs: number, alsoCont = false) => call(() => load().signalAll(dir, sig, freezeTimeoutMs, alsoCont), { path: dir }),
   /** Opens (creating, 0644) `path` and takes an exclusive OFD lock on it; keep the returned fd open to hold it. EAGAIN: another holds it. */
   lockFile: (file: string): number => call(() => load().lockFile(file), { path: file }),

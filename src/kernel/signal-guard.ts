@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cgroup2Mount, cgroupOfPid, cgroupSubtree, isInside } from './cgroupfs';
 import { hasCode, SnapprocError } from '../util/errors';
-import { native, type WaitOutcome } from './native';
+import { native, type KillWaitOutcome } from './native';
 import { startTimeOf } from './procfs';
 import { identityOfPidfd } from './process-identity';
 
@@ -161,8 +161,8 @@ export async function signalCgroup(dir: string, sig: number, options: { freezeTi
 }
 
 export interface StopFanoutResult extends RobustFanoutResult {
-  /** How the wait for the cgroup to empty ended. */
-  outcome: WaitOutcome;
+  /** How the wait for the cgroup to empty ended ('killed': emptied after the cgroup.kill at `timeoutMs`). */
+  outcome: KillWaitOutcome;
 }
 
 /**
@@ -174,8 +174,14 @@ export interface StopFanoutResult extends RobustFanoutResult {
  * cost a notification of its own, and cgroup.events announces one change
  * per interval). A cgroup frozen on purpose is the caller's to thaw first:
  * frozen members could not act on the signal.
+ *
+ * With `killTimeoutMs`, what is left at `timeoutMs` is killed there and
+ * then (cgroup.kill, written by the addon's waiting thread, not after a
+ * trip through this one) and the wait goes on up to `killTimeoutMs` more;
+ * where the kernel has no cgroup.kill the outcome is 'timeout' and the
+ * caller kills.
  */
-export async function signalCgroupAndWait(dir: string, sig: number, options: { freezeTimeoutMs?: number; alsoCont?: boolean; timeoutMs: number }): Promise<StopFanoutResult> {
+export async function signalCgroupAndWait(dir: string, sig: number, options: { freezeTimeoutMs?: number; alsoCont?: boolean; timeoutMs: number; killTimeoutMs?: number }): Promise<StopFanoutResult> {
   assertActionableCgroup(dir);
   const resolved = path.resolve(dir);
   const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
@@ -190,6 +196,16 @@ export async function signalCgroupAndWait(dir: string, sig: number, options: { f
   } else {
     thaw(resolved);
     fan = { ...signalWithoutFreeze(resolved, sig, alsoCont, freezeTimeoutMs), freezeSkipped: true };
+  }
+  if (options.killTimeoutMs !== undefined) {
+    const until = left();
+    try {
+      const outcome = await native.waitEmptyOrKill(resolved, until, until + options.killTimeoutMs).result;
+      return { ...fan, outcome };
+    } catch (err) {
+      if (!(hasCode(err, 'ENOENT') && fs.existsSync(path.join(resolved, 'cgroup.events')))) throw err;
+      // No cgroup.kill in this kernel: the wait alone, and the caller kills.
+    }
   }
   const outcome = await native.waitEvent(resolved, 'populated', 0, left()).result;
   return { ...fan, outcome };

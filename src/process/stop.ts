@@ -106,14 +106,20 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
     const freezeTimeoutMs = options.freezeTimeoutMs ?? Math.min(FREEZE_TIMEOUT_MS, Math.max(20, Math.round(timeoutMs / 2)));
     // The stop-timeout runs from the start of the stop (as systemd's TimeoutStopSec), freeze and fan-out included.
     const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
-    const fan = await signalCgroupAndWait(dir, number, { alsoCont: true, freezeTimeoutMs, timeoutMs: left });
+    // What is left at the timeout is killed from the addon's waiting thread at that moment.
+    const fan = await signalCgroupAndWait(dir, number, { alsoCont: true, freezeTimeoutMs, timeoutMs: left, killTimeoutMs: killAfterTimeout ? killTimeoutMs : undefined });
     result.signalled = fan.signalled;
     result.gone = fan.gone;
     if (fan.freezeSkipped) {
       result.freezeSkipped = true;
       result.note = `freeze did not complete within ${freezeTimeoutMs} ms: signalled without it`;
     }
-    if (fan.outcome !== 'done') {
+    if (fan.outcome === 'killed' || (fan.outcome === 'timeout' && killAfterTimeout && fs.existsSync(path.join(dir, 'cgroup.kill')))) {
+      // cgroup.kill written at the timeout ('timeout' here: not empty within the kill timeout either).
+      result.timedOut = true;
+      result.isForcefullyTerminated = true;
+      result.stopped = fan.outcome === 'killed';
+    } else if (fan.outcome !== 'done') {
       result.timedOut = true;
       result.stopped = false;
       if (killAfterTimeout) {

@@ -414,6 +414,18 @@ export class Supervisor {
       if (os.getPriority(0) !== 0) return; // someone chose a nice value for us: theirs stands
       native.resetNiceOnFork();
       os.setPriority(0, want);
+      // Nice is per thread on Linux: the threads already running (libuv's
+      // pool, the addon's waiting threads) take it too; the addon's later
+      // threads copy it from the thread that starts them.
+      for (const task of fs.readdirSync('/proc/self/task')) {
+        const tid = Number(task);
+        if (tid === process.pid) continue;
+        try {
+          os.setPriority(tid, want);
+        } catch {
+          // ended meanwhile
+        }
+      }
     } catch (err) {
       this.say(`running at the default priority: ${(err as Error).message}`);
     }
