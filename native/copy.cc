@@ -48,8 +48,15 @@ namespace {
 // first, makes each directory and copies symlinks, special files and hard
 // links itself; regular files (the bulk of the cost: on XFS each clone and
 // each create is a transaction of its own) go to a small pool of worker
-// threads, and the walker helps them while it waits for a directory's files
-// before it sets that directory's times. Every thread of the copy is a
+// threads in batches, one per directory (or per kBatch files of a larger
+// one), so that the workers create files in different directories at once:
+// a create holds its directory's lock, and workers sharing one directory
+// waited on each other (2000 small files on XFS: 88 ms with two workers on
+// one directory's files, 62 ms with two on separate directories). The
+// walker does not wait for a directory's files: it walks on, and sets the
+// times (and mode) of the directories it walked, children before parents,
+// once their files are done: when the walk ends, or earlier when it holds
+// kMaxOpenDirs directories open. Every thread of the copy is a
 // thread of its own with its own umask (0: unshare(CLONE_FS)), so that a
 // file is created with its final mode and owner whenever the kernel gives it
 // that owner anyway, and needs no fchown nor fchmod.
@@ -70,14 +77,14 @@ struct Shared {
   std::mutex mu;
   std::condition_variable work_cv;  // a job was queued, or the copy ends
   std::condition_variable done_cv;  // a job finished
+  // Regular files of one directory for a worker to copy.
   struct Job {
     int sdir, ddir;
-    std::string name;
-    const std::string* dir_rel;
-    struct stat st;
-    std::atomic<int>* pending;
+    const std::string* dir_rel;  // owned by the directory's DirRec (or the copy's top), which outlives the job
+    std::vector<std::pair<std::string, struct stat>> files;
   };
   std::deque<Job> queue;
+  size_t outstanding = 0;  // jobs queued or running
   bool closing = false;
 
   // The first failure: -errno, the call, the entry.
@@ -127,6 +134,19 @@ struct Copier {
   copy_stats stats;
   bool umask_zero = false;
   std::map<std::pair<dev_t, ino_t>, std::string> links;  // walker only: first copy of each multiply-linked inode
+
+  // Walker only (pooled copies): a directory walked, whose mode and times
+  // are set once its files are done; `done` lists them children first.
+  struct DirRec {
+    int s, d;
+    struct stat st;
+    std::string rel;
+    bool exact;
+  };
+  std::vector<std::unique_ptr<DirRec>> done;
+  size_t open_dirs = 0;
+  static constexpr size_t kBatch = 256;
+  static constexpr size_t kMaxOpenDirs = 256;
 
   explicit Copier(Shared* s) : sh(s) {}
 
@@ -313,7 +333,7 @@ struct Copier {
     return rc;
   }
 
-  int copy_entry(int sdir, int ddir, const char* name, const std::string& dir_rel, std::atomic<int>* pending, bool pooled) {
+  int copy_entry(int sdir, int ddir, const char* name, const std::string& dir_rel, Shared::Job* batch, bool pooled) {
     struct stat st;
     if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
       if (errno == ENOENT) return 0;  // removed while we copied: not part of the tree any more
@@ -334,12 +354,8 @@ struct Copier {
     }
     if (S_ISREG(st.st_mode)) {
       if (!pooled) return copy_regular(sdir, ddir, name, st, join(dir_rel, name));
-      pending->fetch_add(1);
-      {
-        std::lock_guard<std::mutex> g(sh->mu);
-        sh->queue.push_back(Shared::Job{sdir, ddir, name, &dir_rel, st, pending});
-      }
-      sh->work_cv.notify_one();
+      batch->files.emplace_back(name, st);
+      if (batch->files.size() >= kBatch) queue_batch(batch);
       return 0;
     }
     std::string rel = join(dir_rel, name);
@@ -354,13 +370,19 @@ struct Copier {
         close(s);
         return rc;
       }
-      int rc = copy_dir(s, d, rel, pooled);
-      // Made 0700: its mode is set now, after its contents.
-      if (rc >= 0) rc = finish_fd(s, d, st, rel, exact && (st.st_mode & 07777) == 0700);
-      close(s);
-      stats.dirs++;
-      if (rc >= 0 && !(sh->flags & COPY_NO_SYNC)) sh->defer_sync(d);
-      else close(d);
+      if (pooled) {
+        // Its files may still be with the workers when copy_dir returns:
+        // finished (mode, times) later, after them and after its subdirectories.
+        std::unique_ptr<DirRec> rec(new DirRec{s, d, st, rel, exact});
+        DirRec* r = rec.get();
+        open_dirs++;
+        int rc = copy_dir(s, d, r->rel, true);
+        done.push_back(std::move(rec));
+        if (rc >= 0 && open_dirs >= kMaxOpenDirs) rc = finish_done();
+        return rc;
+      }
+      int rc = copy_dir(s, d, rel, false);
+      rc = finish_dir(s, d, st, rel, exact, rc);
       return rc;
     }
     if (S_ISLNK(st.st_mode)) {
@@ -389,12 +411,55 @@ struct Copier {
     Shared::Job job = std::move(sh->queue.front());
     sh->queue.pop_front();
     lk.unlock();
-    if (!sh->failed.load()) copy_regular(job.sdir, job.ddir, job.name.c_str(), job.st, join(*job.dir_rel, job.name.c_str()));
-    std::atomic<int>* pending = job.pending;
+    for (auto& f : job.files) {
+      if (sh->failed.load()) break;
+      copy_regular(job.sdir, job.ddir, f.first.c_str(), f.second, join(*job.dir_rel, f.first.c_str()));
+    }
     lk.lock();
-    pending->fetch_sub(1);
+    sh->outstanding--;
     sh->done_cv.notify_all();
     return true;
+  }
+
+  // Walker: hands a directory's batch of files to the workers.
+  void queue_batch(Shared::Job* batch) {
+    if (batch->files.empty()) return;
+    {
+      std::lock_guard<std::mutex> g(sh->mu);
+      sh->queue.push_back(std::move(*batch));
+      sh->outstanding++;
+    }
+    batch->files.clear();
+    sh->work_cv.notify_one();
+  }
+
+  // Walker: runs jobs with the workers until none is queued or running.
+  void drain() {
+    std::unique_lock<std::mutex> lk(sh->mu);
+    while (sh->outstanding > 0) {
+      if (!run_one(lk)) sh->done_cv.wait(lk);
+    }
+  }
+
+  // A directory's owner, xattrs, mode and times once its contents are done; its fds are closed (or kept to flush).
+  int finish_dir(int s, int d, const struct stat& st, const std::string& rel, bool exact, int rc) {
+    // Made 0700: its mode is set now, after its contents.
+    if (rc >= 0 && !sh->failed.load()) rc = finish_fd(s, d, st, rel, exact && (st.st_mode & 07777) == 0700);
+    close(s);
+    stats.dirs++;
+    if (rc >= 0 && !sh->failed.load() && !(sh->flags & COPY_NO_SYNC)) sh->defer_sync(d);
+    else close(d);
+    return rc;
+  }
+
+  // Walker: waits for the workers, then finishes every directory walked so far (children first).
+  int finish_done() {
+    drain();
+    int rc = sh->failed.load() ? sh->err : 0;
+    for (auto& r : done) rc = finish_dir(r->s, r->d, r->st, r->rel, r->exact, rc);
+    open_dirs -= done.size();
+    done.clear();
+    return rc < 0 ? rc : (sh->failed.load() ? sh->err : 0);
   }
 
   // A worker: runs jobs until the copy ends.
@@ -431,23 +496,17 @@ struct Copier {
       return rc;
     }
     rewinddir(dir);  // the offset is shared with every dup of the fd: start from the first entry
-    std::atomic<int> pending{0};  // this directory's files still with the workers
+    Shared::Job batch{sfd, dfd, &rel, {}};  // this directory's files for the workers
     int rc = 0;
     errno = 0;
     while (struct dirent* e = readdir(dir)) {
       if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0'))) continue;
-      rc = copy_entry(sfd, dfd, e->d_name, rel, &pending, pooled);
+      rc = copy_entry(sfd, dfd, e->d_name, rel, &batch, pooled);
       if (rc < 0 || sh->failed.load()) break;
       errno = 0;
     }
     if (rc >= 0 && !sh->failed.load() && errno != 0) rc = fail("readdir", rel);
-    // The directory's files are done before its times are set (and before its fds close).
-    if (pooled) {
-      std::unique_lock<std::mutex> lk(sh->mu);
-      while (pending.load() > 0) {
-        if (!run_one(lk)) sh->done_cv.wait(lk);
-      }
-    }
+    if (pooled && rc >= 0 && !sh->failed.load()) queue_batch(&batch);
     closedir(dir);
     if (rc >= 0 && sh->failed.load()) rc = sh->err;
     return rc < 0 ? rc : 0;
@@ -504,7 +563,13 @@ int copy_files(int s, int d, const struct stat& st, int flags, copy_stats* stats
       Copier* w = copiers.back().get();
       pool.emplace_back([w]() { w->work(); });
     }
-    rc = c.copy_dir(s, d, "", workers > 0);
+    const std::string top;  // the top directory's relative name: outlives every job
+    rc = c.copy_dir(s, d, top, workers > 0);
+    // Every file done, then every directory's mode and times (also after a failure: the fds are closed).
+    if (workers > 0) {
+      int frc = c.finish_done();
+      if (rc >= 0) rc = frc;
+    }
     {
       std::lock_guard<std::mutex> g(sh.mu);
       sh.closing = true;

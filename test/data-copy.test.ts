@@ -175,4 +175,46 @@ test('a tree of many files: exact modes despite the umask, owners, holes, hard l
   assert.is(fs.statSync(path.join(dst, 'd1', 'f3')).ino, fs.statSync(path.join(dst, 'd5', 'again-f3')).ino, 'hard link across directories');
 });
 
+// The pool copies a directory's files as one batch (a large directory in
+// batches of 256) while the walker walks on, and sets directories' modes
+// and times once their files are done, children first, at the end or
+// whenever it holds 256 directories open: a tree wider and deeper than that,
+// with a directory of more than one batch, must come out exactly the same.
+test('a tree of more directories than the copy holds open, and a directory of several batches: every entry, mode and directory time', async () => {
+  const base = tmpdir('snapproc-dc-wide-');
+  const src = path.join(base, 'src');
+  fs.mkdirSync(src);
+  const t = new Date('2004-05-06T07:08:09.456Z');
+  const dirs: string[] = [];
+  for (let a = 0; a < 20; a++) {
+    for (let b = 0; b < 16; b++) {
+      const dir = path.join(src, `a${a}`, `b${b}`);
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, 'f'), `${a}/${b}\n`);
+      fs.chmodSync(path.join(dir, 'f'), [0o644, 0o600, 0o755, 0o4711][b % 4]);
+      fs.mkdirSync(path.join(dir, 'empty'));
+      dirs.push(path.join(dir, 'empty'), dir);
+    }
+    dirs.push(path.join(src, `a${a}`));
+  }
+  const big = path.join(src, 'many');
+  fs.mkdirSync(big);
+  for (let i = 0; i < 700; i++) fs.writeFileSync(path.join(big, `f${i}`), `${i}\n`);
+  fs.linkSync(path.join(big, 'f5'), path.join(src, 'a19', 'b15', 'link-to-f5'));
+  dirs.push(big);
+  for (const [i, d] of dirs.entries()) {
+    fs.chmodSync(d, [0o755, 0o700, 0o2775, 0o1777, 0o555][i % 5]);
+    fs.utimesSync(d, t, new Date(t.getTime() + i));
+  }
+  const dst = path.join(base, 'dst');
+  const r = await copyTree(src, dst);
+  assert.is(r.files, 20 * 16 + 700, 'every file');
+  assert.is(r.hardlinks, 1);
+  assert.equal(listing(dst), listing(src));
+  for (const d of dirs) {
+    const rel = path.relative(src, d);
+    assert.is(fs.statSync(path.join(dst, rel), { bigint: true }).mtimeNs, fs.statSync(d, { bigint: true }).mtimeNs, `mtime of ${rel} after its contents`);
+  }
+});
+
 test.run();

@@ -124,7 +124,9 @@ export async function runCommand(g: GlobalOptions, target: string, args: string[
 
 export async function daemonCommand(g: GlobalOptions): Promise<void> {
   requireRoot('snapproc daemon');
-  (await import('../supervisor/node-flags')).reexecWithDaemonFlags();
+  const flags = await import('../supervisor/node-flags');
+  flags.reexecWithDaemonFlags();
+  flags.applyDaemonRuntimeFlags();
   const { Supervisor } = await import('../supervisor/supervisor');
   const sup = new Supervisor({ root: g.root, exitOnShutdown: true, nice: -5 });
   await sup.start();
