@@ -30,7 +30,7 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SnapprocError, usageError } from '../util/errors';
-import { fsyncDir, fsyncDirs, fsyncTree, removeSymlink, replaceSymlinkAtomic, writeFileAtomic, type FlushQueue } from '../util/atomic-file';
+import { fsyncDir, fsyncDirs, fsyncTree, isTempSibling, removeSymlink, replaceSymlinkAtomic, writeFileAtomic, type FlushQueue } from '../util/atomic-file';
 import { checkCommands } from './command-check';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
 import { checkSnapTree, checkUnpackFits, readTreeSnapYaml, treeHooks, unpackSize } from './snap-from-path';
@@ -472,9 +472,30 @@ export class RevisionStore {
     const p = this.paths(name, rev);
     if (!exists(p.snap)) throw new SnapprocError('ENOENT', `cannot link revision ${rev} of snap "${name}": it is not installed`, { path: p.snap });
     this.ensureDataDirs(p);
+    this.removeStaleLinkTemps(p);
     replaceSymlinkAtomic(p.dataCurrent, rev, opts);
     replaceSymlinkAtomic(p.snapCurrent, rev, opts);
     if (!opts.batch) this.setRecordedCurrent(name, rev);
+  }
+
+  /**
+   * A writer killed between making a new `current` link under its temporary
+   * name and renaming it over the old one (SIGKILL) left that name behind
+   * (`.current.tmp-PID-HEX`, see replaceSymlinkAtomic): removed at the next
+   * link, when the process that made it is gone. Not flushed (nothing
+   * refers to it; the link that follows flushes the directory).
+   */
+  private removeStaleLinkTemps(p: RevisionPaths): void {
+    for (const link of [p.dataCurrent, p.snapCurrent]) {
+      const dir = path.dirname(link);
+      const prefix = `.${path.basename(link)}.tmp-`;
+      for (const entry of readdirOrEmpty(dir)) {
+        if (!entry.startsWith(prefix) || !isTempSibling(entry)) continue;
+        const pid = Number(entry.slice(prefix.length).split('-')[0]);
+        if (pid === process.pid || fs.existsSync(`/proc/${pid}`)) continue;
+        fs.rmSync(path.join(dir, entry), { force: true });
+      }
+    }
   }
 
   /** Records `rev` as last linked (informational, not flushed), unless retireRevision already did. */
