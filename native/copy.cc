@@ -50,10 +50,11 @@ namespace {
 // first, makes each directory and copies symlinks, special files and hard
 // links itself; regular files (the bulk of the cost: on XFS each clone and
 // each create is a transaction of its own) go to a small pool of worker
-// threads in batches, one per directory (or per kBatch files of a larger
-// one), so that the workers create files in different directories at once:
-// a create holds its directory's lock, and workers sharing one directory
-// waited on each other (2000 small files on XFS: 88 ms with two workers on
+// threads as one batch per directory (or per kBatch files of a larger
+// one), taken kChunk files at a time from the directory at the front, so
+// that the workers create files in different directories at once: a create
+// holds its directory's lock, and workers sharing one directory waited on
+// each other (2000 small files on XFS, a C probe: 88 ms with two threads on
 // one directory's files, 62 ms with two on separate directories). The
 // walker does not wait for a directory's files: it walks on, and sets the
 // times (and mode) of the directories it walked, children before parents,
