@@ -362,6 +362,14 @@ Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
   return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::Number::New(info.Env(), rc);
 }
 
+Napi::Value ConnectUnix(const Napi::CallbackInfo& info) {
+  std::string path;
+  if (!ArgString(info, 0, &path)) return info.Env().Undefined();
+  const char* sc = nullptr;
+  int rc = sup_connect_unix(path.c_str(), &sc);
+  return rc < 0 ? ThrowErrno(info.Env(), rc, sc) : Napi::Number::New(info.Env(), rc);
+}
+
 Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
   std::string host;
   int port, backlog;
@@ -887,6 +895,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("signalAll", Napi::Function::New(env, SignalAll));
   exports.Set("lockFile", Napi::Function::New(env, LockFile));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  exports.Set("connectUnix", Napi::Function::New(env, ConnectUnix));
   exports.Set("listenUnix", Napi::Function::New(env, ListenUnix));
   exports.Set("listenTcp", Napi::Function::New(env, ListenTcp));
   exports.Set("socketName", Napi::Function::New(env, SocketName));

@@ -194,6 +194,27 @@ int sup_listen_unix(const char* path, int mode, int backlog, const char** syscal
   return fd;
 }
 
+// A connected unix stream socket (close-on-exec, blocking): the CLI's one
+// request to the supervisor, read and written with plain read(2)/write(2).
+int sup_connect_unix(const char* path, const char** syscall_out) {
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof sa.sun_path) return fail_with(syscall_out, "connect", -ENAMETOOLONG);
+  memcpy(sa.sun_path, path, n + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(syscall_out, "socket");
+  int rc;
+  do rc = connect(fd, (struct sockaddr*)&sa, sizeof sa);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    close_keep_errno(fd);
+    return fail(syscall_out, "connect");
+  }
+  return fd;
+}
+
 int sup_listen_tcp(const char* host, int port, int backlog, const char** syscall_out) {
   if (port < 0 || port > 65535) return fail_with(syscall_out, "bind", -EINVAL);
   std::string h(host);

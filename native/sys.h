@@ -109,6 +109,8 @@ int sup_peer_cred(int fd, peer_cred* out, const char** syscall_out);
 // A listening SOCK_STREAM unix socket at `path` (a stale socket file there is
 // removed first; any other file makes bind fail), chmod'ed to `mode`.
 int sup_listen_unix(const char* path, int mode, int backlog, const char** syscall_out);
+// A connected, blocking unix stream socket (close-on-exec).
+int sup_connect_unix(const char* path, const char** syscall_out);
 // A listening TCP socket on a numeric IPv4/IPv6 address (IPv6 may carry a
 // %scope), SO_REUSEADDR set; `::` keeps the kernel's dual-stack default.
 int sup_listen_tcp(const char* host, int port, int backlog, const char** syscall_out);

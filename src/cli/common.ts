@@ -1,6 +1,7 @@
 // common.ts: what every CLI command shares and that costs nothing to load:
 // the global options' type, the root check and the table printer. Kept apart so that a command loads
 // only the modules it needs (the CLI's start-up is part of every command).
+import * as fs from 'node:fs';
 import { SnapprocError } from '../util/errors';
 
 /** The options every command gets from the program (--root, --no-autostart). */
@@ -34,6 +35,41 @@ export function exitQuietlyOnEpipe(): void {
       if (err.code === 'EPIPE') process.exit(0);
       process.exitCode = 1;
     });
+  }
+}
+
+/**
+ * Writes to standard output with write(2), not through process.stdout: the
+ * short commands (fast.ts) never create Node's stdout stream (and what it
+ * loads). A reader that went away ends the command quietly, as
+ * exitQuietlyOnEpipe does for the stream.
+ */
+export function writeOut(text: string): void {
+  const data = Buffer.from(text);
+  for (let off = 0; off < data.length;) {
+    try {
+      off += fs.writeSync(1, data, off);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EPIPE') process.exit(0);
+      if (code !== 'EAGAIN' && code !== 'EINTR') throw err;
+    }
+  }
+}
+
+/**
+ * True when standard output is certainly no terminal (a file, a pipe, a
+ * socket, /dev/null), told by fstat alone (node:tty would load node:net):
+ * no live progress line is drawn there, and a command can block on its
+ * request. A character device other than the memory devices (major 1:
+ * /dev/null, /dev/zero) counts as a possible terminal.
+ */
+export function stdoutIsPlain(): boolean {
+  try {
+    const st = fs.fstatSync(1);
+    return !st.isCharacterDevice() || Math.floor(st.rdev / 256) % 4096 === 1;
+  } catch {
+    return false;
   }
 }
 

@@ -88,7 +88,9 @@ export function parseFast(argv: string[]): Parsed | null {
 
 /** Runs a plain refresh or install; false when the full program must handle argv. */
 async function fastChange(p: ChangeParsed): Promise<boolean> {
-  (require('./common') as typeof import('./common')).exitQuietlyOnEpipe();
+  // To a terminal, the live progress line writes through process.stdout (see change-commands.ts).
+  const common = require('./common') as typeof import('./common');
+  if (!common.stdoutIsPlain()) common.exitQuietlyOnEpipe();
   try {
     const { resolveRoot } = require('../snap/state-root') as typeof import('../snap/state-root');
     const g = { root: resolveRoot(p.root), autostart: p.autostart };
@@ -107,7 +109,7 @@ export async function fastMain(argv: string[]): Promise<boolean> {
   if (change) return fastChange(change);
   const p = parseFast(argv);
   if (!p) return false;
-  (require('./common') as typeof import('./common')).exitQuietlyOnEpipe();
+  // No exitQuietlyOnEpipe(): these commands write with write(2) (common.ts writeOut), which ends quietly on EPIPE itself.
   try {
     const { resolveRoot } = require('../snap/state-root') as typeof import('../snap/state-root');
     const g = { root: resolveRoot(p.root), autostart: p.autostart };

@@ -4,7 +4,6 @@
 // Node-shaped SnapprocError. The declaration below is internal: the public
 // API is in index.ts.
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { SnapprocError } from '../util/errors';
 
@@ -41,6 +40,7 @@ interface Addon {
   signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean): { signalled: number; gone: number; cgroups: number; frozen: boolean };
   lockFile(path: string): number;
   peerCred(fd: number): PeerCred;
+  connectUnix(path: string): number;
   listenUnix(path: string, mode: number, backlog: number): number;
   listenTcp(host: string, port: number, backlog: number): number;
   socketName(fd: number): { family: 'unix' | 'IPv4' | 'IPv6'; address: string; port: number };
@@ -335,7 +335,8 @@ function bindListen(spec: ListenSpec): number {
     if (!Number.isInteger(spec.port) || spec.port < 0 || spec.port > 65535) throw invalid(`Expected the "port" option to be an integer from 0 to 65535, got ${String(spec.port)}`);
     const host = spec.host === 'localhost' ? '127.0.0.1' : spec.host;
     const bare = typeof host === 'string' ? host.replace(/^\[(.*)\]$/, '$1').replace(/%.*$/, '') : '';
-    if (net.isIP(bare) === 0) throw invalid(`Expected the "host" option to be a numeric IPv4 or IPv6 address (or localhost), got ${String(spec.host)}`);
+    // node:net only here: the CLI's fast path loads this module without it (client-sync.ts).
+    if ((require('node:net') as typeof import('node:net')).isIP(bare) === 0) throw invalid(`Expected the "host" option to be a numeric IPv4 or IPv6 address (or localhost), got ${String(spec.host)}`);
     const backlog = checkBacklog(spec.backlog);
     try {
       return load().listenTcp(host, spec.port, backlog);
@@ -456,6 +457,8 @@ export const native = {
   lockFile: (file: string): number => call(() => load().lockFile(file), { path: file }),
   /** SO_PEERCRED of a connected unix socket (for a net.Socket: `socket._handle.fd`). */
   peerCred: (fd: number): PeerCred => call(() => load().peerCred(fd)),
+  /** A connected, blocking unix stream socket to `file` (close-on-exec), for plain read(2)/write(2). */
+  connectUnix: (file: string): number => call(() => load().connectUnix(file), { path: file }),
   /** Binds and listens (backlog 4096 by default); the fd is for passing on (LISTEN_FDS), never for libuv to accept on. */
   bindListen,
   /** Where a socket fd is bound: a unix path, or address and port. */

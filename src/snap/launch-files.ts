@@ -7,7 +7,7 @@
 //   R/state/launch/NAME/REV/hook.HOOK.launch hooks
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fsyncDirs, fsyncTree, writeFileAtomic } from '../util/atomic-file';
+import { fsyncDirs, fsyncTree, writeFileAtomic, type FlushQueue } from '../util/atomic-file';
 import { SnapprocError } from '../util/errors';
 import { launcherPath, native } from '../kernel/native';
 import { refreshSignal, type AppInfo, type SnapYaml } from './snap-yaml';
@@ -102,7 +102,9 @@ export function pidFilePath(app: AppInfo, env: Record<string, string>): string |
  * Writes the launch files of every app and hook of a revision, and flushes
  * them all at once at the end (concurrent fsyncs of the files and their
  * directories, not one file after the other): nothing runs a revision's
- * launch files before this resolves.
+ * launch files before this resolves. With `batch`, those flushes are queued
+ * there instead (a refresh flushes them before it starts anything of the
+ * revision: with its journal before it unlinks the old one).
  */
 export async function writeRevisionLaunchFiles(
   root: string,
@@ -110,6 +112,7 @@ export async function writeRevisionLaunchFiles(
   revision: string,
   snap: SnapYaml,
   envOf: (app: AppInfo | null) => Record<string, string>,
+  opts: { batch?: FlushQueue } = {},
 ): Promise<void> {
   const dir = launchDir(root, instance, revision);
   const unflushed = { durable: false };
@@ -129,6 +132,11 @@ export async function writeRevisionLaunchFiles(
   for (const [hook, info] of Object.entries(snap.hooks)) {
     const env = envOf(null);
     writeLaunchFile(hookLaunchFile(root, instance, revision, hook), { argv: chainArgv(info?.commandChain, [path.join(env.SNAP, 'meta', 'hooks', hook)], env), env, cwd: env.SNAP_DATA }, unflushed);
+  }
+  if (opts.batch) {
+    opts.batch.addTree(dir);
+    opts.batch.add(path.dirname(dir), path.dirname(path.dirname(dir)));
+    return;
   }
   await Promise.all([fsyncTree(dir, (d) => native.syncfs(d)), fsyncDirs([path.dirname(dir), path.dirname(path.dirname(dir))])]);
 }

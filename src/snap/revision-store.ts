@@ -30,7 +30,7 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SnapprocError, usageError } from '../util/errors';
-import { fsyncDir, fsyncDirs, fsyncTree, removeSymlink, replaceSymlinkAtomic, writeFileAtomic } from '../util/atomic-file';
+import { fsyncDir, fsyncDirs, fsyncTree, isTempSibling, removeSymlink, replaceSymlinkAtomic, writeFileAtomic, type FlushQueue } from '../util/atomic-file';
 import { checkCommands } from './command-check';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
 import { checkSnapTree, checkUnpackFits, readTreeSnapYaml, treeHooks, unpackSize } from './snap-from-path';
@@ -254,7 +254,7 @@ export class RevisionStore {
     }
   }
 
-  private save(file: SnapsFile, options: { durable?: boolean } = {}): void {
+  private save(file: SnapsFile, options: { durable?: boolean; batch?: FlushQueue } = {}): void {
     ensureLayout(this.root);
     writeFileAtomic(this.stateFile, JSON.stringify(file, null, 2) + '\n', 0o644, options);
   }
@@ -323,8 +323,13 @@ export class RevisionStore {
    * Adds a revision from a directory holding meta/snap.yaml or a squashfs
    * .snap file, as the next local revision. Validates everything before
    * writing anything; does not link `current` (the caller decides).
+   * `batch`: the flushes of the new tree, its data directories and the
+   * record's rename are queued there instead of run here (a refresh flushes
+   * them with its journal, before it links the revision: a crash before
+   * that removes the revision, see changes.ts); the revision then reaches
+   * its final name and the record before it is on disk.
    */
-  async addRevision(sourcePath: string, opts: { instanceKey?: string; revision?: string } = {}): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
+  async addRevision(sourcePath: string, opts: { instanceKey?: string; revision?: string; batch?: FlushQueue } = {}): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
     const source = path.resolve(sourcePath);
     const kind = sourceKind(source);
     let snap: SnapYaml;
@@ -357,7 +362,7 @@ export class RevisionStore {
     }
   }
 
-  private async installTree(source: string, kind: SourceKind, stage: string | null, checked: SnapYaml, opts: { instanceKey?: string; revision?: string }): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
+  private async installTree(source: string, kind: SourceKind, stage: string | null, checked: SnapYaml, opts: { instanceKey?: string; revision?: string; batch?: FlushQueue }): Promise<{ snap: SnapYaml; instance: string; revision: string; dir: string }> {
     let snap = checked;
     const key = opts.instanceKey ?? '';
     const instance = key === '' ? snap.name : `${snap.name}_${key}`;
@@ -408,8 +413,9 @@ export class RevisionStore {
         throw new SnapprocError(INVALID_SNAP, `${source} changed while it was copied (snap "${snap.name}" became "${copied.name}")`, { path: source });
       }
       snap = copied;
-      if (kind !== 'squashfs') await fsyncTree(staged, (d) => syncFilesystem(d));
+      if (kind !== 'squashfs' && !opts.batch) await fsyncTree(staged, (d) => syncFilesystem(d));
       fs.renameSync(staged, p.snap);
+      if (kind !== 'squashfs') opts.batch?.addTree(p.snap);
       made.push(p.snap);
       fs.rmdirSync(partial);
       mkdir(path.dirname(p.data));
@@ -421,14 +427,16 @@ export class RevisionStore {
       mkdir(p.userData, 0o755, true);
       mkdir(p.userCommon);
       // The revision's name and its data directories, in one flush.
-      await fsyncDirs([snapParent, path.dirname(p.data), path.dirname(p.userData)]);
+      const names = [snapParent, path.dirname(p.data), path.dirname(p.userData)];
+      if (opts.batch) opts.batch.add(...names);
+      else await fsyncDirs(names);
 
       const file = this.load();
       const rec: SnapRecord = file.snaps[instance] ?? { name: instance, snapName: snap.name, instanceKey: key, revisions: [], current: null };
       rec.revisions.push({ revision, version: snap.version, installedAt: new Date().toISOString() });
       file.snaps[instance] = rec;
       file.highestLocalRevision[instance] = Math.max(file.highestLocalRevision[instance] ?? 0, Number(revision.slice(1)));
-      this.save(file);
+      this.save(file, { batch: opts.batch });
     } catch (err) {
       removeTree(partial);
       for (const dir of made.reverse()) removeTree(dir);
@@ -450,13 +458,49 @@ export class RevisionStore {
     }
   }
 
-  /** Points both `current` links at `rev`, atomically each: the data link first, then the snap link. */
-  linkCurrent(name: string, rev: string): void {
+  /**
+   * Points both `current` links at `rev`, atomically each: the data link
+   * first, then the snap link. Each is flushed before the next, or with
+   * `batch` both renames are queued there (a refresh flushes them before its
+   * journal says it is done; until then a crash undoes the refresh, which
+   * links the old revision again whichever of the two renames reached the disk).
+   * With `batch` the record's (informational) `current` is left to the
+   * caller too: recordCurrent, with its other change of the record (a
+   * refresh's prune), one rewrite of snaps.json instead of two.
+   */
+  linkCurrent(name: string, rev: string, opts: { batch?: FlushQueue } = {}): void {
     const p = this.paths(name, rev);
     if (!exists(p.snap)) throw new SnapprocError('ENOENT', `cannot link revision ${rev} of snap "${name}": it is not installed`, { path: p.snap });
     this.ensureDataDirs(p);
-    replaceSymlinkAtomic(p.dataCurrent, rev);
-    replaceSymlinkAtomic(p.snapCurrent, rev);
+    this.removeStaleLinkTemps(p);
+    replaceSymlinkAtomic(p.dataCurrent, rev, opts);
+    replaceSymlinkAtomic(p.snapCurrent, rev, opts);
+    if (!opts.batch) this.setRecordedCurrent(name, rev);
+  }
+
+  /**
+   * A writer killed between making a new `current` link under its temporary
+   * name and renaming it over the old one (SIGKILL) left that name behind
+   * (`.current.tmp-PID-HEX`, see replaceSymlinkAtomic): removed at the next
+   * link, when the process that made it is gone. Not flushed (nothing
+   * refers to it; the link that follows flushes the directory).
+   */
+  private removeStaleLinkTemps(p: RevisionPaths): void {
+    for (const link of [p.dataCurrent, p.snapCurrent]) {
+      const dir = path.dirname(link);
+      const prefix = `.${path.basename(link)}.tmp-`;
+      for (const entry of readdirOrEmpty(dir)) {
+        if (!entry.startsWith(prefix) || !isTempSibling(entry)) continue;
+        const pid = Number(entry.slice(prefix.length).split('-')[0]);
+        if (pid === process.pid || fs.existsSync(`/proc/${pid}`)) continue;
+        fs.rmSync(path.join(dir, entry), { force: true });
+      }
+    }
+  }
+
+  /** Records `rev` as last linked (informational, not flushed), unless retireRevision already did. */
+  recordCurrent(name: string, rev: string): void {
+    checkInstance(name);
     this.setRecordedCurrent(name, rev);
   }
 
@@ -505,7 +549,7 @@ export class RevisionStore {
    * $SNAP_DATA one); an empty target is simply replaced. On failure the
    * targets are as they were. Undo with removeData + restoreData.
    */
-  async copyData(name: string, fromRev: string, toRev: string): Promise<{ movedAside?: string }> {
+  async copyData(name: string, fromRev: string, toRev: string, opts: { batch?: FlushQueue } = {}): Promise<{ movedAside?: string }> {
     const from = this.paths(name, fromRev);
     const to = this.paths(name, toRev);
     if (fromRev === toRev) throw usageError(`cannot copy the data of revision ${fromRev} of snap "${name}" onto itself`);
@@ -531,7 +575,15 @@ export class RevisionStore {
           movedAny = true;
         }
         done.push({ dst, aside, wasEmptyDir });
-        await copyTree(src, dst, { subvolume: true });
+        if (!opts.batch) {
+          await copyTree(src, dst, { subvolume: true });
+          continue;
+        }
+        // Flushed with the caller's batch: the copy (a btrfs snapshot is on
+        // disk once made) and its rename.
+        const stats = await copyTree(src, dst, { subvolume: true, sync: false });
+        if (stats.method !== 'snapshot') opts.batch.addTree(dst);
+        opts.batch.add(path.dirname(dst));
       }
     } catch (err) {
       for (const d of done.reverse()) {
@@ -589,13 +641,14 @@ export class RevisionStore {
    * unlisted files (harmless, numbering skips them), never a listed revision
    * without files.
    */
-  private unlistRevision(name: string, rev: string): void {
+  private unlistRevision(name: string, rev: string, batch?: FlushQueue, current?: string): void {
     const file = this.load();
     const rec = file.snaps[name];
     if (rec && rec.revisions.some((r) => r.revision === rev)) {
       rec.revisions = rec.revisions.filter((r) => r.revision !== rev);
       if (rec.current === rev) rec.current = null;
-      this.save(file);
+      if (current !== undefined && rec.revisions.some((r) => r.revision === current)) rec.current = current;
+      this.save(file, { batch });
     }
   }
 
@@ -625,16 +678,21 @@ export class RevisionStore {
    * moved aside for it) are only renamed to hidden trash names
    * (`.REV.trash-HEX`) next to where they were: deleting gigabytes is left to
    * sweepTrash, off the caller's path. A crash before the sweep leaves trash
-   * that the next sweep deletes; the revision number stays used.
+   * that the next sweep deletes; the revision number stays used. `batch`:
+   * the record's rename and the renames to the trash are flushed there
+   * (the record's new content is flushed before its rename in any case).
+   * `current`: also records that revision as last linked (see recordCurrent),
+   * in the same write.
    */
-  retireRevision(name: string, rev: string): void {
+  retireRevision(name: string, rev: string, opts: { batch?: FlushQueue; current?: string } = {}): void {
     const p = this.paths(name, rev);
     this.refuseCurrent(name, rev);
-    this.unlistRevision(name, rev);
+    this.unlistRevision(name, rev, opts.batch, opts.current);
     for (const dir of [path.dirname(p.snap), path.dirname(p.data), path.dirname(p.userData)]) {
       for (const entry of readdirOrEmpty(dir)) {
         if (entry === rev || entry.startsWith(`${rev}.snapproc-aside-`) || (entry.startsWith(`.${rev}.`) && !isTrashName(entry))) {
           this.toTrash(path.join(dir, entry), rev);
+          opts.batch?.add(dir);
         }
       }
     }

@@ -5,6 +5,7 @@
 import type { RevisionStore } from '../snap/revision-store';
 import type { Service } from './service';
 import type { HookResult } from '../snap/hooks';
+import type { FlushQueue } from '../util/atomic-file';
 
 export interface ChangeHost {
   /** The state root R. */
@@ -16,8 +17,8 @@ export interface ChangeHost {
   readonly retain: number;
   /** The log a change of this snap writes to. */
   changeLog(instance: string): string;
-  /** Writes the launch files of a revision. */
-  writeLaunchFiles(instance: string, rev: string): Promise<void>;
+  /** Writes the launch files of a revision (their flushes queued in `batch` when given). */
+  writeLaunchFiles(instance: string, rev: string, batch?: FlushQueue | null): Promise<void>;
   /** The supervised services of a snap (of one app), in start order. */
   servicesOf(instance: string, app?: string): Service[];
   /** Makes the snap's Service objects those of revision `rev`. */

@@ -8,6 +8,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SlotFile } from '../util/slot-file';
+import type { FlushBatch } from '../util/flush-batch';
+import type { FlushQueue } from '../util/atomic-file';
 
 export type StepStatus = 'todo' | 'doing' | 'done' | 'undoing' | 'undone' | 'skipped' | 'error';
 export type ChangeStatus = 'doing' | 'undoing' | 'done' | 'undone' | 'error';
@@ -44,8 +46,18 @@ export interface StepContext {
    * Journals the change's data now, in the middle of the step: what a crash
    * from here on must undo (e.g. the number of a revision about to be
    * written) reaches the disk before the step writes anything under it.
+   * With a batch (RunOptions.batch), what is queued in it is flushed at the
+   * same time.
    */
-  save(): void;
+  save(): Promise<void>;
+  /**
+   * Where the step may queue the flushes of its writes (RunOptions.batch),
+   * instead of flushing each itself: they are flushed at the change's next
+   * flushed boundary, before the journal says the step is done when the
+   * step is at or past the point of no return, beside that journal write
+   * before it. null: the step flushes its writes itself.
+   */
+  batch: FlushQueue | null;
 }
 
 export interface Step<D> {
@@ -57,6 +69,12 @@ export interface Step<D> {
    * writes flushes it (see runChange).
    */
   writes?: boolean;
+  /**
+   * true for a first step that journals (ctx.save()) before it writes
+   * anything under R: the journal's first entry, written before it, is then
+   * not flushed on its own (the step's save flushes it).
+   */
+  journalsFirst?: boolean;
   /** Does the step. Returns a short summary of what it did (progress line). Must be safe to run again after a crash inside it. */
   do(data: D, ctx: StepContext): Promise<string | void>;
   /** Undoes what `do` did (also a partial `do`). Must be safe to run again. */
@@ -85,7 +103,11 @@ function journalFile(root: string, id: string): string {
  * nothing (a hook, stopping or starting services) can wait for the next
  * flush: lost, the recovery undoes or redoes that step, which is safe by
  * contract, and after a power cut no process of it runs any more. A
- * refresh flushes 5 of its 11 boundaries.
+ * refresh (run with a FlushBatch, see runChange) flushes its journal 4
+ * times: in its first step (ctx.save, before it writes), after
+ * stop-services (before the old revision is unlinked), before the link
+ * (with every flush queued so far) and the last; past the link, a step's
+ * queued flushes (the links, the prune's renames) run before its boundary.
  */
 const openJournals = new Map<string, SlotFile>();
 
@@ -137,6 +159,31 @@ export function crashPoint(step: string, when: string): void {
 
 export interface RunOptions {
   progress?: (line: string) => void;
+  /**
+   * Flushes deferred to the change's flushed boundaries (see runChange): a
+   * refresh's dozen small writes are made durable in a few rounds of
+   * concurrent fsyncs instead of one flush after the other.
+   */
+  batch?: FlushBatch;
+}
+
+/**
+ * The journal written and flushed (fdatasync off the main thread), beside
+ * `alongside` (other flushes that may land in either order).
+ */
+async function saveChangeFlushed<D>(root: string, change: ChangeRecord<D>, alongside: Promise<void> | null = null): Promise<void> {
+  const file = journalFile(root, change.id);
+  let j = openJournals.get(file);
+  if (!j) {
+    j = new SlotFile(file);
+    openJournals.set(file, j);
+  }
+  j.write(change, { durable: false });
+  await Promise.all([j.sync(), alongside]);
+  if (change.status !== 'doing' && change.status !== 'undoing') {
+    j.close();
+    openJournals.delete(file);
+  }
 }
 
 export class ChangeFailed extends Error {
@@ -154,9 +201,32 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
   const progress = options.progress ?? (() => {});
   const total = steps.length;
   const rec = (i: number) => change.steps[i];
+  const batch = options.batch ?? null;
+  /**
+   * A flushed boundary, after (or inside) step `i`. With a batch, the
+   * queued flushes wait for the boundary right before the point of no
+   * return, and run beside the journal's there (a power cut may land the
+   * journal before them or them before it: the journal says at most that a
+   * step is done, and a crash before the point undoes every step that
+   * started, whose undo copes with a partial do; what a write-ahead needs,
+   * the journal on disk before a step writes, is kept: each such boundary
+   * flushes the journal); at or past the point, they run first: the journal
+   * never says a step is done there before its writes are on disk, for a
+   * recovery completes from that step on (see also the boundaries past
+   * the point, below).
+   */
+  const flushed = async (i: number): Promise<void> => {
+    if (!batch) return saveChange(root, change);
+    if (i < change.pointOfNoReturn - 1) return saveChangeFlushed(root, change);
+    if (i < change.pointOfNoReturn) return saveChangeFlushed(root, change, batch.flush());
+    await batch.flush();
+    await saveChangeFlushed(root, change);
+  };
   if (change.status === 'doing') {
-    // The journal exists before the first step does anything.
-    saveChange(root, change);
+    // The journal exists before the first step does anything (flushed then,
+    // unless that step journals before it writes).
+    const first = steps.findIndex((_, k) => rec(k).status !== 'done' && rec(k).status !== 'skipped');
+    saveChange(root, change, { durable: !(first === 0 && steps[0].journalsFirst) });
     for (let i = 0; i < total; i++) {
       if (rec(i).status === 'done' || rec(i).status === 'skipped') continue;
       const started = performance.now();
@@ -165,14 +235,26 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
       rec(i).status = 'doing';
       crashPoint(steps[i].name, 'before');
       try {
-        const summary = await steps[i].do(change.data, { save: () => saveChange(root, change) });
+        const summary = await steps[i].do(change.data, { save: () => flushed(i), batch });
         rec(i).status = 'done';
         rec(i).summary = summary || undefined;
         rec(i).ms = Math.round(performance.now() - started);
         // Flushed unless the next step to run writes nothing; after the last
         // step, the final save right below flushes (one flush, not two in a row).
+        // With a batch, boundaries past the point of no return are not
+        // flushed either: a crash there completes the change, running again
+        // the steps not yet done (each safe to run again), and the final
+        // save flushes the journal before the change is answered. But what
+        // such a step queued is flushed before its boundary is written at
+        // all: an unflushed journal write may reach the disk before any
+        // other write, and past the point it must never say that a step is
+        // done whose writes a power cut could still lose.
         const next = steps.findIndex((_, k) => k > i && rec(k).status !== 'done' && rec(k).status !== 'skipped');
-        saveChange(root, change, { durable: next >= 0 && steps[next].writes !== false });
+        const past = batch !== null && i >= change.pointOfNoReturn;
+        if (past && !batch.empty) await batch.flush();
+        const durable = next >= 0 && steps[next].writes !== false && !past;
+        if (durable) await flushed(i);
+        else saveChange(root, change, { durable: false });
         progress(`[${i + 1}/${total}] ${summary || steps[i].name} (${rec(i).ms} ms)`);
         crashPoint(steps[i].name, 'after');
       } catch (err) {
@@ -185,7 +267,7 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
         // only decides what a crash leads to).
         change.status = 'undoing';
         saveChange(root, change);
-        await undoFrom(root, change, steps, i, progress);
+        await undoFrom(root, change, steps, i, progress, options);
         // snapd's form: `cannot refresh "x": <why>`, and what was unwound.
         const undone = change.steps.filter((st, k) => k < i && st.status === 'undone').map((st) => st.name);
         throw new ChangeFailed(`cannot ${change.kind} "${change.snap}": ${(err as Error).message}${undone.length ? ` (undone: ${undone.join(', ')})` : ''}`, change, err);
@@ -193,18 +275,18 @@ export async function runChange<D>(root: string, change: ChangeRecord<D>, steps:
     }
     change.status = 'done';
     change.endedAt = new Date().toISOString();
-    saveChange(root, change);
+    await flushed(total - 1);
     return change;
   }
   if (change.status === 'undoing') {
     // Every step that started (done, doing when the crash came, error, undoing) is undone.
-    await undoFrom(root, change, steps, steps.length - 1, progress);
+    await undoFrom(root, change, steps, steps.length - 1, progress, options);
     throw new ChangeFailed(`${change.kind} of ${change.snap} was undone`, change, null);
   }
   return change;
 }
 
-async function undoFrom<D>(root: string, change: ChangeRecord<D>, steps: Step<D>[], from: number, progress: (line: string) => void): Promise<void> {
+async function undoFrom<D>(root: string, change: ChangeRecord<D>, steps: Step<D>[], from: number, progress: (line: string) => void, options: RunOptions = {}): Promise<void> {
   for (let i = from; i >= 0; i--) {
     const st = change.steps[i];
     if (st.status === 'todo' || st.status === 'undone' || st.status === 'skipped') continue;
@@ -224,6 +306,8 @@ async function undoFrom<D>(root: string, change: ChangeRecord<D>, steps: Step<D>
   }
   change.status = 'undone';
   change.endedAt = new Date().toISOString();
+  // What the undone steps queued and did not remove (undo writes flush their own).
+  await options.batch?.flush().catch(() => undefined);
   saveChange(root, change);
 }
 

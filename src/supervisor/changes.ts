@@ -24,6 +24,7 @@ import { refreshSignal, type SnapYaml } from '../snap/snap-yaml';
 import { logLine } from '../snap/app-logs';
 import type { Service } from './service';
 import type { ChangeHost } from './change-host';
+import type { FlushQueue } from '../util/atomic-file';
 
 export interface RefreshData {
   snap: string;
@@ -112,6 +113,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
   return [
     {
       name: 'validate',
+      journalsFirst: true,
       async do(d, ctx) {
         const fromYaml = store.readSnapYaml(d.snap, d.from);
         if (!d.ignoreRunning) {
@@ -129,11 +131,14 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
           // The number reaches the journal before anything is written under it:
           // a crash anywhere in the copy leaves files the undo knows to remove.
           d.to = store.nextRevision(d.snap);
-          ctx.save();
-          await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined, revision: d.to });
+          await ctx.save();
+          // Flushed with the journal before the old revision is unlinked (ctx.batch).
+          await store.addRevision(d.source, { instanceKey: store.get(d.snap)?.instanceKey || undefined, revision: d.to, batch: ctx.batch ?? undefined });
           crashPoint('validate', 'written');
+        } else {
+          await ctx.save();
         }
-        await sup.writeLaunchFiles(d.snap, d.to);
+        await sup.writeLaunchFiles(d.snap, d.to, ctx.batch);
         const v = store.readSnapYaml(d.snap, d.to).version;
         return `validate ${d.snap} ${v} (${d.to})`;
       },
@@ -193,10 +198,11 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     },
     {
       name: 'unlink-copy-data',
-      async do(d) {
+      async do(d, ctx) {
         store.unlinkCurrent(d.snap);
         if (!d.dataCopied) {
-          const r = await store.copyData(d.snap, d.from, d.to!);
+          // Flushed with the journal before the link.
+          const r = await store.copyData(d.snap, d.from, d.to!, { batch: ctx.batch ?? undefined });
           d.movedAside = r.movedAside ?? null;
           d.dataCopied = true;
         }
@@ -231,8 +237,9 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     },
     {
       name: 'link',
-      async do(d) {
-        store.linkCurrent(d.snap, d.to!);
+      async do(d, ctx) {
+        // Flushed before the journal says the refresh is done (ctx.batch), at the latest.
+        store.linkCurrent(d.snap, d.to!, { batch: ctx.batch ?? undefined });
         return `link ${d.snap} ${d.to}`;
       },
       async undo(d) {
@@ -325,9 +332,9 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     {
       name: 'prune',
       // Best effort: the refresh is complete; a revision that cannot go now goes at the next refresh.
-      async do(d) {
+      async do(d, ctx) {
         try {
-          return await pruneRevisions(d);
+          return await pruneRevisions(d, ctx.batch);
         } catch (err) {
           return `prune: ${(err as Error).message} (left for the next refresh)`;
         }
@@ -336,7 +343,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
   ];
 
   /** Drops revisions beyond the retained ones, never one that something still executes. */
-  async function pruneRevisions(d: RefreshData): Promise<string> {
+  async function pruneRevisions(d: RefreshData, batch: FlushQueue | null): Promise<string> {
     const keep = new Set([d.from, d.to!]);
     // The refresh is done: B's data that was moved aside will not be restored.
     if (d.movedAside) store.discardMovedAside(d.snap, d.to!, d.movedAside);
@@ -366,9 +373,11 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     for (const rev of droppable) {
       unprotectData(store.paths(d.snap, rev).data);
       // Renamed to the trash now, deleted after the refresh has answered.
-      store.retireRevision(d.snap, rev);
+      store.retireRevision(d.snap, rev, { batch: batch ?? undefined, current: d.to! });
       fs.rmSync(launchDir(sup.root, d.snap, rev), { recursive: true, force: true });
     }
+    // The record's `current` (informational), unless a retirement wrote it: the link step left it (linkCurrent with a batch).
+    if (batch) store.recordCurrent(d.snap, d.to!);
     if (droppable.length || d.movedAside) sup.sweepTrash(d.snap);
     d.pruned = droppable;
     return d.pruned.length ? `prune ${d.pruned.join(', ')}` : 'prune: nothing beyond the retained revisions';

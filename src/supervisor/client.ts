@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { SnapprocError } from '../util/errors';
-import { answers, socketPath } from './control-socket';
+import { answers, NO_SUPERVISOR, socketPath } from './control-socket';
 import { DAEMON_NODE_FLAGS } from './node-flags';
 import type { ControlMethod, ParamsOf, ResultOf } from './protocol';
 
@@ -22,8 +22,7 @@ export type ResultFor<M extends string> = M extends ControlMethod ? ResultOf<M> 
 
 let nextId = 1;
 
-/** The code of a request that reached no supervisor (as opposed to an error the supervisor answered). */
-export const NO_SUPERVISOR = 'ERR_SNAPPROC_NO_SUPERVISOR';
+export { NO_SUPERVISOR };
 
 /**
  * Sends one request and resolves with its result (rejects with the

@@ -2,9 +2,11 @@
 // supervisor answers on it. Apart from control.ts (the server) so that the
 // CLI's client loads only this, not the server and the native addon: every
 // command that talks to the supervisor pays for what its client loads.
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { usageError } from '../util/errors';
+
+/** The code of a request that reached no supervisor (as opposed to an error the supervisor answered). */
+export const NO_SUPERVISOR = 'ERR_SNAPPROC_NO_SUPERVISOR';
 
 /** sun_path holds 108 bytes with the NUL; Node would silently cut a longer path (another root's socket). */
 export const MAX_SOCKET_PATH = 107;
@@ -19,6 +21,8 @@ export function socketPath(root: string): string {
 
 /** Whether a supervisor answers a ping on `socketFile` within `timeoutMs`. */
 export function answers(socketFile: string, timeoutMs = 1000): Promise<boolean> {
+  // node:net only here: the CLI's fast path (client-sync.ts) loads this module without it.
+  const net = require('node:net') as typeof import('node:net');
   return new Promise((resolve) => {
     const s = net.connect(socketFile);
     const timer = setTimeout(() => {

@@ -18,7 +18,8 @@ import { native } from '../kernel/native';
 import { isFrozen, thawCgroup } from '../kernel/freeze';
 import { snapYamlOfAsync } from '../snap/snap-from-path';
 import { checkInstanceName, validateAppName } from '../snap/names';
-import { writeFileAtomic } from '../util/atomic-file';
+import { writeFileAtomic, type FlushQueue } from '../util/atomic-file';
+import { FlushBatch } from '../util/flush-batch';
 import { appEnvironment, snapctlDir, snapEnvironment } from '../snap/environment';
 import { startOrder, type AppInfo, type SnapYaml } from '../snap/snap-yaml';
 import { parseStopMode, type StopMode, type StopResult } from '../process/stop';
@@ -471,7 +472,11 @@ export class Supervisor {
         }
       }
       const steps = change.kind === 'refresh' ? refreshSteps(this) : change.kind === 'revert' ? revertSteps(this) : removeSteps(this);
-      await runChange(this.root, change as never, steps as never, { progress: (l) => this.say(l) }).catch((err) => this.say((err as Error).message));
+      // A refresh queues some flushes until its next flushed boundary (see
+      // refresh()): a crash (SIGKILL) left what it had queued unflushed, and
+      // a power cut after this recovery must not lose it. One syncfs, at start-up.
+      if (change.kind === 'refresh') await native.syncfs(this.root).catch((err) => this.say(`syncfs of ${this.root}: ${(err as Error).message}`));
+      await runChange(this.root, change as never, steps as never, { progress: (l) => this.say(l), batch: change.kind === 'refresh' ? this.flushBatch() : undefined }).catch((err) => this.say((err as Error).message));
     }
   }
 
@@ -519,9 +524,9 @@ export class Supervisor {
   }
 
   /** @internal Writes the launch files of a revision (its apps' and hooks' command lines and environment). */
-  async writeLaunchFiles(instance: string, rev: string): Promise<void> {
+  async writeLaunchFiles(instance: string, rev: string, batch?: FlushQueue | null): Promise<void> {
     const snap = this.store.readSnapYaml(instance, rev);
-    await writeRevisionLaunchFiles(this.root, instance, rev, snap, this.envOf(instance, rev, snap));
+    await writeRevisionLaunchFiles(this.root, instance, rev, snap, this.envOf(instance, rev, snap), { batch: batch ?? undefined });
   }
 
   /** @internal Makes the set of Service objects of a snap that of revision `rev`: services gone from it are dropped (they were stopped). */
@@ -583,6 +588,17 @@ export class Supervisor {
     removeEmptyServiceCgroups(findSnapCgroups(instance, { under: this.cgroupParent }).map((c) => c.path));
   }
 
+  /**
+   * Where a refresh queues the flushes of its small writes (the new
+   * revision's tree and launch files, the record's renames, the data copy,
+   * the links): flushed together at its journal's flushed boundaries
+   * (change-runner.ts), a few rounds of concurrent fsyncs instead of ~20
+   * one after the other.
+   */
+  private flushBatch(): FlushBatch {
+    return new FlushBatch((p) => native.syncfs(p));
+  }
+
   /** Refresh (SPEC 5): to a new revision from `source`. */
   async refresh(instance: string, source: string | null, opts: { ignoreRunning?: boolean } = {}, progress: (line: string) => void = () => {}) {
     const { newChange, refreshSteps, runChange } = await import('./changes');
@@ -598,7 +614,7 @@ export class Supervisor {
     const t0 = performance.now();
     // `snapproc run` of this snap waits meanwhile (snapd's inhibit lock).
     inhibit(this.root, instance, 'refresh');
-    const done = await runChange(this.root, change, steps, { progress }).finally(() => release(this.root, instance));
+    const done = await runChange(this.root, change, steps, { progress, batch: this.flushBatch() }).finally(() => release(this.root, instance));
     progress(`refreshed ${instance} ${from} -> ${done.data.to} in ${(performance.now() - t0).toFixed(0)} ms`);
     return { snap: instance, from, to: done.data.to, change: done.id, enduring: done.data.enduring, handedOver: done.data.handedOver, fellBack: done.data.fellBack };
   }

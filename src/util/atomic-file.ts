@@ -10,6 +10,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 
+/**
+ * Where a durable write may queue what it would flush itself (the directory
+ * of a rename), to be flushed with other writes at once: a FlushBatch
+ * (./flush-batch.ts).
+ */
+export interface FlushQueue {
+  add(...paths: string[]): void;
+  addTree(dir: string): void;
+}
+
 /** A name in the same directory as `file`, unique to this call: `.BASE.tmp-PID-HEX`. */
 export function tempSibling(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -37,14 +47,7 @@ export function fsyncDir(dir: string): void {
  * other).
  */
 export async function fsyncDirs(dirs: Iterable<string>): Promise<void> {
-  await Promise.all([...new Set(dirs)].map(async (dir) => {
-    const h = await fs.promises.open(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-    try {
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-  }));
+  await Promise.all([...new Set(dirs)].map((dir) => fsyncFd(fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY))));
 }
 
 /**
@@ -71,14 +74,20 @@ export async function fsyncTree(dir: string, syncfs: (p: string) => Promise<unkn
       }
     }
   }
-  await Promise.all(files.map(async (p) => {
-    const h = await fs.promises.open(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    try {
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-  }));
+  // Opened and closed here (microseconds), fsynced on libuv's threads: one
+  // trip through the thread pool per entry instead of three.
+  await Promise.all(files.map((p) => fsyncFd(fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW))));
+}
+
+/** fsync(2) of `fd` on libuv's thread pool; closes it either way. */
+function fsyncFd(fd: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    fs.fsync(fd, (err) => {
+      fs.closeSync(fd);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
 }
 
 /**
@@ -86,9 +95,11 @@ export async function fsyncTree(dir: string, syncfs: (p: string) => Promise<unkn
  * exactly (not filtered by the umask); default 0644. With `durable: false`
  * the write is still atomic (a reader, or a process killed mid-write, never
  * sees half a file) but not flushed: for records that a power loss makes
- * moot anyway, such as which processes are running.
+ * moot anyway, such as which processes are running. With `batch`, a durable
+ * write flushes the new file before the rename as always, and queues the
+ * flush of the rename (its directory) in the batch.
  */
-export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, options: { durable?: boolean } = {}): void {
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, options: { durable?: boolean; batch?: FlushQueue } = {}): void {
   const durable = options.durable ?? true;
   const temp = tempSibling(file);
   let fd: number | null = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
@@ -104,7 +115,13 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
     fs.rmSync(temp, { force: true });
     throw err;
   }
-  if (durable) fsyncDir(path.dirname(file));
+  if (durable) {
+    // The new content is flushed before the rename in any case (a power cut
+    // must never find the name holding an unflushed file); the rename itself
+    // may wait for the caller's batch.
+    if (options.batch) options.batch.add(path.dirname(file));
+    else fsyncDir(path.dirname(file));
+  }
 }
 
 /**
@@ -112,9 +129,11 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
  * relative target for links that must survive the tree being moved). The new
  * link is made under a temporary name and renamed over the old one, so a
  * concurrent reader sees either the old target or the new one, never a
- * missing link. Fails (EISDIR) if `linkPath` is a real directory.
+ * missing link. Fails (EISDIR) if `linkPath` is a real directory. The
+ * rename is flushed (its directory fsynced) before this returns, or with
+ * `batch` queued there for the caller to flush with its other writes.
  */
-export function replaceSymlinkAtomic(linkPath: string, target: string): void {
+export function replaceSymlinkAtomic(linkPath: string, target: string, options: { batch?: FlushQueue } = {}): void {
   const temp = tempSibling(linkPath);
   fs.symlinkSync(target, temp);
   try {
@@ -123,7 +142,8 @@ export function replaceSymlinkAtomic(linkPath: string, target: string): void {
     fs.rmSync(temp, { force: true });
     throw err;
   }
-  fsyncDir(path.dirname(linkPath));
+  if (options.batch) options.batch.add(path.dirname(linkPath));
+  else fsyncDir(path.dirname(linkPath));
 }
 
 /**

@@ -18,7 +18,9 @@
 // One writer per file at a time (the supervisor holds the root's lock).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fsyncDir } from './atomic-file';
+import { fsyncDir, fsyncDirs } from './atomic-file';
+
+const fsyncDirAsync = (dir: string) => fsyncDirs([dir]);
 
 /** The second slot's name. */
 export function otherSlot(file: string): string {
@@ -106,6 +108,7 @@ export class SlotFile {
     fs.writeSync(fd, data, 0, data.length, 0);
     if (shrink) fs.ftruncateSync(fd, data.length);
     this.sizes[slot] = data.length;
+    this.lastSlot = slot;
     if (options.durable) {
       fs.fdatasyncSync(fd);
       this.flushedSlot = slot;
@@ -113,12 +116,33 @@ export class SlotFile {
   }
 
   private namesFlushed = false;
+  /** The slot of the last write, and its sequence number (for sync()). */
+  private lastSlot: 0 | 1 | null = null;
+
+  /**
+   * Flushes the last write (made with `durable: false`) off the main thread,
+   * and the slots' names with it when they were never flushed (fdatasync and
+   * the directory's fsync side by side, one journal commit): a durable write
+   * in one round, which a caller can run beside other flushes.
+   */
+  async sync(): Promise<void> {
+    if (!this.fds || this.lastSlot === null) return;
+    const slot = this.lastSlot;
+    const seq = this.seq;
+    const fd = this.fds[slot];
+    const names = this.namesFlushed ? null : fsyncDirAsync(path.dirname(this.file));
+    await Promise.all([new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve()))), names]);
+    this.namesFlushed = true;
+    // A write made meanwhile (none in a change's runner) is not what was flushed.
+    if (this.seq === seq) this.flushedSlot = slot;
+  }
 
   close(): void {
     if (!this.fds) return;
     for (const fd of this.fds) fs.closeSync(fd);
     this.fds = null;
     this.flushedSlot = null;
+    this.lastSlot = null;
   }
 
   private open(file: string): number {
