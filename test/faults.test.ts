@@ -50,7 +50,8 @@ let n = 0;
 const embedded = (fn: (c: EmbeddedCtx) => Promise<void>) => withSupervisor({ prefix: 'faults' }, fn);
 const rec = recordOf;
 
-const STUBBORN = '#!/bin/sh\ntrap "" TERM\nwhile :; do sleep 0.2; done\n';
+// Says when it ignores SIGTERM: a stop sent before the trap (a loaded machine) would simply end it.
+const STUBBORN = '#!/bin/sh\ntrap "" TERM\ntouch "$SNAP_DATA/.trapped"\nwhile :; do sleep 0.2; done\n';
 const FOREVER = '#!/bin/sh\nexec sleep 1000\n';
 
 // ---------------------------------------------------------------- 1. clone3 into a cgroup once cgroup.kill'ed
@@ -60,6 +61,8 @@ rootTest('a service stopped with cgroup.kill (timeout) runs again on start, stay
     const name = uniqueSnapName('fq');
     await sup.install(buildSnap(name, '  svc:\n    command: bin/stubborn\n    daemon: simple\n    stop-timeout: 300ms\n    restart-condition: always\n    restart-delay: 50ms\n', { stubborn: STUBBORN }));
     const first = rec(sup, name, 'svc').mainPid!;
+    const trapped = path.join(sup.store.paths(name, sup.store.currentRevision(name)!).data, '.trapped');
+    await waitFor('the service to ignore SIGTERM', () => fs.existsSync(trapped));
     const [r] = await sup.stopSnap(name, 'svc', {});
     assert.ok(r.isForcefullyTerminated, 'the stop needed cgroup.kill');
     await sup.startSnap(name, 'svc');
