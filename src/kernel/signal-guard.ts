@@ -163,6 +163,8 @@ export async function signalCgroup(dir: string, sig: number, options: { freezeTi
 export interface StopFanoutResult extends RobustFanoutResult {
   /** How the wait for the cgroup to empty ended ('killed': emptied after the cgroup.kill at `timeoutMs`). */
   outcome: KillWaitOutcome;
+  /** The cgroup.kill at `timeoutMs` was armed (asked for, and the kernel has cgroup.kill): a 'timeout' came after it. */
+  killArmed: boolean;
 }
 
 /**
@@ -201,14 +203,14 @@ export async function signalCgroupAndWait(dir: string, sig: number, options: { f
     const until = left();
     try {
       const outcome = await native.waitEmptyOrKill(resolved, until, until + options.killTimeoutMs).result;
-      return { ...fan, outcome };
+      return { ...fan, outcome, killArmed: true };
     } catch (err) {
       if (!(hasCode(err, 'ENOENT') && fs.existsSync(path.join(resolved, 'cgroup.events')))) throw err;
       // No cgroup.kill in this kernel: the wait alone, and the caller kills.
     }
   }
   const outcome = await native.waitEvent(resolved, 'populated', 0, left()).result;
-  return { ...fan, outcome };
+  return { ...fan, outcome, killArmed: false };
 }
 
 /** Writes the thaw (not waited for). */

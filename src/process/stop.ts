@@ -114,7 +114,7 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
       result.freezeSkipped = true;
       result.note = `freeze did not complete within ${freezeTimeoutMs} ms: signalled without it`;
     }
-    if (fan.outcome === 'killed' || (fan.outcome === 'timeout' && killAfterTimeout && fs.existsSync(path.join(dir, 'cgroup.kill')))) {
+    if (fan.killArmed && fan.outcome !== 'done') {
       // cgroup.kill written at the timeout ('timeout' here: not empty within the kill timeout either).
       result.timedOut = true;
       result.isForcefullyTerminated = true;
