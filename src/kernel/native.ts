@@ -299,14 +299,22 @@ function watchedWait(add: () => number, timeoutMs: number, syscall: string, deta
   return { result, cancel: () => finish('cancelled') };
 }
 
-/** Writes cgroup.freeze and waits until `frozen` follows. */
-function setFrozen(dir: string, frozen: boolean, timeoutMs: number): PendingWait {
+/** Writes cgroup.freeze (not waited for); a failure is a SnapprocError naming the file. */
+function writeFreeze(dir: string, frozen: boolean): void {
   try {
     fs.writeFileSync(path.join(dir, 'cgroup.freeze'), frozen ? '1' : '0');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const failed = typeof e.errno === 'number' ? SnapprocError.fromErrno(e.errno, e.syscall ?? 'write', { path: path.join(dir, 'cgroup.freeze'), cause: err }) : err;
-    return { result: Promise.reject(failed), cancel() {} };
+    throw typeof e.errno === 'number' ? SnapprocError.fromErrno(e.errno, e.syscall ?? 'write', { path: path.join(dir, 'cgroup.freeze'), cause: err }) : err;
+  }
+}
+
+/** Writes cgroup.freeze and waits until `frozen` follows. */
+function setFrozen(dir: string, frozen: boolean, timeoutMs: number): PendingWait {
+  try {
+    writeFreeze(dir, frozen);
+  } catch (err) {
+    return { result: Promise.reject(err), cancel() {} };
   }
   return watchedWait(() => load().watchEvent(dir, 'frozen', frozen ? 1 : 0), timeoutMs, 'read', { path: dir }) as PendingWait;
 }
@@ -439,6 +447,8 @@ export const native = {
   procInfo: (pids: Int32Array, revisions = false, viaStat = false): ProcInfo => call(() => load().procInfo(pids, revisions, viaStat)),
   /** Writes cgroup.freeze and waits (up to `timeoutMs`) until cgroup.events says `frozen` followed. */
   setFrozen,
+  /** Writes cgroup.freeze without waiting for cgroup.events to follow. */
+  writeFreeze,
   /** Waits until `key` of cgroup.events has value `want` (event-driven), `timeoutMs` passes (negative: no limit) or it is cancelled. */
   waitEvent: (dir: string, key: 'populated' | 'frozen', want: number, timeoutMs: number): PendingWait =>
     watchedWait(() => load().watchEvent(dir, key, want), timeoutMs, 'read', { path: dir }) as PendingWait,

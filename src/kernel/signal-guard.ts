@@ -146,18 +146,25 @@ export async function signalCgroup(dir: string, sig: number, options: { freezeTi
   assertActionableCgroup(dir);
   const resolved = path.resolve(dir);
   const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
+  const alsoCont = options.alsoCont ?? false;
   const wasFrozen = fs.readFileSync(path.join(resolved, 'cgroup.freeze'), 'utf8').trim() === '1';
-  if (!wasFrozen) {
-    const outcome = await native.setFrozen(resolved, true, freezeTimeoutMs).result;
-    if (outcome !== 'done') {
-      await native.setFrozen(resolved, false, freezeTimeoutMs).result;
-      return { ...signalWithoutFreeze(resolved, sig, options.alsoCont ?? false, freezeTimeoutMs), freezeSkipped: true };
-    }
-  }
-  // Frozen now: the native fan-out reads and signals one frozen snapshot.
-  const res = native.signalAll(resolved, sig, freezeTimeoutMs, options.alsoCont ?? false);
-  if (!wasFrozen) await native.setFrozen(resolved, false, freezeTimeoutMs).result;
-  return { ...res, freezeSkipped: false };
+  // Frozen already: the native fan-out reads and signals one frozen snapshot, and it stays frozen.
+  if (wasFrozen) return { ...native.signalAll(resolved, sig, freezeTimeoutMs, alsoCont), freezeSkipped: false };
+  return freezeSignalThaw(resolved, sig, freezeTimeoutMs, alsoCont, true);
+}
+
+/**
+ * Freezes `dir` (given `freezeTimeoutMs`), signals one frozen snapshot of its
+ * members natively, and thaws; when the freeze does not complete in time,
+ * thaws and signals without it, in rounds. `waitThaw`: until `frozen 0`,
+ * else the thaw is only written.
+ */
+async function freezeSignalThaw(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean, waitThaw: boolean): Promise<RobustFanoutResult> {
+  const frozen = (await native.setFrozen(dir, true, freezeTimeoutMs).result) === 'done';
+  const fan = frozen ? native.signalAll(dir, sig, freezeTimeoutMs, alsoCont) : null;
+  if (waitThaw) await native.setFrozen(dir, false, freezeTimeoutMs).result;
+  else native.writeFreeze(dir, false);
+  return fan ? { ...fan, freezeSkipped: false } : { ...signalWithoutFreeze(dir, sig, alsoCont, freezeTimeoutMs), freezeSkipped: true };
 }
 
 export interface StopFanoutResult extends RobustFanoutResult {
@@ -187,18 +194,9 @@ export async function signalCgroupAndWait(dir: string, sig: number, options: { f
   assertActionableCgroup(dir);
   const resolved = path.resolve(dir);
   const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
-  const alsoCont = options.alsoCont ?? false;
   const started = performance.now();
   const left = () => Math.max(0, Math.round(options.timeoutMs - (performance.now() - started)));
-  let fan: RobustFanoutResult;
-  if ((await native.setFrozen(resolved, true, freezeTimeoutMs).result) === 'done') {
-    // Frozen now: the native fan-out reads and signals one frozen snapshot (and leaves it frozen: it was so when it began).
-    fan = { ...native.signalAll(resolved, sig, freezeTimeoutMs, alsoCont), freezeSkipped: false };
-    thaw(resolved);
-  } else {
-    thaw(resolved);
-    fan = { ...signalWithoutFreeze(resolved, sig, alsoCont, freezeTimeoutMs), freezeSkipped: true };
-  }
+  const fan = await freezeSignalThaw(resolved, sig, freezeTimeoutMs, options.alsoCont ?? false, false);
   if (options.killTimeoutMs !== undefined) {
     const until = left();
     try {
@@ -211,15 +209,6 @@ export async function signalCgroupAndWait(dir: string, sig: number, options: { f
   }
   const outcome = await native.waitEvent(resolved, 'populated', 0, left()).result;
   return { ...fan, outcome, killArmed: false };
-}
-
-/** Writes the thaw (not waited for). */
-function thaw(dir: string): void {
-  try {
-    fs.writeFileSync(path.join(dir, 'cgroup.freeze'), '0');
-  } catch (err) {
-    throw SnapprocError.fromErrno((err as NodeJS.ErrnoException).errno ?? -5, 'write', { path: path.join(dir, 'cgroup.freeze'), cause: err });
-  }
 }
 
 function subtreePids(dir: string): { pids: number[]; cgroups: number } {
