@@ -41,16 +41,12 @@
 
 namespace {
 
-int64_t now_ms() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+using snapproc::mono_ms;
 
 // Milliseconds left of a deadline, for poll(2); -1 means no deadline.
 int remaining_ms(int64_t deadline) {
   if (deadline < 0) return -1;
-  int64_t left = deadline - now_ms();
+  int64_t left = deadline - mono_ms();
   return left < 0 ? 0 : (int)left;
 }
 
@@ -118,13 +114,32 @@ int stat_ids(int32_t pid, snapproc::proc_ids* ids) {
 
 // -1 unknown, 0 absent, 1 present
 int g_have_pidfd_info = -1;
-
-// The kernel's minimum interval between two cgroup file notifications:
-// DIV_ROUND_UP(HZ, 100) jiffies, at most 12 ms (HZ=250) on common kernels.
-const int64_t kNotifyIntervalMs = 13;
 }  // namespace
 
 namespace snapproc {
+
+int64_t mono_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cg_event_value(int fd, const char* key) {
+  char buf[256];
+  ssize_t n;
+  do {
+    n = pread(fd, buf, sizeof buf - 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  buf[n] = 0;
+  size_t keylen = strlen(key);
+  for (char* line = buf; line && *line;) {
+    char* nl = strchr(line, '\n');
+    if (strncmp(line, key, keylen) == 0 && line[keylen] == ' ') return atoi(line + keylen + 1);
+    line = nl ? nl + 1 : nullptr;
+  }
+  return -ENOENT;
+}
 
 int sys_kill(int pid, int sig, const char** syscall_out) {
   return kill(pid, sig) < 0 ? fail(syscall_out, "kill") : 0;
@@ -151,21 +166,6 @@ int sys_pidfd_send_signal(int pidfd, int sig, const char** syscall_out) {
   return syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) < 0
              ? fail(syscall_out, "pidfd_send_signal")
              : 0;
-}
-
-int sys_pidfd_wait(int pidfd, int timeout_ms, int cancel_fd, const char** syscall_out) {
-  int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-  for (;;) {
-    struct pollfd fds[2] = {{pidfd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
-    int n = poll(fds, cancel_fd >= 0 ? 2 : 1, remaining_ms(deadline));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail(syscall_out, "poll");
-    }
-    if (n == 0) return 0;
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) return 1;
-    if (cancel_fd >= 0 && fds[1].revents) return 2;
-  }
 }
 
 int sys_pidfd_exit_status(int pidfd, int* status, const char** syscall_out) {
@@ -325,33 +325,18 @@ void proc_ids_of(const std::vector<int32_t>& pids, std::vector<proc_ids>* out) {
   }
 }
 
-int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, int cancel_fd,
-                  const char** syscall_out) {
+int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, const char** syscall_out) {
   std::string path = std::string(dir) + "/cgroup.events";
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fail(syscall_out, "open");
-  int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-  int64_t last_wake = now_ms();
-  size_t keylen = strlen(key);
+  int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+  int64_t last_wake = mono_ms();
   int rc = 0;
   for (;;) {
-    char buf[256];
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      rc = fail(syscall_out, "read");
-      break;
-    }
-    buf[n] = 0;
-    int value = -1;
-    for (char* line = buf; line && *line;) {
-      char* nl = strchr(line, '\n');
-      if (strncmp(line, key, keylen) == 0 && line[keylen] == ' ') value = atoi(line + keylen + 1);
-      line = nl ? nl + 1 : nullptr;
-    }
+    int value = cg_event_value(fd, key);
     if (value < 0) {
       if (syscall_out) *syscall_out = "read";
-      rc = -ENOENT;
+      rc = value;
       break;
     }
     if (value == want) {
@@ -359,35 +344,29 @@ int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, in
       break;
     }
     // kernfs wakes pollers of cgroup.events with POLLPRI when a value changes,
-    // but the kernel sends at most one such notification per file every
-    // DIV_ROUND_UP(HZ, 100) jiffies (CGROUP_FILE_NOTIFY_MIN_INTV): a change
-    // right after another one (populated 0 just after the thaw of a stop) is
-    // announced up to ~12 ms late. So within that interval after the start
-    // of the wait or after a wake-up, the value is also read again every
-    // millisecond; beyond it the wait is purely on the event.
-    int64_t now = now_ms();
-    bool rate_limited = now - last_wake < kNotifyIntervalMs;
+    // but at most once per kCgroupNotifyIntervalMs: a change right after
+    // another one (populated 0 just after the thaw of a stop) is announced up
+    // to ~12 ms late. So within that interval after the start of the wait or
+    // after a wake-up, the value is also read again every millisecond; beyond
+    // it the wait is purely on the event.
+    bool rate_limited = mono_ms() - last_wake < kCgroupNotifyIntervalMs;
     int wait_ms = remaining_ms(deadline);
     if (rate_limited && (wait_ms < 0 || wait_ms > 1)) wait_ms = 1;
-    struct pollfd fds[2] = {{fd, POLLPRI, 0}, {cancel_fd, POLLIN, 0}};
-    int pn = poll(fds, cancel_fd >= 0 ? 2 : 1, wait_ms);
+    struct pollfd pfd = {fd, POLLPRI, 0};
+    int pn = poll(&pfd, 1, wait_ms);
     if (pn < 0) {
       if (errno == EINTR) continue;
       rc = fail(syscall_out, "poll");
       break;
     }
     if (pn == 0) {
-      if (deadline >= 0 && now_ms() >= deadline) {
+      if (deadline >= 0 && mono_ms() >= deadline) {
         rc = 0;
         break;
       }
       continue;  // a re-read inside the notification interval
     }
-    if (fds[0].revents) last_wake = now_ms();
-    if (cancel_fd >= 0 && fds[1].revents) {
-      rc = 2;
-      break;
-    }
+    if (pfd.revents) last_wake = mono_ms();
   }
   close(fd);
   return rc;
@@ -396,7 +375,7 @@ int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, in
 int cg_set_frozen(const char* dir, int frozen, int timeout_ms, const char** syscall_out) {
   int rc = write_file(dir, "cgroup.freeze", frozen ? "1" : "0", syscall_out);
   if (rc < 0) return rc;
-  return cg_wait_event(dir, "frozen", frozen ? 1 : 0, timeout_ms, -1, syscall_out);
+  return cg_wait_event(dir, "frozen", frozen ? 1 : 0, timeout_ms, syscall_out);
 }
 
 int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms,

@@ -34,10 +34,6 @@ int sys_pidfd_open(int pid, const char** syscall_out);
 // A copy of fd `targetfd` of the process behind `pidfd` (pidfd_getfd(2), 5.6+).
 int sys_pidfd_getfd(int pidfd, int targetfd, const char** syscall_out);
 int sys_pidfd_send_signal(int pidfd, int sig, const char** syscall_out);
-// Waits until the process behind `pidfd` exits, `timeout_ms` passes (-1: no
-// limit) or `cancel_fd` becomes readable. 1 = exited, 0 = timed out,
-// 2 = cancelled, -errno on failure.
-int sys_pidfd_wait(int pidfd, int timeout_ms, int cancel_fd, const char** syscall_out);
 // Exit status of a process that has exited, read through its pidfd
 // (PIDFD_GET_INFO with PIDFD_INFO_EXIT, Linux 6.15+): the raw wait status.
 int sys_pidfd_exit_status(int pidfd, int* status, const char** syscall_out);
@@ -70,10 +66,19 @@ void parse_pid_list(const char* text, size_t len, std::vector<int32_t>* out);
 int cg_read_procs(const char* dir, std::vector<int32_t>* out, const char** syscall_out);
 // ppid and pgid of each pid; processes that are gone are left out.
 void proc_ids_of(const std::vector<int32_t>& pids, std::vector<proc_ids>* out);
+// CLOCK_MONOTONIC in milliseconds.
+int64_t mono_ms();
+// The kernel sends at most one notification of a cgroup file per
+// CGROUP_FILE_NOTIFY_MIN_INTV (DIV_ROUND_UP(HZ, 100) jiffies, up to ~12 ms):
+// within this many ms after a wait begins or after a wake-up, waiters read
+// the file again every millisecond as well.
+const int64_t kCgroupNotifyIntervalMs = 13;
+// The value of `key` in the cgroup.events file open as `fd` (read from its
+// start): the value, or -errno (-ENOENT: the file has no such key).
+int cg_event_value(int fd, const char* key);
 // Waits until `key` in `dir`/cgroup.events has value `want` (e.g. "populated"
-// 0, "frozen" 1): 1 = reached, 0 = timed out, 2 = cancelled, -errno.
-int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, int cancel_fd,
-                  const char** syscall_out);
+// 0, "frozen" 1): 1 = reached, 0 = timed out, -errno.
+int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, const char** syscall_out);
 // Writes cgroup.freeze and waits for `frozen` to follow (1 = done, 0 = timed out).
 int cg_set_frozen(const char* dir, int frozen, int timeout_ms, const char** syscall_out);
 
@@ -202,11 +207,10 @@ class watch_set {
   };
   static const uint32_t kKickToken = 0xffffffffu;
   static int fail_errno(const char** syscall_out, const char* name);
-  static int read_key(int fd, const std::string& key);
   static int check(entry& e);
   static int report(entry& e);
   static void close_entry(entry& e);
-  int take_due_kills_locked(int64_t now, std::vector<std::pair<uint32_t, int>>* due);
+  int scan_locked(int64_t now, std::vector<std::pair<uint32_t, int>>* due, std::vector<std::pair<uint32_t, int>>* ready);
   void write_kills(const std::vector<std::pair<uint32_t, int>>& due, std::vector<std::pair<uint32_t, int>>* ready);
   uint32_t take_token();
   int register_locked(const entry& e, uint32_t events, uint32_t* token, const char** syscall_out);

@@ -20,22 +20,6 @@
 
 #include "sys.h"
 
-namespace {
-
-int64_t mono_ms() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-// The kernel announces at most one change of a cgroup file per
-// CGROUP_FILE_NOTIFY_MIN_INTV (DIV_ROUND_UP(HZ, 100) jiffies, up to ~12 ms):
-// within that interval after a watch begins or after a wake-up, the value is
-// read again every millisecond as well (as cg_wait_event does).
-const int64_t kNotifyIntervalMs = 13;
-
-}  // namespace
-
 namespace snapproc {
 
 watch_set::~watch_set() {
@@ -68,23 +52,6 @@ int watch_set::fail_errno(const char** syscall_out, const char* name) {
   return -e;
 }
 
-// Reads `key` of cgroup.events through `fd`: its value, or -errno.
-int watch_set::read_key(int fd, const std::string& key) {
-  char buf[256];
-  ssize_t n;
-  do {
-    n = pread(fd, buf, sizeof buf - 1, 0);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return -errno;
-  buf[n] = 0;
-  for (char* line = buf; line && *line;) {
-    char* nl = strchr(line, '\n');
-    if (strncmp(line, key.c_str(), key.size()) == 0 && line[key.size()] == ' ') return atoi(line + key.size() + 1);
-    line = nl ? nl + 1 : nullptr;
-  }
-  return -ENOENT;
-}
-
 void watch_set::close_entry(entry& e) {
   close(e.fd);
   if (e.kill_fd >= 0) close(e.kill_fd);
@@ -106,7 +73,7 @@ int watch_set::check(entry& e) {
     if (p.revents & POLLNVAL) return -EBADF;
     return n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
   }
-  int v = read_key(e.fd, e.key);
+  int v = cg_event_value(e.fd, e.key.c_str());
   if (v < 0) return v;
   return v == e.want ? 1 : 0;
 }
@@ -206,25 +173,38 @@ int watch_set::check_now(uint32_t token) {
   return report(it->second);
 }
 
-// With mu_ held: takes out the cgroup.kill descriptors whose kill is due
-// (into `due`, marked killed) and returns the ms until the next one is due,
-// or -1 when none is pending. The writes happen without the lock: a write
-// to cgroup.kill lasts as long as the dying processes keep the writer off
-// its CPU, and the main thread must not wait for that to add or end a watch.
-int watch_set::take_due_kills_locked(int64_t now, std::vector<std::pair<uint32_t, int>>* due) {
-  int64_t next = -1;
+// With mu_ held, one pass over the event watches: takes out the
+// cgroup.kill descriptors whose kill is due (into `due`, marked killed; a
+// watch whose condition holds by then is reported instead, and not killed)
+// and says how long epoll may wait: 1 ms while a watch is inside its
+// notification interval, else until the next kill is due, else -1. The
+// writes happen without the lock: a write to cgroup.kill lasts as long as
+// the dying processes keep the writer off its CPU, and the main thread must
+// not wait for that to add or end a watch.
+int watch_set::scan_locked(int64_t now, std::vector<std::pair<uint32_t, int>>* due, std::vector<std::pair<uint32_t, int>>* ready) {
+  int64_t timeout = -1;
   for (uint32_t t : events_) {
     entry& e = entries_[t];
-    if (e.fired || e.kill_fd < 0) continue;
+    if (e.fired) continue;
+    if (now - e.last_wake < kCgroupNotifyIntervalMs) timeout = 1;
+    if (e.kill_fd < 0) continue;
     if (e.kill_at > now) {
-      if (next < 0 || e.kill_at - now < next) next = e.kill_at - now;
+      if (timeout < 0 || e.kill_at - now < timeout) timeout = e.kill_at - now;
+      continue;
+    }
+    int rc = check(e);
+    if (rc != 0) {  // emptied (or unreadable) before its kill: no kill
+      e.fired = true;
+      ready->emplace_back(t, rc);
+      close(e.kill_fd);
+      e.kill_fd = -1;
       continue;
     }
     due->emplace_back(t, e.kill_fd);
     e.kill_fd = -1;
     e.killed = true;
   }
-  return next < 0 ? -1 : (int)next;
+  return (int)timeout;
 }
 
 // Writes the due kills (without the lock); a failed write ends its watch with -errno.
@@ -263,19 +243,10 @@ int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** s
   struct epoll_event evs[128];
   std::vector<std::pair<uint32_t, int>> due;
   for (;;) {
-    int timeout = -1;
-    int next_kill = -1;
+    int timeout;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      int64_t now = mono_ms();
-      next_kill = take_due_kills_locked(now, &due);
-      for (uint32_t t : events_) {
-        const entry& e = entries_[t];
-        if (!e.fired && now - e.last_wake < kNotifyIntervalMs) {
-          timeout = 1;
-          break;
-        }
-      }
+      timeout = scan_locked(mono_ms(), &due, ready);
     }
     if (!due.empty()) {
       write_kills(due, ready);
@@ -283,7 +254,7 @@ int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** s
       if (!ready->empty()) return 1;
       continue;  // what the kill changed is read at once
     }
-    if (next_kill >= 0 && (timeout < 0 || next_kill < timeout)) timeout = next_kill;
+    if (!ready->empty()) return 1;
     int n = epoll_wait(epfd_, evs, 128, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -303,17 +274,20 @@ int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** s
       auto it = entries_.find(t);
       if (it == entries_.end() || it->second.fired) continue;  // removed meanwhile
       entry& e = it->second;
-      if (e.kind == WATCH_EVENT) e.last_wake = now;
+      if (e.kind == WATCH_EVENT) {
+        e.last_wake = now;  // read in the pass below, once
+        continue;
+      }
       int rc = report(e);
       if (rc != 0) {
         e.fired = true;
         ready->emplace_back(t, rc);
       }
     }
-    // Inside the notification interval: read again whether or not a wake came.
+    // Woken, or inside the notification interval: read whether or not a wake came.
     for (uint32_t t : events_) {
       entry& e = entries_[t];
-      if (e.fired || now - e.last_wake >= kNotifyIntervalMs) continue;
+      if (e.fired || now - e.last_wake >= kCgroupNotifyIntervalMs) continue;
       int rc = report(e);
       if (rc != 0) {
         e.fired = true;
