@@ -87,11 +87,20 @@ export class SlotFile {
   writeText(render: (seq: number) => string, options: { durable?: boolean } = {}, atLeast = 0): void {
     if (!this.fds) {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
-      const last = readSlotFile<Seq>(this.file);
-      this.seq = Math.max(last?.seq ?? 0, atLeast);
+      const slots = [parseSlot<Seq>(this.file), parseSlot<Seq>(otherSlot(this.file))] as const;
+      const newest: 0 | 1 | null = slots[1] && (!slots[0] || (slots[1].seq ?? 0) > (slots[0].seq ?? 0)) ? 1 : slots[0] ? 0 : null;
+      this.seq = Math.max(newest === null ? 0 : slots[newest]?.seq ?? 0, atLeast);
       this.fds = [this.open(this.file), this.open(otherSlot(this.file))];
       this.sizes = [fs.fstatSync(this.fds[0]).size, fs.fstatSync(this.fds[1]).size];
       this.namesFlushed = false;
+      if (newest !== null) {
+        // A previous writer (killed) may have left its last version unflushed,
+        // and which slot holds the last flushed one is not known: both are
+        // flushed once, so that the next write, to the other slot than the
+        // newest, never overwrites the only flushed version.
+        for (const fd of this.fds) fs.fdatasyncSync(fd);
+        this.flushedSlot = newest;
+      }
     }
     if (options.durable && !this.namesFlushed) {
       fsyncDir(path.dirname(this.file));
