@@ -219,6 +219,9 @@ export class Supervisor {
    * with 1000 services a start or stop does not rewrite every record per field.
    */
   changed(service: Service): void {
+    // A service dropped meanwhile (removed, or gone from its snap's new
+    // revision) settling late: its record must not bring back its snap's file.
+    if (this.services.get(serviceKey(service.record.snap, service.record.app)) !== service) return;
     this.recordsFile.mark(service.record);
     if (this.savePending) return;
     this.savePending = true;
