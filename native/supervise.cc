@@ -198,15 +198,12 @@ int sup_listen_unix(const char* path, int mode, int backlog, const char** syscal
 // request to the supervisor, read and written with plain read(2)/write(2).
 int sup_connect_unix(const char* path, const char** syscall_out) {
   struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  size_t n = strlen(path);
-  if (n == 0 || n >= sizeof sa.sun_path) return fail_with(syscall_out, "connect", -ENAMETOOLONG);
-  memcpy(sa.sun_path, path, n + 1);
+  socklen_t len;
+  int rc = unix_addr(path, &sa, &len);
+  if (rc < 0) return fail_with(syscall_out, "connect", rc);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail(syscall_out, "socket");
-  int rc;
-  do rc = connect(fd, (struct sockaddr*)&sa, sizeof sa);
+  do rc = connect(fd, (struct sockaddr*)&sa, len);
   while (rc < 0 && errno == EINTR);
   if (rc < 0) {
     close_keep_errno(fd);
