@@ -3,6 +3,7 @@
 // only the modules it needs (the CLI's start-up is part of every command).
 import * as fs from 'node:fs';
 import { SnapprocError } from '../util/errors';
+import { writeAllSync } from '../util/fd-io';
 
 /** The options every command gets from the program (--root, --no-autostart). */
 export interface GlobalOptions {
@@ -45,15 +46,11 @@ export function exitQuietlyOnEpipe(): void {
  * exitQuietlyOnEpipe does for the stream.
  */
 export function writeOut(text: string): void {
-  const data = Buffer.from(text);
-  for (let off = 0; off < data.length;) {
-    try {
-      off += fs.writeSync(1, data, off);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EPIPE') process.exit(0);
-      if (code !== 'EAGAIN' && code !== 'EINTR') throw err;
-    }
+  try {
+    writeAllSync(1, Buffer.from(text));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') process.exit(0);
+    throw err;
   }
 }
 
@@ -79,4 +76,10 @@ export function exitWithError(err: unknown): never {
   const message = (e && e.message) || String(err);
   process.stderr.write(`error: ${message.split('\n').join('\n  ')}\n`);
   process.exit(e && e.code === 'ERR_SNAPPROC_USAGE' ? 2 : 1);
+}
+
+/** The options of a command that changes something through the supervisor. */
+export interface MutateOptions {
+  /** Start a supervisor when none answers (--no-autostart: false). */
+  autostart?: boolean;
 }

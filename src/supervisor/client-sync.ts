@@ -10,29 +10,10 @@
 // supervisor).
 import * as fs from 'node:fs';
 import { SnapprocError } from '../util/errors';
+import { readSomeSync, writeAllSync } from '../util/fd-io';
 import { native } from '../kernel/native';
 import { NO_SUPERVISOR, socketPath } from './control-socket';
 import type { CallOptions, ParamsFor, ResultFor } from './client';
-
-function writeAll(fd: number, data: Buffer): void {
-  for (let off = 0; off < data.length;) {
-    try {
-      off += fs.writeSync(fd, data, off);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' && (err as NodeJS.ErrnoException).code !== 'EINTR') throw err;
-    }
-  }
-}
-
-function readSome(fd: number, buf: Buffer): number {
-  for (;;) {
-    try {
-      return fs.readSync(fd, buf, 0, buf.length, null);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' && (err as NodeJS.ErrnoException).code !== 'EINTR') throw err;
-    }
-  }
-}
 
 /** request() (client.ts), blocking: the result, or the supervisor's error thrown. */
 export function requestSync<M extends string>(root: string, method: M, params?: ParamsFor<M>, onProgress?: (line: string) => void): ResultFor<M>;
@@ -46,13 +27,13 @@ export function requestSync(root: string, method: string, params: object = {}, o
   }
   try {
     const id = 1;
-    writeAll(fd, Buffer.from(JSON.stringify({ id, method, params }) + '\n'));
+    writeAllSync(fd, Buffer.from(JSON.stringify({ id, method, params }) + '\n'));
     const chunk = Buffer.alloc(64 * 1024);
     let rest = Buffer.alloc(0);
     for (;;) {
       let n: number;
       try {
-        n = readSome(fd, chunk);
+        n = readSomeSync(fd, chunk);
       } catch (err) {
         throw new SnapprocError('ECONNRESET', `the supervisor closed the connection on ${file} before answering (${(err as NodeJS.ErrnoException).code})`, { cause: err });
       }
