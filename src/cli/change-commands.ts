@@ -4,7 +4,7 @@
 // loading commander, the YAML parser and the rest of the program.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { GlobalOptions } from './common';
+import type { GlobalOptions, MutateOptions } from './common';
 import { SnapprocError } from '../util/errors';
 import { checkInstanceName } from '../snap/names';
 import { requireRoot, stdoutIsPlain, writeOut } from './common';
@@ -24,10 +24,6 @@ function channel(what: string): { p: Progress; call: (root: string, method: stri
   }
   const { call } = require('../supervisor/client') as typeof import('../supervisor/client');
   return { p: progressPrinter(what), call, print: (text) => void process.stdout.write(text) };
-}
-
-export interface MutateOptions {
-  autostart?: boolean;
 }
 
 export async function installCommand(g: GlobalOptions, source: string, opts: MutateOptions): Promise<void> {

@@ -1,16 +1,12 @@
 // lifecycle.ts: start, stop and restart of supervised snaps through the
 // supervisor, one name, several, or --all. Its own small module so that the
 // CLI's fast path (fast.ts) loads only what these commands need.
-import type { GlobalOptions } from './common';
+import type { GlobalOptions, MutateOptions } from './common';
 import { callSync as call } from '../supervisor/client-sync';
 import { parseSnapTarget } from '../snap/names';
 import { requireRoot, writeOut } from './common';
 import type { Targets } from '../supervisor/protocol';
 import type { StopMode } from '../process/stop';
-
-export interface MutateOptions {
-  autostart?: boolean;
-}
 
 // Written with write(2) (writeOut), and the request blocks (callSync): these
 // commands print plain lines, no live progress line, and load no stream.

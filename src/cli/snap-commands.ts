@@ -3,17 +3,13 @@
 // answers); list, logs, validate and run read or act locally.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { GlobalOptions } from './common';
+import type { GlobalOptions, MutateOptions } from './common';
 import { call } from '../supervisor/client';
 import { SnapprocError, usageError } from '../util/errors';
 import { checkInstanceName, parseSnapTarget } from '../snap/names';
 import { printTable, requireRoot } from './common';
 import { progressPrinter } from './progress';
 import { readSnapYamlFrom } from '../snap/snap-from-path';
-
-export interface MutateOptions {
-  autostart?: boolean;
-}
 
 function progress(line: string): void {
   process.stdout.write(line + '\n');
