@@ -58,8 +58,9 @@ namespace {
 // one directory's files, 62 ms with two on separate directories). The
 // walker does not wait for a directory's files: it walks on, and sets the
 // times (and mode) of the directories it walked, children before parents,
-// once their files are done: when the walk ends, or earlier when it holds
-// kMaxOpenDirs directories open. Every thread of the copy is a
+// once their files are done: when the walk ends, or earlier when
+// kMaxOpenDirs walked directories wait so, each holding two descriptors.
+// Every thread of the copy is a
 // thread of its own with its own umask (0: unshare(CLONE_FS)), so that a
 // file is created with its final mode and owner whenever the kernel gives it
 // that owner anyway, and needs no fchown nor fchmod.
@@ -155,7 +156,6 @@ struct Copier {
     bool exact;
   };
   std::vector<std::unique_ptr<DirRec>> done;
-  size_t open_dirs = 0;
   static constexpr size_t kBatch = 256;
   static constexpr size_t kMaxOpenDirs = 256;
 
@@ -386,10 +386,9 @@ struct Copier {
         // finished (mode, times) later, after them and after its subdirectories.
         std::unique_ptr<DirRec> rec(new DirRec{s, d, st, rel, exact});
         DirRec* r = rec.get();
-        open_dirs++;
         int rc = copy_dir(s, d, r->rel, true);
         done.push_back(std::move(rec));
-        if (rc >= 0 && open_dirs >= kMaxOpenDirs) rc = finish_done();
+        if (rc >= 0 && done.size() >= kMaxOpenDirs) rc = finish_done();
         return rc;
       }
       int rc = copy_dir(s, d, rel, false);
@@ -482,7 +481,6 @@ struct Copier {
     drain();
     int rc = sh->failed.load() ? sh->err : 0;
     for (auto& r : done) rc = finish_dir(r->s, r->d, r->st, r->rel, r->exact, rc);
-    open_dirs -= done.size();
     done.clear();
     return rc < 0 ? rc : (sh->failed.load() ? sh->err : 0);
   }
