@@ -12,6 +12,9 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { SnapprocError } from '../util/errors';
 import { native } from '../kernel/native';
+import { answers, MAX_SOCKET_PATH, socketPath } from './control-socket';
+
+export { answers, MAX_SOCKET_PATH, socketPath };
 
 export interface RequestContext {
   uid: number;
@@ -26,10 +29,6 @@ export interface Method {
   read: boolean;
   handler: Handler;
 }
-
-import { answers, MAX_SOCKET_PATH, socketPath } from './control-socket';
-
-export { answers, MAX_SOCKET_PATH, socketPath };
 
 function peerOf(socket: net.Socket): { uid: number; pid: number } {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
@@ -309,5 +308,3 @@ export class ControlServer {
     }
   }
 }
-
-/** True when something answers a ping on the socket. */
