@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { SnapprocError } from '../util/errors';
 import { readSomeSync, writeAllSync } from '../util/fd-io';
 import { native } from '../kernel/native';
-import { NO_SUPERVISOR, socketPath } from './control-socket';
+import { NO_SUPERVISOR, replyOf, socketPath } from './control-socket';
 import type { CallOptions, ParamsFor, ResultFor } from './client';
 
 /** request() (client.ts), blocking: the result, or the supervisor's error thrown. */
@@ -42,15 +42,9 @@ export function requestSync(root: string, method: string, params: object = {}, o
       rest = rest.length ? Buffer.concat([rest, chunk.subarray(0, n)]) : Buffer.from(chunk.subarray(0, n));
       let nl: number;
       while ((nl = rest.indexOf(10)) >= 0) {
-        const msg = JSON.parse(rest.subarray(0, nl).toString('utf8'));
+        const reply = replyOf(JSON.parse(rest.subarray(0, nl).toString('utf8')), id, onProgress);
         rest = rest.subarray(nl + 1);
-        if (msg.id !== id) continue;
-        if (msg.progress !== undefined) {
-          onProgress?.(msg.progress);
-          continue;
-        }
-        if (msg.ok) return msg.result;
-        throw new SnapprocError(msg.error.code, msg.error.message);
+        if (reply) return reply.result;
       }
     }
   } finally {

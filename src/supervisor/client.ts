@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { SnapprocError } from '../util/errors';
-import { answers, NO_SUPERVISOR, socketPath } from './control-socket';
+import { answers, NO_SUPERVISOR, replyOf, socketPath } from './control-socket';
 import { DAEMON_NODE_FLAGS } from './node-flags';
 import type { ControlMethod, ParamsOf, ResultOf } from './protocol';
 
@@ -50,15 +50,19 @@ export function request(root: string, method: string, params: object = {}, onPro
       while ((nl = buffer.indexOf('\n')) >= 0) {
         const msg = JSON.parse(buffer.slice(0, nl));
         buffer = buffer.slice(nl + 1);
-        if (msg.id !== id) continue;
-        if (msg.progress !== undefined) {
-          onProgress?.(msg.progress);
-          continue;
+        let reply: { result: unknown } | undefined;
+        try {
+          reply = replyOf(msg, id, onProgress);
+        } catch (err) {
+          settled = true;
+          socket.end();
+          reject(err);
+          return;
         }
+        if (!reply) continue;
         settled = true;
         socket.end();
-        if (msg.ok) resolve(msg.result);
-        else reject(new SnapprocError(msg.error.code, msg.error.message));
+        resolve(reply.result);
       }
     });
     socket.on('close', () => {

@@ -3,13 +3,28 @@
 // CLI's client loads only this, not the server and the native addon: every
 // command that talks to the supervisor pays for what its client loads.
 import * as path from 'node:path';
-import { usageError } from '../util/errors';
+import { SnapprocError, usageError } from '../util/errors';
 
 /** The code of a request that reached no supervisor (as opposed to an error the supervisor answered). */
 export const NO_SUPERVISOR = 'ERR_SNAPPROC_NO_SUPERVISOR';
 
 /** sun_path holds 108 bytes with the NUL; Node would silently cut a longer path (another root's socket). */
 export const MAX_SOCKET_PATH = 107;
+
+/**
+ * One message (a parsed line) a client read in answer to its request `id`: progress (given to
+ * `onProgress`) and other requests' lines give undefined, the answer gives
+ * { result }, and the supervisor's error is thrown as a SnapprocError.
+ */
+export function replyOf(msg: { id?: unknown; progress?: string; ok?: boolean; result?: unknown; error?: { code: string; message: string } }, id: number, onProgress?: (line: string) => void): { result: unknown } | undefined {
+  if (msg.id !== id) return undefined;
+  if (msg.progress !== undefined) {
+    onProgress?.(msg.progress);
+    return undefined;
+  }
+  if (msg.ok) return { result: msg.result };
+  throw new SnapprocError(msg.error!.code, msg.error!.message);
+}
 
 export function socketPath(root: string): string {
   const file = path.join(root, 'run', 'snapproc.socket');
