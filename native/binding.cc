@@ -647,6 +647,13 @@ void WatchRef(Napi::Env env, Watcher* w) {
   w->refd = want;
 }
 
+// The environment's teardown: ends the watcher's thread (its function's finalizer then joins it).
+void WatcherTeardown(void* arg) {
+  Watcher* w = static_cast<Watcher*>(arg);
+  w->closed = true;
+  w->set.stop();
+}
+
 // watchInit(cb): cb(Int32Array [token, rc, ...]) for watches whose condition holds (rc 1) or failed (-errno).
 Napi::Value WatchInit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -663,8 +670,11 @@ Napi::Value WatchInit(const Napi::CallbackInfo& info) {
     return ThrowErrno(env, rc, sc);
   }
   napi_env key = env;
-  w->tsfn = WatchTsfn::New(env, info[0].As<Napi::Function>(), "snapproc.watch", 0, 1, w, [key](Napi::Env, void*, Watcher* w) {
-    // After the thread released the function: the environment is going away.
+  w->tsfn = WatchTsfn::New(env, info[0].As<Napi::Function>(), "snapproc.watch", 0, 1, w, [key](Napi::Env fenv, void*, Watcher* w) {
+    // After the thread released the function: the environment is going away
+    // (the teardown hook ran), or the thread ended on an error: then the hook
+    // must go with `w`, or the teardown would write to freed memory.
+    if (!w->closed) napi_remove_env_cleanup_hook(fenv, WatcherTeardown, w);
     w->set.stop();
     if (w->thread.joinable()) w->thread.join();
     {
@@ -697,11 +707,7 @@ Napi::Value WatchInit(const Napi::CallbackInfo& info) {
     }
     tsfn.Release();
   });
-  // The environment's teardown ends the thread (the finalizer above then joins it).
-  env.AddCleanupHook([w]() {
-    w->closed = true;
-    w->set.stop();
-  });
+  napi_add_env_cleanup_hook(env, WatcherTeardown, w);
   return env.Undefined();
 }
 
