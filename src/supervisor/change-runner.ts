@@ -111,19 +111,28 @@ function journalFile(root: string, id: string): string {
  */
 const openJournals = new Map<string, SlotFile>();
 
-export function saveChange<D>(root: string, change: ChangeRecord<D>, options: { durable?: boolean } = {}): void {
-  const file = journalFile(root, change.id);
+/** The open writer of a change's journal (opened at its first write). */
+function journalOf(root: string, id: string): SlotFile {
+  const file = journalFile(root, id);
   let j = openJournals.get(file);
   if (!j) {
     j = new SlotFile(file);
     openJournals.set(file, j);
   }
+  return j;
+}
+
+/** A finished change's journal is closed: nothing writes it again. */
+function closeIfFinished(j: SlotFile, change: ChangeRecord<unknown>): void {
+  if (change.status === 'doing' || change.status === 'undoing') return;
+  j.close();
+  openJournals.delete(j.file);
+}
+
+export function saveChange<D>(root: string, change: ChangeRecord<D>, options: { durable?: boolean } = {}): void {
+  const j = journalOf(root, change.id);
   j.write(change, { durable: options.durable ?? true });
-  if (change.status !== 'doing' && change.status !== 'undoing') {
-    // Finished: nothing writes this journal again.
-    j.close();
-    openJournals.delete(file);
-  }
+  closeIfFinished(j, change);
 }
 
 export function loadChanges(root: string): ChangeRecord<unknown>[] {
@@ -172,18 +181,10 @@ export interface RunOptions {
  * `alongside` (other flushes that may land in either order).
  */
 async function saveChangeFlushed<D>(root: string, change: ChangeRecord<D>, alongside: Promise<void> | null = null): Promise<void> {
-  const file = journalFile(root, change.id);
-  let j = openJournals.get(file);
-  if (!j) {
-    j = new SlotFile(file);
-    openJournals.set(file, j);
-  }
+  const j = journalOf(root, change.id);
   j.write(change, { durable: false });
   await Promise.all([j.sync(), alongside]);
-  if (change.status !== 'doing' && change.status !== 'undoing') {
-    j.close();
-    openJournals.delete(file);
-  }
+  closeIfFinished(j, change);
 }
 
 export class ChangeFailed extends Error {
