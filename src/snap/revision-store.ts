@@ -575,15 +575,13 @@ export class RevisionStore {
           movedAny = true;
         }
         done.push({ dst, aside, wasEmptyDir });
-        if (!opts.batch) {
-          await copyTree(src, dst, { subvolume: true });
-          continue;
+        const stats = await copyTree(src, dst, { subvolume: true, sync: !opts.batch });
+        if (opts.batch) {
+          // Flushed with the caller's batch: the copy (a btrfs snapshot is on
+          // disk once made) and its rename.
+          if (stats.method !== 'snapshot') opts.batch.addTree(dst);
+          opts.batch.add(path.dirname(dst));
         }
-        // Flushed with the caller's batch: the copy (a btrfs snapshot is on
-        // disk once made) and its rename.
-        const stats = await copyTree(src, dst, { subvolume: true, sync: false });
-        if (stats.method !== 'snapshot') opts.batch.addTree(dst);
-        opts.batch.add(path.dirname(dst));
       }
     } catch (err) {
       for (const d of done.reverse()) {
