@@ -22,6 +22,7 @@ import { signalName } from '../kernel/signal-names';
 import type { AppInfo } from '../snap/snap-yaml';
 import { signalVerified } from '../kernel/signal-guard';
 import { stopCgroup, StopMode, StopResult, stopModeSignal } from '../process/stop';
+import { stopCgroupBatched } from '../process/stop-batch';
 import { appLogFile, logLine, openLog } from '../snap/app-logs';
 import type { ServiceRecord, ServiceState } from './records';
 import { readPidFile, servicePidFile } from './pid-file';
@@ -659,7 +660,8 @@ export class Service {
       }
       if (this.app.stopCommand) await this.runAuxiliary('stop', timeoutMs);
       const main = this.record.mainPid !== null ? { pid: this.record.mainPid, startTime: this.record.mainStartTime ?? undefined, identity: this.record.mainIdentity } : null;
-      const result = await stopCgroup(this.cgroup, { mode: options.mode ?? this.app.stopMode, timeoutMs, main });
+      // Batched with the other stops asked for in this turn (stop --all): all signalled first, then waited for side by side.
+      const result = await stopCgroupBatched(this.cgroup, { mode: options.mode ?? this.app.stopMode, timeoutMs, main });
       this.mainWait?.cancel();
       this.mainWait = null;
       if (this.app.postStopCommand) await this.runAuxiliary('post-stop', timeoutMs).catch(() => undefined);
