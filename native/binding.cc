@@ -698,7 +698,7 @@ Napi::Value WatchInit(const Napi::CallbackInfo& info) {
       int rc = w->set.wait(&b->ready, &sc);
       if (rc != 1) {
         delete b;
-        break;  // stopped (or epoll failed: nothing more can be told)
+        break;  // stopped, or failed (the open watches were told in the batch before)
       }
       if (tsfn.BlockingCall(b) != napi_ok) {
         delete b;

@@ -269,7 +269,16 @@ function watchedWait(add: () => number, timeoutMs: number, syscall: string, deta
   const finish = (outcome: KillWaitOutcome) => end() && settle(outcome);
   try {
     ensureWatcher();
-    token = add();
+    try {
+      token = add();
+    } catch (err) {
+      // The watching thread ended on an error (it told its open watches so) and
+      // its watcher is gone: a new one for this and later waits.
+      if ((err as { syscall?: string }).syscall !== 'watchInit') throw err;
+      watching = false;
+      ensureWatcher();
+      token = add();
+    }
   } catch (err) {
     over = true;
     reject(fromAddonError(err, detail));
