@@ -1399,15 +1399,25 @@ int standby_make(const char* src, const char* dir, const char* label, int flags,
     Manifest m;
     m.started_ns = realtime_ns();  // before the first stat of the source
     m.label = label;
-    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dirfd < 0) return *syscall_out = "open", -errno;
-    // Only where the copy shares extents: elsewhere a standby would double the disk used.
-    if (on_btrfs(dirfd) || !clones_here(dirfd)) {
-      close(dirfd);
+    // Only where the copy shares extents (probed in the parent, before
+    // anything is made): elsewhere a standby would double the disk used.
+    std::string dir_s(dir);
+    int pfd = open(parent_of(dir_s).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0) return *syscall_out = "open", -errno;
+    if (on_btrfs(pfd) || !clones_here(pfd)) {
+      close(pfd);
       *syscall_out = "FICLONE";
       *where = "reflink";
       return -EOPNOTSUPP;
     }
+    if (mkdirat(pfd, base_of(dir_s).c_str(), 0700) < 0) {
+      int e = errno;
+      close(pfd);
+      return *syscall_out = "mkdir", -e;
+    }
+    int dirfd = openat(pfd, base_of(dir_s).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(pfd);
+    if (dirfd < 0) return *syscall_out = "open", -errno;
     int s = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
     if (s < 0) {
       int e = errno;

@@ -260,7 +260,8 @@ struct copy_stats {
 // `where` is the path (relative to src) of the entry that failed; what was
 // made is left for the caller to remove.
 int copy_tree(const char* src, const char* dst, int flags, copy_stats* stats, std::string* where, const char** syscall_out);
-// The standby copy (copy.cc): standby_make clones `src` into `dir`/tree at
+// The standby copy (copy.cc): standby_make makes `dir` (0700; it must not
+// exist, its parent must) and clones `src` into `dir`/tree at
 // the lowest priority and writes `dir`/manifest last (flushed); -EOPNOTSUPP
 // where files cannot be cloned; -ECANCELED once `*cancel` is set.
 // standby_apply makes `dir`/tree what copy_tree(src) would make now, redoing

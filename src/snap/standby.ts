@@ -70,6 +70,11 @@ function hasEntries(dir: string): boolean {
   }
 }
 
+/** For the crash tests: SNAPPROC_CRASH_AT=standby:checked (after the checking pass) or standby:renamed (after the rename into place) kills this process there. */
+function crashPoint(when: string): void {
+  if (process.env.SNAPPROC_CRASH_AT === `standby:${when}`) process.kill(process.pid, 'SIGKILL');
+}
+
 /** What a refresh's use of a standby did (RevisionStore.copyData reports it). */
 export interface StandbyUse extends StandbyApplyStats {
   ms: number;
@@ -96,9 +101,11 @@ export async function takeStandby(src: string, fromRev: string, dst: string, opt
   const t0 = performance.now();
   try {
     const stats = await native.standbyApply(src, best.dir, fromRev, RACY_MARGIN_NS);
+    crashPoint('checked');
     fs.renameSync(path.join(best.dir, 'tree'), dst);
     if (opts.flushDir) opts.flushDir(path.dirname(dst));
     else fsyncDir(path.dirname(dst));
+    crashPoint('renamed');
     fs.rmSync(best.dir, { recursive: true, force: true }); // empty now (the manifest went first)
     return { ...stats, ms: performance.now() - t0 };
   } catch (err) {
@@ -219,8 +226,8 @@ export class StandbyJobs {
       return;
     }
     if (!hasEntries(src)) return; // empty data: the full copy costs nothing
+    // Made by the job (0700), once it knows that files clone there: nowhere else does anything appear.
     const dir = path.join(parent, `.standby-${randomBytes(4).toString('hex')}`);
-    fs.mkdirSync(dir, { mode: 0o700 });
     const job: Job = { cancel: new Int32Array(new SharedArrayBuffer(4)), revision: rev };
     this.running.set(snap, job);
     const t0 = performance.now();
