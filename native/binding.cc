@@ -972,7 +972,9 @@ Napi::Value ProcInfo(const Napi::CallbackInfo& info) {
   bool via_stat = info.Length() > 2 && info[2].ToBoolean().Value();
   std::vector<int32_t> pids(in.Data(), in.Data() + in.ElementLength());
   std::vector<proc_info> out;
-  proc_info_of(pids, revisions, &out, via_stat);
+  const char* sc = nullptr;
+  int rc = proc_info_of(pids, revisions, &out, via_stat, &sc);
+  if (rc < 0) return ThrowErrno(env, rc, sc);
   bool all_stat = true;
   for (const proc_info& pi : out) all_stat = all_stat && pi.has_start;
   Napi::Int32Array ids = Napi::Int32Array::New(env, out.size() * 3);

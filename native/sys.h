@@ -238,7 +238,9 @@ struct proc_info {
 // pidfd where the kernel has PIDFD_GET_INFO, else (or with `via_stat`) from
 // one read of /proc/PID/stat, which also gives the start time; with
 // `revisions`, the snap revision each executes (exe path, else SNAP_REVISION).
-void proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out, bool via_stat = false);
+// 0, or -errno (with the syscall) when a read failed for a reason other than
+// the process being gone (EMFILE...): a process is never left out for that.
+int proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out, bool via_stat, const char** syscall_out);
 
 // ---- tree copy (copy.cc) -----------------------------------------------------
 
