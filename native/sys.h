@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -267,6 +268,21 @@ struct copy_stats {
 // `where` is the path (relative to src) of the entry that failed; what was
 // made is left for the caller to remove.
 int copy_tree(const char* src, const char* dst, int flags, copy_stats* stats, std::string* where, const char** syscall_out);
+// The standby copy (copy.cc): standby_make makes `dir` (0700; it must not
+// exist, its parent must) and clones `src` into `dir`/tree at
+// the lowest priority and writes `dir`/manifest last (flushed); -EOPNOTSUPP
+// where files cannot be cloned; -ECANCELED once `*cancel` is set.
+// standby_apply makes `dir`/tree what copy_tree(src) would make now, redoing
+// only what changed since the manifest was written (an entry whose ctime is
+// within `margin_ns` before the job's start counts as changed); -ESTALE with
+// `why` when the standby cannot be used (the caller copies in full).
+struct standby_stats {
+  int64_t entries = 0, kept = 0, recreated = 0, removed = 0, fixed = 0, retimed = 0, link_sets_redone = 0;
+};
+int standby_make(const char* src, const char* dir, const char* label, int flags, const std::atomic<int32_t>* cancel, copy_stats* stats, std::string* where, const char** syscall_out);
+int standby_apply(const char* src, const char* dir, const char* label, int64_t margin_ns, int flags, standby_stats* stats, std::string* where, const char** syscall_out, std::string* why);
+// The label and start time of a complete standby in `dir`; -ESTALE with `why` otherwise.
+int standby_info(const char* dir, std::string* label, int64_t* started_ns, std::string* why);
 // Makes the directory `path` with `mode` (exactly), as a btrfs subvolume when
 // `subvolume` and the file system is btrfs: 1 = a subvolume, 0 = a directory.
 int make_data_dir(const char* path, int mode, int subvolume, const char** syscall_out);
