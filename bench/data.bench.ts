@@ -6,7 +6,13 @@
 // and the ratio is the big-data refresh over the empty-data one. The data
 // copy alone is also set against `cp -a --preserve=xattr` of the same tree.
 // The background deletion of pruned revisions is awaited between rounds
-// (untimed), so that it never lands inside a measurement.
+// (untimed), so that it never lands inside a measurement. Where a standby
+// copy is made (XFS: src/snap/standby.ts), the big-data refresh is measured
+// twice per round: with the standby ready (the goal row; the supervisor's
+// standbysSettled() and standbyState() say when the background job is done,
+// awaited untimed) and with no standby (its directory removed first: the
+// full copy, an info row); the checking pass's own time is read from the
+// refresh's change (its copy step's summary).
 // Sections: btrfs, xfs, ext4 (e.g. `npm run bench -- data xfs`); options
 // --size=MiB (default 1024), --files=N (default 2000), --reps=K.
 import * as fs from 'node:fs';
@@ -19,6 +25,7 @@ import { median, printTable, reportRows, Row, showRaw, wanted, BenchArgs } from 
 import { Supervisor } from '../src/supervisor/supervisor';
 import { copyTree } from '../src/snap/data-copy';
 import { loadChanges } from '../src/supervisor/change-runner';
+import { isStandbyName } from '../src/snap/standby';
 
 const FILE = 'data';
 const argv = process.argv.slice(2);
@@ -103,7 +110,12 @@ async function oneFs(kind: 'btrfs' | 'xfs' | 'ext4'): Promise<void> {
   mounts.push(mnt);
   const progress = (t: string) => process.stderr.write(`  [data ${kind}] ${t}\n`);
   const root = path.join(mnt, 'root');
-  const sup = new Supervisor({ root, cgroupParent: bc.make(`data-${kind}`), handleSignals: false, log: () => {} });
+  const jobMs: number[] = [];
+  const log = (line: string) => {
+    const m = /^standby copy of \S+ \S+ ready \(.*, (\d+) ms\)$/.exec(line);
+    if (m) jobMs.push(Number(m[1]));
+  };
+  const sup = new Supervisor({ root, cgroupParent: bc.make(`data-${kind}`), handleSignals: false, log });
   await sup.start();
   try {
     const empty = uniqueInstance('empty');
@@ -124,24 +136,41 @@ async function oneFs(kind: 'btrfs' | 'xfs' | 'ext4'): Promise<void> {
       next.set(snap, v === '2' ? '1' : '2');
       await sup.serialize(() => sup.refresh(snap, src(snap, v)));
     };
+    const dataOf = (snap: string) => sup.store.paths(snap, sup.store.currentRevision(snap)!).data;
     const settle = async () => {
+      await sup.standbysSettled();
       await sup.trashSwept();
       sh('sync', ['-f', mnt]);
     };
+    const standbys = (snap: string) => fs.readdirSync(path.dirname(dataOf(snap))).filter(isStandbyName).map((n) => path.join(path.dirname(dataOf(snap)), n));
+    const lastCopyStep = (snap: string) => loadChanges(root).filter((c) => c.kind === 'refresh' && c.snap === snap).pop()?.steps.find((st) => st.name === 'unlink-copy-data')?.summary ?? '';
     const rounds = args.reps ?? (kind === 'ext4' ? 3 : 7);
     // Warm-up (untimed): one refresh each, so both have a previous revision to prune from here on.
     await refresh(empty);
     await refresh(big);
     await settle();
-    const t = new Map<string, number[]>([['empty', []], ['big', []], ['copy', []], ['cp', []]]);
-    const dataOf = (snap: string) => sup.store.paths(snap, sup.store.currentRevision(snap)!).data;
-    progress(`${rounds} rounds of: refresh (empty data), refresh (big data), copyTree, cp -a`);
+    const t = new Map<string, number[]>([['empty', []], ['big', []], ['full', []], ['check', []], ['copy', []], ['cp', []]]);
+    await settle();
+    const withStandby = sup.standbyState(big).state === 'ready';
+    progress(`${rounds} rounds of: refresh (empty data), refresh (big data${withStandby ? ', standby ready' : ''}),${withStandby ? ' refresh (big data, no standby),' : ''} copyTree, cp -a`);
     for (let r = 0; r < rounds; r++) {
-      for (const [name, snap] of [['empty', empty], ['big', big]] as const) {
+      const contenders: Array<['empty' | 'big' | 'full', string]> = [['empty', empty], ['big', big]];
+      if (withStandby) contenders.push(['full', big]);
+      for (const [name, snap] of r % 2 ? contenders.reverse() : contenders) {
         await settle();
+        if (name === 'big' && withStandby && sup.standbyState(big).state !== 'ready') throw new Error(`no standby ready for the big snap (${JSON.stringify(sup.standbyState(big))})`);
+        // No standby: what the refresh finds when none was made (removed untimed; the refresh then schedules the next).
+        if (name === 'full') for (const dir of standbys(big)) fs.rmSync(dir, { recursive: true, force: true });
         const t0 = performance.now();
         await refresh(snap);
         t.get(name)!.push(performance.now() - t0);
+        const step = lastCopyStep(snap);
+        const used = /standby copy: .* checked in ([\d.]+) ms/.exec(step);
+        if (name === 'big' && withStandby) {
+          if (!used) throw new Error(`the refresh with a standby ready did not use it: ${step}`);
+          t.get('check')!.push(Number(used[1]));
+        }
+        if (name === 'full' && used) throw new Error(`the refresh without a standby used one: ${step}`);
       }
       // The copy alone, against cp -a of the same tree, into the same file system (alternated; removed untimed).
       const from = dataOf(big);
@@ -158,11 +187,18 @@ async function oneFs(kind: 'btrfs' | 'xfs' | 'ext4'): Promise<void> {
     }
     await settle();
     const used = usedMiB(mnt);
+    for (const [k, v] of [...t]) if (v.length === 0) t.delete(k);
     showRaw(`data ${kind}`, t);
     const m = (n: string) => median(t.get(n)!);
     const goal = kind === 'btrfs' ? 1.2 : kind === 'xfs' ? 1.5 : undefined;
     const desc = `${SIZE_MIB >= 1024 ? `${SIZE_MIB / 1024} GiB` : `${SIZE_MIB} MiB`} + ${FILES} files`;
-    rows.push({ measure: `${kind}: refresh with ${desc} vs refresh with empty data`, n: rounds, snapproc: m('big'), baseline: m('empty'), goal, note: 'One supervisor, two one-service snaps on the same loop-mounted image (state root on it): the refresh of the snap with big $SNAP_DATA against the refresh of the one with empty data, alternated; control socket left out (in-process Supervisor.refresh). The background deletion of pruned revisions is awaited (untimed) before each run.' });
+    if (withStandby) {
+      rows.push({ measure: `${kind}: refresh with ${desc} (standby ready) vs refresh with empty data`, n: rounds, snapproc: m('big'), baseline: m('empty'), goal, note: 'One supervisor, two one-service snaps on the same loop-mounted image (state root on it): the refresh of the snap with big $SNAP_DATA, its standby copy made in the background after the previous refresh (awaited untimed through Supervisor.standbysSettled/standbyState), against the refresh of the one with empty data, alternated with the no-standby refresh below; control socket left out (in-process Supervisor.refresh). The background deletion of pruned revisions is awaited (untimed) before each run.' });
+      rows.push({ measure: `${kind}: refresh with ${desc}, no standby (full copy) vs refresh with empty data`, n: rounds, snapproc: m('full'), baseline: m('empty'), note: 'Info: the same refresh when no standby copy is there (its directory removed, untimed, before the run): the full copy, as before standbys.' });
+      rows.push({ measure: `${kind}: standby checking pass vs copyTree of the same data`, n: rounds, snapproc: m('check'), baseline: m('copy'), note: 'Info: the checking pass inside the standby refresh (from its change step), against the full copyTree of the same tree (below).' });
+    } else {
+      rows.push({ measure: `${kind}: refresh with ${desc} vs refresh with empty data`, n: rounds, snapproc: m('big'), baseline: m('empty'), goal, note: `One supervisor, two one-service snaps on the same loop-mounted image (state root on it): the refresh of the snap with big $SNAP_DATA against the refresh of the one with empty data, alternated; control socket left out (in-process Supervisor.refresh). No standby copy here (${sup.standbyState(big).state}). The background deletion of pruned revisions is awaited (untimed) before each run.` });
+    }
     rows.push({ measure: `${kind}: $SNAP_DATA copy (copyTree) vs cp -a --preserve=xattr`, n: rounds, snapproc: m('copy'), baseline: m('cp'), goal: kind === 'ext4' ? 1 : undefined, note: 'The copy alone, of the big data into the same file system: copyTree (native, flushed) against GNU cp -a --preserve=xattr followed by syncfs (cp does not flush), alternated.' });
     const steps = new Map<string, Map<string, number[]>>();
     for (const c of loadChanges(root).filter((c) => c.kind === 'refresh' && c.status === 'done')) {
@@ -172,7 +208,7 @@ async function oneFs(kind: 'btrfs' | 'xfs' | 'ext4'): Promise<void> {
       steps.set(which, byStep);
     }
     const stepLine = (w: string) => [...(steps.get(w) ?? [])].filter(([n]) => ['validate', 'stop-services', 'unlink-copy-data', 'start-services', 'prune'].includes(n)).map(([n, xs]) => `${n} ${median(xs)}`).join(', ');
-    footer.push(`${kind}: refresh steps (median ms), big data: ${stepLine('big')}; empty: ${stepLine('empty')}. Image ${sizeMiB} MiB, ${used} MiB used at the end (big data ${SIZE_MIB} MiB + small files, 2 retained revisions)`);
+    footer.push(`${kind}: refresh steps (median ms), big data: ${stepLine('big')}; empty: ${stepLine('empty')}. Image ${sizeMiB} MiB, ${used} MiB used at the end (big data ${SIZE_MIB} MiB + small files, 2 retained revisions${withStandby ? ', a standby copy' : ''})${jobMs.length ? `; background standby job median ${median(jobMs).toFixed(0)} ms (n=${jobMs.length}, nice 19)` : ''}`);
     await sup.remove(empty, { purge: true });
     await sup.remove(big, { purge: true });
     await sup.trashSwept();

@@ -91,8 +91,13 @@ async function main(): Promise<void> {
   const daemon = await startDaemon(root, {}, 'snapproc');
   const spawnRoot = path.join(tmp, 'root-spawn');
   const fullRoot = path.join(tmp, 'root-full');
-  await startDaemon(spawnRoot, { SNAPPROC_SETTLE_MS: '0' }, 'snapproc-spawn');
-  await startDaemon(fullRoot, { SNAPPROC_SETTLE_EARLY: '0' }, 'snapproc-full');
+  // Only the control-socket section compares the three.
+  const started = [root];
+  if (wanted(args, ['restart', 'refresh', 'supervisor'])) {
+    await startDaemon(spawnRoot, { SNAPPROC_SETTLE_MS: '0' }, 'snapproc-spawn');
+    await startDaemon(fullRoot, { SNAPPROC_SETTLE_EARLY: '0' }, 'snapproc-full');
+    started.push(spawnRoot, fullRoot);
+  }
 
   // s6: a scandir with the same service.
   const s6 = have('s6-svscan') && have('s6-svc');
@@ -125,8 +130,13 @@ async function main(): Promise<void> {
     await waitFor('supervisord', () => /RUNNING/.test(spawnSync('supervisorctl', ['-c', svConf, 'status', 'svc']).stdout?.toString() ?? ''), 20_000);
   } else footer.push('supervisor is missing (apt-get install supervisor): its rows are skipped');
 
-  const cli = (...a: string[]) => () => {
-    const r = spawnSync(process.execPath, [CLI, '--root', root, ...a], { env, stdio: 'ignore' });
+  // The CLI as a user runs it: bin/snapproc executed (its shell line starts
+  // node); `viaNode` runs `node bin/snapproc` instead, which keeps
+  // NODE_EXTRA_CA_CERTS if it is set (shown for information).
+  const cli = (...a: string[]) => cliAs(false, ...a);
+  const cliAs = (viaNode: boolean, ...a: string[]) => () => {
+    const argv = ['--root', root, ...a];
+    const r = viaNode ? spawnSync(process.execPath, [CLI, ...argv], { env, stdio: 'ignore' }) : spawnSync(CLI, argv, { env, stdio: 'ignore' });
     if (r.status !== 0) throw new Error(`snapproc ${a.join(' ')} exited ${r.status}`);
   };
   const ctl = (...a: string[]) => () => {
@@ -198,11 +208,13 @@ async function main(): Promise<void> {
   if (wanted(args, ['cli', 'start', 'stop'])) {
     for (const verb of ['stop', 'start', 'restart'] as const) {
       const contenders: Contender[] = [{ name: 'snapproc', run: cli(verb, `${snap}.svc`) }];
+      const caSet = process.env.NODE_EXTRA_CA_CERTS !== undefined;
+      if (caSet) contenders.push({ name: 'snapproc via node', run: cliAs(true, verb, `${snap}.svc`) });
       if (sv) contenders.push({ name: 'supervisorctl', run: ctl(verb, 'svc') });
       if (s6) contenders.push({ name: 's6', run: verb === 'stop' ? s6svc('-d', '-wD') : verb === 'start' ? s6svc('-u', '-wu') : s6svc('-r', '-wu') });
       // stop and start must alternate with their opposite: pair each stop with a start outside the timing.
-      const undo: Record<string, () => void> | null = verb === 'stop' ? { snapproc: cli('start', `${snap}.svc`), supervisorctl: ctl('start', 'svc'), s6: s6svc('-u', '-wu') }
-        : verb === 'start' ? { snapproc: cli('stop', `${snap}.svc`), supervisorctl: ctl('stop', 'svc'), s6: s6svc('-d', '-wD') } : null;
+      const undo: Record<string, () => void> | null = verb === 'stop' ? { snapproc: cli('start', `${snap}.svc`), 'snapproc via node': cli('start', `${snap}.svc`), supervisorctl: ctl('start', 'svc'), s6: s6svc('-u', '-wu') }
+        : verb === 'start' ? { snapproc: cli('stop', `${snap}.svc`), 'snapproc via node': cli('stop', `${snap}.svc`), supervisorctl: ctl('stop', 'svc'), s6: s6svc('-d', '-wD') } : null;
       const wrapped: Contender[] = contenders.map((c) => ({ ...c, run: c.run }));
       const times = new Map<string, number[]>(wrapped.map((c) => [c.name, []]));
       for (let r = 0; r < Math.min(REPS, 10); r++) {
@@ -218,6 +230,7 @@ async function main(): Promise<void> {
       showRaw(`cli-${verb}`, times);
       const mine = median(times.get('snapproc')!);
       if (sv) rows.push({ measure: `snapproc ${verb} (CLI) vs supervisorctl ${verb}`, n: Math.min(REPS, 10), snapproc: mine, baseline: median(times.get('supervisorctl')!), goal: 0.5 });
+      if (sv && caSet) rows.push({ measure: `  info: \`node bin/snapproc ${verb}\` (NODE_EXTRA_CA_CERTS kept) vs supervisorctl ${verb}`, n: Math.min(REPS, 10), snapproc: median(times.get('snapproc via node')!), baseline: median(times.get('supervisorctl')!) });
       if (s6) rows.push({ measure: `snapproc ${verb} (CLI) vs s6-svc (info: no Node start-up in s6)`, n: Math.min(REPS, 10), snapproc: mine, baseline: median(times.get('s6')!) });
     }
   }
@@ -241,10 +254,11 @@ async function main(): Promise<void> {
     rows.push({ measure: 'supervisor idle wake-ups/s (goal: none, no polling)', n: seconds, snapproc: wake, baseline: 1, goal: 0.2, note: 'the values in this row are wake-ups per second, not ms' });
   }
 
-  for (const dir of [root, spawnRoot, fullRoot]) {
+  for (const dir of started) {
     await request(dir, 'remove', { snap, purge: true }).catch(() => undefined);
     await request(dir, 'shutdown', {}).catch(() => undefined);
   }
+  footer.push(`the CLI runs as a user runs it: bin/snapproc executed, its shell line starting node${process.env.NODE_EXTRA_CA_CERTS !== undefined ? ' without NODE_EXTRA_CA_CERTS (set here: Node parses that file at every start-up)' : ''}`);
   if (sv) footer.push('supervisord runs its program with startsecs=0 (counted as running at spawn, as s6-svc -wu); its default startsecs=1 would make supervisorctl start/restart wait 1 s');
   printTable('supervisor and CLI benchmarks (ratio = snapproc / baseline; goal is on the ratio)', rows, footer);
   reportRows(FILE, rows);

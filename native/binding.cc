@@ -698,7 +698,7 @@ Napi::Value WatchInit(const Napi::CallbackInfo& info) {
       int rc = w->set.wait(&b->ready, &sc);
       if (rc != 1) {
         delete b;
-        break;  // stopped (or epoll failed: nothing more can be told)
+        break;  // stopped, or failed (the open watches were told in the batch before)
       }
       if (tsfn.BlockingCall(b) != napi_ok) {
         delete b;
@@ -825,6 +825,129 @@ Napi::Value CopyTree(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// ---- standby copy (issue 12): standbyMake, standbyApply, standbyInfo ------------
+
+// standbyMake(src, dir, label, flags, cancel: Int32Array on a SharedArrayBuffer):
+// a promise of the copy's counts; cancel[0] = 1 stops it (rejects ECANCELED).
+class StandbyMakeWorker : public Napi::AsyncWorker {
+ public:
+  StandbyMakeWorker(Napi::Env env, std::string src, std::string dir, std::string label, int flags, Napi::Int32Array cancel)
+      : Napi::AsyncWorker(env, "snapproc.standbyMake"), deferred_(Napi::Promise::Deferred::New(env)), src_(std::move(src)), dir_(std::move(dir)), label_(std::move(label)), flags_(flags),
+        cancel_(Napi::Persistent(cancel)), flag_(reinterpret_cast<std::atomic<int32_t>*>(cancel.Data())) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { rc_ = standby_make(src_.c_str(), dir_.c_str(), label_.c_str(), flags_, flag_, &stats_, &where_, &syscall_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (rc_ < 0) {
+      Napi::Error err = Napi::Error::New(env, std::string(syscall_ ? syscall_ : "standby") + " failed");
+      err.Set("errno", Napi::Number::New(env, rc_));
+      err.Set("syscall", Napi::String::New(env, syscall_ ? syscall_ : "standby"));
+      err.Set("where", Napi::String::New(env, where_));
+      deferred_.Reject(err.Value());
+      return;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("files", Napi::Number::New(env, static_cast<double>(stats_.files)));
+    o.Set("dirs", Napi::Number::New(env, static_cast<double>(stats_.dirs)));
+    o.Set("cloned", Napi::Number::New(env, static_cast<double>(stats_.cloned)));
+    o.Set("bytes", Napi::Number::New(env, static_cast<double>(stats_.bytes)));
+    deferred_.Resolve(o);
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string src_, dir_, label_;
+  int flags_;
+  Napi::Reference<Napi::Int32Array> cancel_;  // keeps the flag's memory alive while the job runs
+  std::atomic<int32_t>* flag_;
+  int rc_ = 0;
+  copy_stats stats_;
+  std::string where_;
+  const char* syscall_ = nullptr;
+};
+
+Napi::Value StandbyMake(const Napi::CallbackInfo& info) {
+  std::string src, dir, label;
+  int flags = 0;
+  if (!ArgString(info, 0, &src) || !ArgString(info, 1, &dir) || !ArgString(info, 2, &label) || !ArgInt(info, 3, &flags)) return info.Env().Undefined();
+  if (info.Length() < 5 || !info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Napi::TypeError::New(info.Env(), "argument 4 must be an Int32Array").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  StandbyMakeWorker* w = new StandbyMakeWorker(info.Env(), src, dir, label, flags, info[4].As<Napi::Int32Array>());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// standbyApply(src, dir, label, marginNs, flags): a promise of the checking
+// pass's counts; rejects with errno (ESTALE: unusable, `why` says why).
+class StandbyApplyWorker : public Napi::AsyncWorker {
+ public:
+  StandbyApplyWorker(Napi::Env env, std::string src, std::string dir, std::string label, int64_t margin, int flags)
+      : Napi::AsyncWorker(env, "snapproc.standbyApply"), deferred_(Napi::Promise::Deferred::New(env)), src_(std::move(src)), dir_(std::move(dir)), label_(std::move(label)), margin_(margin), flags_(flags) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { rc_ = standby_apply(src_.c_str(), dir_.c_str(), label_.c_str(), margin_, flags_, &stats_, &where_, &syscall_, &why_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (rc_ < 0) {
+      Napi::Error err = Napi::Error::New(env, why_.empty() ? std::string(syscall_ ? syscall_ : "standby") + " failed" : why_);
+      err.Set("errno", Napi::Number::New(env, rc_));
+      err.Set("syscall", Napi::String::New(env, syscall_ ? syscall_ : "standby"));
+      err.Set("where", Napi::String::New(env, where_));
+      err.Set("why", Napi::String::New(env, why_));
+      deferred_.Reject(err.Value());
+      return;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("entries", Napi::Number::New(env, static_cast<double>(stats_.entries)));
+    o.Set("kept", Napi::Number::New(env, static_cast<double>(stats_.kept)));
+    o.Set("recreated", Napi::Number::New(env, static_cast<double>(stats_.recreated)));
+    o.Set("removed", Napi::Number::New(env, static_cast<double>(stats_.removed)));
+    o.Set("fixed", Napi::Number::New(env, static_cast<double>(stats_.fixed)));
+    o.Set("retimed", Napi::Number::New(env, static_cast<double>(stats_.retimed)));
+    o.Set("linkSetsRedone", Napi::Number::New(env, static_cast<double>(stats_.link_sets_redone)));
+    deferred_.Resolve(o);
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string src_, dir_, label_;
+  int64_t margin_;
+  int flags_;
+  int rc_ = 0;
+  standby_stats stats_;
+  std::string where_, why_;
+  const char* syscall_ = nullptr;
+};
+
+Napi::Value StandbyApply(const Napi::CallbackInfo& info) {
+  std::string src, dir, label;
+  int flags = 0;
+  if (!ArgString(info, 0, &src) || !ArgString(info, 1, &dir) || !ArgString(info, 2, &label) || info.Length() < 4 || !info[3].IsNumber() || !ArgInt(info, 4, &flags)) return info.Env().Undefined();
+  int64_t margin = info[3].As<Napi::Number>().Int64Value();
+  StandbyApplyWorker* w = new StandbyApplyWorker(info.Env(), src, dir, label, margin, flags);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// standbyInfo(dir): { label, startedNs } of a complete standby, or { why } when there is none to use.
+Napi::Value StandbyInfo(const Napi::CallbackInfo& info) {
+  std::string dir;
+  if (!ArgString(info, 0, &dir)) return info.Env().Undefined();
+  std::string label, why;
+  int64_t started = 0;
+  Napi::Object o = Napi::Object::New(info.Env());
+  if (standby_info(dir.c_str(), &label, &started, &why) < 0) {
+    o.Set("why", Napi::String::New(info.Env(), why));
+  } else {
+    o.Set("label", Napi::String::New(info.Env(), label));
+    o.Set("startedNs", Napi::Number::New(info.Env(), static_cast<double>(started)));
+  }
+  return o;
+}
+
 Napi::Value MakeDataDir(const Napi::CallbackInfo& info) {
   std::string path;
   int mode = 0, sub = 0;
@@ -849,7 +972,9 @@ Napi::Value ProcInfo(const Napi::CallbackInfo& info) {
   bool via_stat = info.Length() > 2 && info[2].ToBoolean().Value();
   std::vector<int32_t> pids(in.Data(), in.Data() + in.ElementLength());
   std::vector<proc_info> out;
-  proc_info_of(pids, revisions, &out, via_stat);
+  const char* sc = nullptr;
+  int rc = proc_info_of(pids, revisions, &out, via_stat, &sc);
+  if (rc < 0) return ThrowErrno(env, rc, sc);
   bool all_stat = true;
   for (const proc_info& pi : out) all_stat = all_stat && pi.has_start;
   Napi::Int32Array ids = Napi::Int32Array::New(env, out.size() * 3);
@@ -880,6 +1005,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("procInfo", Napi::Function::New(env, ProcInfo));
   exports.Set("copyTree", Napi::Function::New(env, CopyTree));
   exports.Set("makeDataDir", Napi::Function::New(env, MakeDataDir));
+  exports.Set("standbyMake", Napi::Function::New(env, StandbyMake));
+  exports.Set("standbyApply", Napi::Function::New(env, StandbyApply));
+  exports.Set("standbyInfo", Napi::Function::New(env, StandbyInfo));
   exports.Set("kill", Napi::Function::New(env, Kill));
   exports.Set("killpg", Napi::Function::New(env, Killpg));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));

@@ -37,7 +37,9 @@ ssize_t read_file(const char* path, char* buf, size_t size) {
     ssize_t n = read(fd, buf + got, size - got);
     if (n < 0) {
       if (errno == EINTR) continue;
+      int e = errno;
       close(fd);
+      errno = e;
       return -1;
     }
     if (n == 0) break;
@@ -46,6 +48,11 @@ ssize_t read_file(const char* path, char* buf, size_t size) {
   close(fd);
   return static_cast<ssize_t>(got);
 }
+
+// A read by PID that failed: the process is gone (ENOENT, ESRCH: 0), or the
+// reading itself failed (EMFILE, ENOMEM...: -errno), which must not be taken
+// for an exit.
+int gone_or_error(int e) { return e == ENOENT || e == ESRCH ? 0 : -e; }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool name_char(char c) { return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-' || c == '_'; }
@@ -92,19 +99,22 @@ std::atomic<int> g_have_info{-1};  // -1 unknown, 0 no PIDFD_GET_INFO, 1 yes
 const size_t kPerThread = 256;  // fewer members per thread than this: not worth a thread
 const size_t kMaxThreads = 4;
 
-// The revision `pid` executes: its exe's path, else SNAP_REVISION in its environment.
-void revision_of(int32_t pid, std::vector<char>* env, std::string* rev) {
+// The revision `pid` executes: its exe's path, else SNAP_REVISION in its
+// environment. 0, or -errno when the environment could not be read for a
+// reason other than the process being gone or not ours to read (EACCES: then
+// the revision is not known).
+int revision_of(int32_t pid, std::vector<char>* env, std::string* rev) {
   char path[64];
   char exe[4096];
   snprintf(path, sizeof path, "/proc/%d/exe", pid);
   ssize_t l = readlink(path, exe, sizeof exe);
-  if (l > 0 && revision_in_path(exe, static_cast<size_t>(l), rev)) return;
+  if (l > 0 && revision_in_path(exe, static_cast<size_t>(l), rev)) return 0;
   // The whole environment (a process's can be large): read until it ends.
   // procfs gives all it has up to the size asked for in one read, so a
   // short read is the end.
   snprintf(path, sizeof path, "/proc/%d/environ", pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
+  if (fd < 0) return errno == EACCES || errno == EPERM ? 0 : gone_or_error(errno);
   if (env->size() < 16384) env->resize(16384);
   size_t got = 0;
   for (;;) {
@@ -121,35 +131,46 @@ void revision_of(int32_t pid, std::vector<char>* env, std::string* rev) {
   }
   close(fd);
   revision_in_environ(env->data(), got, rev);
+  return 0;
 }
 
-// Through a pidfd: 1 = filled, 0 = gone, -1 = no PIDFD_GET_INFO here. The
+// Through a pidfd: 1 = filled, 0 = gone, -1 = no PIDFD_GET_INFO here, -2 =
+// this one failed otherwise (EMFILE...: read /proc/PID/stat for it), or
+// -1000 - errno: reading its environment failed (see revision_of). The
 // ioctl comes last: it fails (ESRCH) once the process has been reaped, so
 // when it answers, the PID was never free between the reads by PID (getpgid,
 // /proc/PID/...) and they were about this process, not a successor's.
 int info_by_pidfd(int32_t pid, bool revisions, std::vector<char>* env, proc_info* pi) {
   int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) return errno == ESRCH ? 0 : -1;
+  if (fd < 0) return errno == ESRCH ? 0 : -2;
   pid_t pgid = getpgid(pid);
   if (pgid < 0) {
     close(fd);
     return 0;
   }
-  if (revisions) revision_of(pid, env, &pi->revision);
+  if (revisions) {
+    int rc = revision_of(pid, env, &pi->revision);
+    if (rc < 0) {
+      close(fd);
+      return -1000 + rc;
+    }
+  }
   pidfd_info_v0 info;
   memset(&info, 0, sizeof info);
   info.mask = 1;  // PIDFD_INFO_PID
   int rc = ioctl(fd, kPidfdGetInfo, &info);
   int e = errno;
   close(fd);
-  if (rc < 0) return e == ESRCH ? 0 : -1;
+  if (rc < 0) return e == ESRCH ? 0 : e == ENOTTY || e == EINVAL ? -1 : -2;
   pi->pid = pid;
   pi->ppid = static_cast<int32_t>(info.ppid);
   pi->pgid = pgid;
   return 1;
 }
 
-void proc_info_range(const int32_t* pids, size_t count, bool revisions, bool via_stat, std::vector<proc_info>* out) {
+// 0, or -errno of the first read that failed for a reason other than the
+// process being gone (with `syscall_out`): nothing listed is then complete.
+int proc_info_range(const int32_t* pids, size_t count, bool revisions, bool via_stat, std::vector<proc_info>* out, const char** syscall_out) {
   out->reserve(count);
   char path[64];
   char stat[1024];
@@ -166,13 +187,24 @@ void proc_info_range(const int32_t* pids, size_t count, bool revisions, bool via
         continue;
       }
       if (rc == 0) continue;  // gone
-      // No PIDFD_GET_INFO (the first answer decides), or this one failed (EMFILE...): from /proc/PID/stat.
-      int unknown = -1;
-      g_have_info.compare_exchange_strong(unknown, 0);
+      if (rc <= -1000) {
+        *syscall_out = "open";
+        return rc + 1000;
+      }
+      // No PIDFD_GET_INFO (ENOTTY/EINVAL, as proc_ids_of decides): from
+      // /proc/PID/stat from now on; this one failed otherwise (EMFILE...):
+      // from /proc/PID/stat this once.
+      if (rc == -1) g_have_info.store(0);
     }
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     ssize_t n = read_file(path, stat, sizeof stat - 1);
-    if (n <= 0) continue;  // gone
+    if (n < 0) {
+      int rc = gone_or_error(errno);
+      if (rc == 0) continue;
+      *syscall_out = "open";
+      return rc;
+    }
+    if (n == 0) continue;  // gone
     stat[n] = '\0';
     // Fields resume after the last ')': comm may hold spaces and parens.
     char* close_paren = strrchr(stat, ')');
@@ -189,37 +221,50 @@ void proc_info_range(const int32_t* pids, size_t count, bool revisions, bool via
     pi.start = start;
     pi.has_start = true;
     pi.zombie = state == 'Z';
-    if (revisions) revision_of(pid, &env, &pi.revision);
+    if (revisions) {
+      int rc = revision_of(pid, &env, &pi.revision);
+      if (rc < 0) {
+        *syscall_out = "open";
+        return rc;
+      }
+    }
     out->push_back(std::move(pi));
   }
+  return 0;
 }
 
 }  // namespace
 
-void proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out, bool via_stat) {
+int proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out, bool via_stat, const char** syscall_out) {
   out->clear();
   // Many members: split among a few threads (each process's reads are
   // independent syscalls; with revisions they are ~10 us each).
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   size_t parts = pids.size() < kPerThread * 2 || cpus < 2 ? 1 : std::min<size_t>({static_cast<size_t>(cpus), kMaxThreads, pids.size() / kPerThread});
-  if (parts <= 1) {
-    proc_info_range(pids.data(), pids.size(), revisions, via_stat, out);
-    return;
-  }
+  if (parts <= 1) return proc_info_range(pids.data(), pids.size(), revisions, via_stat, out, syscall_out);
   std::vector<std::vector<proc_info>> got(parts);
+  std::vector<int> rcs(parts, 0);
+  std::vector<const char*> calls(parts, nullptr);
   std::vector<std::thread> threads;
   size_t each = (pids.size() + parts - 1) / parts;
   for (size_t k = 1; k < parts; k++) {
     size_t from = k * each, count = std::min(each, pids.size() - std::min(from, pids.size()));
-    threads.emplace_back([&, from, count, k]() { proc_info_range(pids.data() + from, count, revisions, via_stat, &got[k]); });
+    threads.emplace_back([&, from, count, k]() { rcs[k] = proc_info_range(pids.data() + from, count, revisions, via_stat, &got[k], &calls[k]); });
   }
-  proc_info_range(pids.data(), std::min(each, pids.size()), revisions, via_stat, &got[0]);
+  rcs[0] = proc_info_range(pids.data(), std::min(each, pids.size()), revisions, via_stat, &got[0], &calls[0]);
   for (auto& t : threads) t.join();
+  for (size_t k = 0; k < parts; k++) {
+    if (rcs[k] < 0) {
+      *syscall_out = calls[k];
+      return rcs[k];
+    }
+  }
   size_t total = 0;
   for (auto& g : got) total += g.size();
   out->reserve(total);
   for (auto& g : got)
     for (auto& pi : g) out->push_back(std::move(pi));
+  return 0;
 }
 
 }  // namespace snapproc

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -188,7 +189,10 @@ class watch_set {
   // Whether a watch's condition holds now: 1 (2 after its kill), 0, -errno.
   int check_now(uint32_t token);
   // Blocks until some watches' conditions hold: each once, as (token, 1) or
-  // (token, -errno) when it never will; 1 = some, 2 = stopped, -errno.
+  // (token, -errno) when it never will; 1 = some, 2 = stopped, -errno. When
+  // waiting itself fails (epoll_wait), every open watch is reported with that
+  // error once (1), then the set is failed: the next wait returns the error
+  // and new watches are refused with it, so no wait is left without an answer.
   int wait(std::vector<std::pair<uint32_t, int>>* ready, const char** syscall_out);
   // Makes wait() return 2, now and from then on.
   void stop();
@@ -213,6 +217,9 @@ class watch_set {
   int scan_locked(int64_t now, std::vector<std::pair<uint32_t, int>>* due, std::vector<std::pair<uint32_t, int>>* ready);
   void write_kills(const std::vector<std::pair<uint32_t, int>>& due, std::vector<std::pair<uint32_t, int>>* ready);
   uint32_t take_token();
+  int fail_all_locked(int rc, std::vector<std::pair<uint32_t, int>>* ready);
+  int failed_ = 0;      // -errno once waiting failed (mu_)
+  const char* failed_call_ = nullptr;
   int register_locked(const entry& e, uint32_t events, uint32_t* token, const char** syscall_out);
   void kick();
   int epfd_ = -1, stop_fd_ = -1, kick_fd_ = -1;
@@ -237,7 +244,9 @@ struct proc_info {
 // pidfd where the kernel has PIDFD_GET_INFO, else (or with `via_stat`) from
 // one read of /proc/PID/stat, which also gives the start time; with
 // `revisions`, the snap revision each executes (exe path, else SNAP_REVISION).
-void proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out, bool via_stat = false);
+// 0, or -errno (with the syscall) when a read failed for a reason other than
+// the process being gone (EMFILE...): a process is never left out for that.
+int proc_info_of(const std::vector<int32_t>& pids, bool revisions, std::vector<proc_info>* out, bool via_stat, const char** syscall_out);
 
 // ---- tree copy (copy.cc) -----------------------------------------------------
 
@@ -259,6 +268,21 @@ struct copy_stats {
 // `where` is the path (relative to src) of the entry that failed; what was
 // made is left for the caller to remove.
 int copy_tree(const char* src, const char* dst, int flags, copy_stats* stats, std::string* where, const char** syscall_out);
+// The standby copy (copy.cc): standby_make makes `dir` (0700; it must not
+// exist, its parent must) and clones `src` into `dir`/tree at
+// the lowest priority and writes `dir`/manifest last (flushed); -EOPNOTSUPP
+// where files cannot be cloned; -ECANCELED once `*cancel` is set.
+// standby_apply makes `dir`/tree what copy_tree(src) would make now, redoing
+// only what changed since the manifest was written (an entry whose ctime is
+// within `margin_ns` before the job's start counts as changed); -ESTALE with
+// `why` when the standby cannot be used (the caller copies in full).
+struct standby_stats {
+  int64_t entries = 0, kept = 0, recreated = 0, removed = 0, fixed = 0, retimed = 0, link_sets_redone = 0;
+};
+int standby_make(const char* src, const char* dir, const char* label, int flags, const std::atomic<int32_t>* cancel, copy_stats* stats, std::string* where, const char** syscall_out);
+int standby_apply(const char* src, const char* dir, const char* label, int64_t margin_ns, int flags, standby_stats* stats, std::string* where, const char** syscall_out, std::string* why);
+// The label and start time of a complete standby in `dir`; -ESTALE with `why` otherwise.
+int standby_info(const char* dir, std::string* label, int64_t* started_ns, std::string* why);
 // Makes the directory `path` with `mode` (exactly), as a btrfs subvolume when
 // `subvolume` and the file system is btrfs: 1 = a subvolume, 0 = a directory.
 int make_data_dir(const char* path, int mode, int subvolume, const char** syscall_out);

@@ -4,6 +4,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { serviceCgroupName } from '../src/process/cgroup-names';
 import { readEvent } from '../src/kernel/cgroupfs';
 import { killCgroup } from '../src/kernel/kill';
@@ -25,6 +28,31 @@ test('--version prints the package version', () => {
   const r = cli(['--version']);
   assert.is(r.code, 0);
   assert.match(r.stdout, /^\d+\.\d+\.\d+\n$/);
+});
+
+test('bin/snapproc run as a program: its shell line starts the node on PATH on itself, arguments as given, without NODE_EXTRA_CA_CERTS', () => {
+  // A stand-in `node` first on PATH shows what the shell line executes.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'snapproc-cli-shebang-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'node'), '#!/bin/sh\nprintf "%s\\n" "$@"\nprintf "CA=%s\\n" "${NODE_EXTRA_CA_CERTS-unset}"\n', { mode: 0o755 });
+    const args = ['stop', 'a b', '', '$HOME', '--x=*', "it's"];
+    for (const ca of ['/etc/ssl/certs/ca-certificates.crt', '', undefined]) {
+      const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dir}:${process.env.PATH}` };
+      if (ca === undefined) delete env.NODE_EXTRA_CA_CERTS;
+      else env.NODE_EXTRA_CA_CERTS = ca;
+      const r = spawnSync(CLI, args, { encoding: 'utf8', env });
+      assert.is(r.status, 0, r.stderr);
+      assert.equal(r.stdout.split('\n').slice(0, -1), [CLI, ...args, 'CA=unset'], String(ca));
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  // And the real one, both ways: the same answer.
+  for (const argv of [[CLI, '--version'], [process.execPath, CLI, '--version']]) {
+    const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt' } });
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^\d+\.\d+\.\d+\n$/);
+  }
 });
 
 test('usage errors exit 2 with one error line', () => {

@@ -560,6 +560,29 @@ test('launcher: a bad launch file or command is exit 127 (126 when not executabl
   assert.match(r.stderr, /^snapproc-exec: no command given\n/);
 });
 
+test('procInfo: out of descriptors (EMFILE) is an error, not processes taken for gone; the pidfd path stays on for the calls after', () => {
+  // In a child with a low descriptor limit: fill the table, ask, free it, ask again.
+  const script = `
+    const fs = require('node:fs');
+    const { native } = require(${JSON.stringify(path.join(REPO, 'dist', 'src', 'kernel', 'native.js'))});
+    const pids = Int32Array.from([process.pid, process.ppid]);
+    const before = native.procInfo(pids);
+    const fds = [];
+    try { for (;;) fds.push(fs.openSync('/dev/null', 'r')); } catch (e) { if (e.code !== 'EMFILE') throw e; }
+    let full; try { full = native.procInfo(pids); } catch (e) { full = { error: e.code }; }
+    for (const fd of fds) fs.closeSync(fd);
+    const after = native.procInfo(pids);
+    const viaPidfd = (x) => !(x.start && x.start.length > 0);
+    process.stdout.write(JSON.stringify({ before: viaPidfd(before), after: viaPidfd(after), afterPids: after.ids.length / 3, full: full.error ?? full.ids.length / 3 }));`;
+  const r = spawnSync('prlimit', ['--nofile=64:64', process.execPath, '-e', script], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { before: boolean; after: boolean; afterPids: number; full: unknown };
+  assert.is(out.full, 'EMFILE', 'a table full of descriptors is reported, not an empty list');
+  if (!out.before) return; // no PIDFD_GET_INFO on this kernel (< 6.13): only /proc/PID/stat is used anyway
+  assert.ok(out.after, 'after the EMFILE the pidfd path is still used (no start times from /proc/PID/stat)');
+  assert.is(out.afterPids, 2);
+});
+
 test('launcher: --resolve reads `current` on every execution (a re-executing service gets the new revision)', async () => {
   const root = dir();
   const name = uniqueSnapName('nat');

@@ -301,7 +301,7 @@ rootTest('control socket: reads are open to all, every state-changing call refus
   const dir = buildSnap(name, apps({ svc: { command: 'bin/stay svc', daemon: 'simple' } }), { stay: STAY });
   const d = await startDaemon(root, cg);
   try {
-    const inst = await cli(root, cg, ['install', dir]);
+    const inst = await cli(root, cg, ['install', dir], { NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt' });
     assert.is(inst.code, 0, inst.stderr);
     const pid = (await statusOf(root, name)).svc.mainPid!;
     const reads = [
@@ -408,6 +408,8 @@ rootTest('CLI: install starts a background supervisor (PM2-style); ps, stop, sta
     daemonPid = ping.pid;
     assert.is(ping.root, root);
     assert.match(fs.readFileSync(`/proc/${daemonPid}/cmdline`, 'utf8').split('\0').join(' '), /snapproc.* daemon/);
+    // Started without the certificates Node would parse at its start-up (node-flags.ts snapprocNodeEnv).
+    assert.not.ok(fs.readFileSync(`/proc/${daemonPid}/environ`, 'utf8').split('\0').some((v) => v.startsWith('NODE_EXTRA_CA_CERTS=')), 'no NODE_EXTRA_CA_CERTS in the autostarted supervisor');
     let st = await statusOf(root, name);
     assert.is(st.first.state, 'active');
     assert.is(st.second.state, 'active');

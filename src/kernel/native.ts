@@ -52,6 +52,9 @@ interface Addon {
   copyTree(src: string, dst: string, flags: number): Promise<CopyStats>;
   procInfo(pids: Int32Array, revisions: boolean, viaStat: boolean): ProcInfo;
   makeDataDir(path: string, mode: number, subvolume: number): boolean;
+  standbyMake(src: string, dir: string, label: string, flags: number, cancel: Int32Array): Promise<{ files: number; dirs: number; cloned: number; bytes: number }>;
+  standbyApply(src: string, dir: string, label: string, marginNs: number, flags: number): Promise<StandbyApplyStats>;
+  standbyInfo(dir: string): { label?: string; startedNs?: number; why?: string };
   execve(file: string, argv: string[], env: string[]): never;
   resetNiceOnFork(): void;
 }
@@ -82,6 +85,17 @@ export interface CopyStats {
   /** Bytes copied (not cloned). */
   bytes: number;
   xattrs: number;
+}
+
+/** What the checking pass of a standby copy did (native.standbyApply). */
+export interface StandbyApplyStats {
+  entries: number;
+  kept: number;
+  recreated: number;
+  removed: number;
+  fixed: number;
+  retimed: number;
+  linkSetsRedone: number;
 }
 
 /** Flags of native.copyTree. */
@@ -269,7 +283,16 @@ function watchedWait(add: () => number, timeoutMs: number, syscall: string, deta
   const finish = (outcome: KillWaitOutcome) => end() && settle(outcome);
   try {
     ensureWatcher();
-    token = add();
+    try {
+      token = add();
+    } catch (err) {
+      // The watching thread ended on an error (it told its open watches so) and
+      // its watcher is gone: a new one for this and later waits.
+      if ((err as { syscall?: string }).syscall !== 'watchInit') throw err;
+      watching = false;
+      ensureWatcher();
+      token = add();
+    }
   } catch (err) {
     over = true;
     reject(fromAddonError(err, detail));
@@ -420,6 +443,28 @@ export const native = {
       const where = (err as { where?: string })?.where;
       throw fromAddonError(err, { path: where ? path.join(src, where) : src });
     }),
+  /**
+   * The standby copy (see src/snap/standby.ts): clones `src` into `dir`/tree
+   * at the lowest priority and writes `dir`/manifest last; `cancel[0] = 1`
+   * (an Int32Array on a SharedArrayBuffer) stops it (ECANCELED); EOPNOTSUPP
+   * where files cannot be cloned.
+   */
+  standbyMake: (src: string, dir: string, label: string, cancel: Int32Array, flags = 0) =>
+    call(() => load().standbyMake(src, dir, label, flags, cancel), { path: dir }).catch((err: unknown) => {
+      throw fromAddonError(err, { path: dir });
+    }),
+  /** The checking pass: `dir`/tree becomes what copyTree(src) would make now; ESTALE (SnapprocError) when it cannot be used. */
+  standbyApply: (src: string, dir: string, label: string, marginNs: number, flags = 0): Promise<StandbyApplyStats> =>
+    call(() => load().standbyApply(src, dir, label, marginNs, flags), { path: dir }).catch((err: unknown) => {
+      const e = err as { where?: string; why?: string; errno?: number };
+      // ESTALE (libuv has no name for it): the standby cannot be used, `why` says why.
+      if (e?.errno === -116) throw new SnapprocError('ESTALE', `standby ${dir} cannot be used: ${e.why ?? 'stale'}`, { errno: -116, syscall: 'standby', path: dir, cause: err });
+      const out = fromAddonError(err, { path: e?.where ? path.join(dir, 'tree', e.where) : dir });
+      if (e?.why && out instanceof Error) out.message = `${e.why}`;
+      throw out;
+    }),
+  /** The label and start time of a complete standby in `dir`, or why there is none. */
+  standbyInfo: (dir: string) => call(() => load().standbyInfo(dir), { path: dir }),
   /** Makes the directory `dir` with exactly `mode`; a btrfs subvolume when `subvolume` and on btrfs (true then). */
   makeDataDir: (dir: string, mode: number, subvolume: boolean): boolean => call(() => load().makeDataDir(dir, mode, subvolume ? 1 : 0), { path: dir }),
   /** Flushes the file system holding `path` (syncfs(2)), off the main thread. */

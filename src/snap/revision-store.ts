@@ -33,6 +33,7 @@ import { SnapprocError, usageError } from '../util/errors';
 import { fsyncDir, fsyncDirs, fsyncTree, isTempSibling, removeSymlink, replaceSymlinkAtomic, writeFileAtomic, type FlushQueue } from '../util/atomic-file';
 import { checkCommands } from './command-check';
 import { asideName, copyTree, restoreAside, syncFilesystem } from './data-copy';
+import { takeStandby, type StandbyUse } from './standby';
 import { checkSnapTree, checkUnpackFits, readTreeSnapYaml, treeHooks, unpackSize } from './snap-from-path';
 import { revisionPaths } from './environment';
 import { native } from '../kernel/native';
@@ -548,8 +549,12 @@ export class RevisionStore {
    * `REV.snapproc-aside-N` (one N for both), returned as `movedAside` (the
    * $SNAP_DATA one); an empty target is simply replaced. On failure the
    * targets are as they were. Undo with removeData + restoreData.
+   * $SNAP_DATA comes from a standby copy of `fromRev` when one is ready
+   * (./standby.ts: the checking pass redoes what changed since it was made,
+   * and flushes that), else from a full copy; `standby` says what the
+   * checking pass did.
    */
-  async copyData(name: string, fromRev: string, toRev: string, opts: { batch?: FlushQueue } = {}): Promise<{ movedAside?: string }> {
+  async copyData(name: string, fromRev: string, toRev: string, opts: { batch?: FlushQueue; say?: (line: string) => void } = {}): Promise<{ movedAside?: string; standby?: StandbyUse }> {
     const from = this.paths(name, fromRev);
     const to = this.paths(name, toRev);
     if (fromRev === toRev) throw usageError(`cannot copy the data of revision ${fromRev} of snap "${name}" onto itself`);
@@ -558,6 +563,7 @@ export class RevisionStore {
     while (pairs.some(([, dst]) => exists(asideName(dst, stamp)))) stamp += 1;
     let movedAny = false;
     const done: Array<{ dst: string; aside: string | null; wasEmptyDir: boolean }> = [];
+    let standby: StandbyUse | undefined;
     try {
       for (const [src, dst] of pairs) {
         if (!exists(src)) {
@@ -575,6 +581,13 @@ export class RevisionStore {
           movedAny = true;
         }
         done.push({ dst, aside, wasEmptyDir });
+        if (src === from.data) {
+          const used = await takeStandby(src, fromRev, dst, { flushDir: opts.batch ? (d) => opts.batch!.add(d) : undefined, say: opts.say });
+          if (used) {
+            standby = used;
+            continue;
+          }
+        }
         const stats = await copyTree(src, dst, { subvolume: true, sync: !opts.batch });
         if (opts.batch) {
           // Flushed with the caller's batch: the copy (a btrfs snapshot is on
@@ -591,7 +604,7 @@ export class RevisionStore {
       }
       throw err;
     }
-    return movedAny ? { movedAside: asideName(to.data, stamp) } : {};
+    return { ...(movedAny ? { movedAside: asideName(to.data, stamp) } : {}), ...(standby ? { standby } : {}) };
   }
 
   /** Removes $SNAP_DATA and root's $SNAP_USER_DATA of `rev` (not their moved-aside copies). */

@@ -200,13 +200,16 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
       name: 'unlink-copy-data',
       async do(d, ctx) {
         store.unlinkCurrent(d.snap);
+        let how = '';
         if (!d.dataCopied) {
           // Flushed with the journal before the link.
-          const r = await store.copyData(d.snap, d.from, d.to!, { batch: ctx.batch ?? undefined });
+          const r = await store.copyData(d.snap, d.from, d.to!, { batch: ctx.batch ?? undefined, say: (l) => say(d, l) });
           d.movedAside = r.movedAside ?? null;
           d.dataCopied = true;
+          // From a standby copy (../snap/standby.ts): what its checking pass kept and redid.
+          if (r.standby) how = ` (standby copy: ${r.standby.kept} kept, ${r.standby.recreated} made again, ${r.standby.removed} removed, ${r.standby.fixed + r.standby.retimed} fixed, checked in ${r.standby.ms.toFixed(1)} ms)`;
         }
-        return `unlink ${d.from}, copy $SNAP_DATA ${d.from} -> ${d.to}`;
+        return `unlink ${d.from}, copy $SNAP_DATA ${d.from} -> ${d.to}${how}`;
       },
       async undo(d) {
         if (d.dataCopied || d.movedAside) {

@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { SnapprocError } from '../util/errors';
 import { answers, NO_SUPERVISOR, replyOf, socketPath } from './control-socket';
-import { DAEMON_NODE_FLAGS } from './node-flags';
+import { DAEMON_NODE_FLAGS, snapprocNodeEnv } from './node-flags';
 import type { ControlMethod, ParamsOf, ResultOf } from './protocol';
 
 export interface CallOptions {
@@ -84,7 +84,7 @@ export async function startBackgroundSupervisor(root: string, timeoutMs = 10_000
   const bin = path.resolve(__dirname, '..', '..', '..', 'bin', 'snapproc');
   // Loaded only here: most commands find a supervisor.
   const { spawn } = require('node:child_process') as typeof import('node:child_process');
-  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, bin, '--root', root, 'daemon'], { detached: true, stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, bin, '--root', root, 'daemon'], { detached: true, stdio: ['ignore', out, out], env: snapprocNodeEnv() });
   fs.closeSync(out);
   child.unref();
   let exited: number | null = null;

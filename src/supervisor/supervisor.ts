@@ -25,6 +25,7 @@ import { startOrder, type AppInfo, type SnapYaml } from '../snap/snap-yaml';
 import { parseStopMode, type StopMode, type StopResult } from '../process/stop';
 import { durationMs } from '../util/duration';
 import { RevisionStore } from '../snap/revision-store';
+import { StandbyJobs, type StandbyState } from '../snap/standby';
 import { inhibit, release } from '../snap/inhibit';
 import { ownChildPids, trackNodeChildren } from './children';
 import { ControlServer, socketPath, type ControlLimits, type Method } from './control';
@@ -105,6 +106,8 @@ export class Supervisor {
   /** State-changing operations running or queued (ping reports it: "is it idle?"). */
   private pendingOperations = 0;
   private sweeping: Promise<void> = Promise.resolve();
+  /** Standby copies of each snap's $SNAP_DATA, made in the background after a change (../snap/standby.ts). */
+  private standbys: StandbyJobs;
   private savePending = false;
   private hookRuns = new HookRuns();
   /** Revisions kept per snap (SPEC 1: 2). */
@@ -118,6 +121,7 @@ export class Supervisor {
     this.rotator = new LogRotator(options.logMaxBytes);
     this.say = options.log ?? ((line) => process.stderr.write(`snapproc: ${line}\n`));
     this.fdHolder = new FdHolder(this.root, this.cgroupParent, (l) => this.say(l));
+    this.standbys = new StandbyJobs((snap, rev) => this.store.paths(snap, rev).data, (l) => this.say(l));
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -166,6 +170,8 @@ export class Supervisor {
     this.writeSnapctl();
     // What a crash left in the trash goes now, in the background.
     this.sweepTrash();
+    // A standby copy of each snap's data, unless a complete one is there (what a crash left incomplete or used goes).
+    for (const snap of this.store.list()) this.standbys.schedule(snap.name, snap.current, 0);
     this.control = new ControlServer(socketPath(this.root), this.methods(), this.options.controlLimits);
     await this.control.listen();
     this.say(`supervising ${this.services.size} service(s) under ${this.root} (cgroups in ${this.cgroupParent}), pid ${process.pid}`);
@@ -175,6 +181,7 @@ export class Supervisor {
   async shutdown(options: { stopServices?: boolean } = {}): Promise<void> {
     this.control?.close();
     this.control = null;
+    await this.standbys.close();
     if (options.stopServices) {
       for (const snap of this.store.list().reverse()) await this.stopSnap(snap.name, undefined, {}, true).catch((e) => this.say(`stopping ${snap.name}: ${e.message}`));
     }
@@ -590,6 +597,16 @@ export class Supervisor {
     return this.sweeping;
   }
 
+  /** Resolves when no standby job (../snap/standby.ts) is scheduled or running (for tests and benchmarks). */
+  standbysSettled(): Promise<void> {
+    return this.standbys.settled();
+  }
+
+  /** A snap's standby copy: `ready` (of `revision`), `making`, `none`, `unsupported` (no clones there) or `off` (SNAPPROC_STANDBY=0). */
+  standbyState(instance: string): { state: StandbyState; revision?: string } {
+    return this.standbys.state(instance);
+  }
+
   /** @internal Removes what snapproc kept about a removed snap: launch files, empty cgroups, held sockets. */
   removeSnapState(instance: string): void {
     fs.rmSync(path.join(this.root, 'state', 'launch', instance), { recursive: true, force: true });
@@ -635,7 +652,12 @@ export class Supervisor {
     const t0 = performance.now();
     // `snapproc run` of this snap waits meanwhile (snapd's inhibit lock).
     inhibit(this.root, instance, 'refresh');
-    const done = await runChange(this.root, change, steps, { progress, batch: this.flushBatch() }).finally(() => release(this.root, instance));
+    // A standby job still running is not waited for: the copy is then a full one.
+    this.standbys.cancel(instance);
+    const done = await runChange(this.root, change, steps, { progress, batch: this.flushBatch() }).finally(() => {
+      release(this.root, instance);
+      this.standbys.schedule(instance, this.store.currentRevision(instance));
+    });
     progress(`refreshed ${instance} ${from} -> ${done.data.to} in ${(performance.now() - t0).toFixed(0)} ms`);
     return { snap: instance, from, to: done.data.to, change: done.id, enduring: done.data.enduring, handedOver: done.data.handedOver, fellBack: done.data.fellBack };
   }
@@ -652,7 +674,11 @@ export class Supervisor {
     const steps = revertSteps(this);
     const change = newChange('revert', instance, steps, 1, { snap: instance, from, to, stopped: [], enduring: [], started: [] });
     inhibit(this.root, instance, 'revert');
-    await runChange(this.root, change, steps, { progress }).finally(() => release(this.root, instance));
+    this.standbys.cancel(instance);
+    await runChange(this.root, change, steps, { progress }).finally(() => {
+      release(this.root, instance);
+      this.standbys.schedule(instance, this.store.currentRevision(instance));
+    });
     return { snap: instance, from, to, change: change.id };
   }
 
@@ -666,6 +692,8 @@ export class Supervisor {
     // asked for it to go), as snapd resumes an interrupted remove.
     const wanted = this.servicesOf(instance).filter((s) => s.record.wanted).map((s) => s.record.app);
     const change = newChange('remove', instance, steps, -1, { snap: instance, purge: !!opts.purge, revision: this.store.currentRevision(instance), killed: 0, wanted });
+    // Its standby job ends first: it writes under the directory the remove deletes.
+    await this.standbys.stop(instance);
     await runChange(this.root, change, steps, { progress });
     return { snap: instance, removed: true, killed: change.data.killed };
   }

@@ -1,0 +1,251 @@
+// standby.ts: on XFS (reflink) a refresh's copy of $SNAP_DATA still costs
+// ~50 us of kernel time per file (create, clone, times): 2000 small files
+// took ~140 ms of a refresh. So the copy is made ahead of time, in the
+// background, while nothing waits for it: a "standby" copy of the current
+// revision's $SNAP_DATA (reflinked, so it costs ~1 MiB of metadata, not the
+// data's size), with a manifest of every entry's stat. At the next refresh a
+// checking pass redoes in it only what changed since (native/copy.cc,
+// standby_apply) and renames it into place as the new revision's data: the
+// same tree the full copy would make then. This module owns the standby's
+// life: where it lives, when a job makes it (after a change answered, and at
+// start-up when there is none), cancelling a job that a change overtakes,
+// using one at the refresh (takeStandby, from RevisionStore.copyData), and
+// deleting whatever is incomplete, used or stale.
+//
+// Layout: R/var/snap/NAME/.standby-HEX/ (0700) with tree/ (the copy) and,
+// once complete, manifest. A standby without a manifest is incomplete (a job
+// running or killed) or used (the checking pass removes the manifest before
+// it changes anything): never used, deleted by the next job of that snap.
+// Only where files are clones (XFS, or any file system where FICLONE works,
+// except btrfs, where the copy of a subvolume is one snapshot anyway); never
+// on ext4 and the like, where it would double the disk used. Off with
+// SNAPPROC_STANDBY=0.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { native, type StandbyApplyStats } from '../kernel/native';
+import { fsyncDir } from '../util/atomic-file';
+
+/** `SNAPPROC_STANDBY=0` turns standby copies off (the refresh then always copies in full). */
+export function standbyEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.SNAPPROC_STANDBY !== '0';
+}
+
+/**
+ * An entry whose ctime is at most this much before the job's start counts
+ * as changed at the refresh (git's "racily clean" rule): a change in the
+ * same tick of the file system's clock as the job's stat of it would leave
+ * its ctime as the job recorded it. A coarse tick is a jiffy (<= 10 ms).
+ */
+export const RACY_MARGIN_NS = 50_000_000;
+
+/**
+ * How long after a change answered its standby job starts (ms;
+ * SNAPPROC_STANDBY_DELAY_MS): what the refresh just copied is then older
+ * than the racy margin, so the next refresh can keep it.
+ */
+export function standbyDelayMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.SNAPPROC_STANDBY_DELAY_MS);
+  return Number.isFinite(v) && v >= 0 ? v : 250;
+}
+
+/** True for the names of standby directories (`.standby-HEX`): no revision, no trash. */
+export function isStandbyName(base: string): boolean {
+  return /^\.standby-[0-9a-f]{8}$/.test(base);
+}
+
+function standbysIn(dataParent: string): string[] {
+  try {
+    return fs.readdirSync(dataParent).filter(isStandbyName).map((n) => path.join(dataParent, n));
+  } catch {
+    return [];
+  }
+}
+
+function hasEntries(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** For the crash tests: SNAPPROC_CRASH_AT=standby:checked (after the checking pass) or standby:renamed (after the rename into place) kills this process there. */
+function crashPoint(when: string): void {
+  if (process.env.SNAPPROC_CRASH_AT === `standby:${when}`) process.kill(process.pid, 'SIGKILL');
+}
+
+/** What a refresh's use of a standby did (RevisionStore.copyData reports it). */
+export interface StandbyUse extends StandbyApplyStats {
+  ms: number;
+}
+
+/**
+ * At a refresh, once the services are stopped: if a complete standby of
+ * `fromRev`'s data (`src`) exists next to it, the checking pass makes it
+ * what a full copy of `src` would be now (flushing what it changed), and
+ * it is renamed to `dst` (which must not exist; the rename's directory is
+ * flushed, or queued with `flushDir` instead). null when there is none to
+ * use, or it cannot be used (then it is deleted and the caller copies in
+ * full); `dst` is then left as it was. Also when standbys are off.
+ */
+export async function takeStandby(src: string, fromRev: string, dst: string, opts: { flushDir?: (dir: string) => void; say?: (line: string) => void } = {}): Promise<StandbyUse | null> {
+  if (!standbyEnabled()) return null;
+  const parent = path.dirname(src);
+  let best: { dir: string; started: number } | null = null;
+  for (const dir of standbysIn(parent)) {
+    const info = native.standbyInfo(dir);
+    if (info.label === fromRev && (best === null || (info.startedNs ?? 0) > best.started)) best = { dir, started: info.startedNs ?? 0 };
+  }
+  if (!best) return null;
+  const t0 = performance.now();
+  try {
+    const stats = await native.standbyApply(src, best.dir, fromRev, RACY_MARGIN_NS);
+    crashPoint('checked');
+    fs.renameSync(path.join(best.dir, 'tree'), dst);
+    if (opts.flushDir) opts.flushDir(path.dirname(dst));
+    else fsyncDir(path.dirname(dst));
+    crashPoint('renamed');
+    fs.rmSync(best.dir, { recursive: true, force: true }); // empty now (the manifest went first)
+    return { ...stats, ms: performance.now() - t0 };
+  } catch (err) {
+    opts.say?.(`standby copy of ${src} not used (${(err as Error).message}); copying in full`);
+    await fs.promises.rm(best.dir, { recursive: true, force: true }).catch(() => undefined);
+    return null;
+  }
+}
+
+export type StandbyState = 'off' | 'unsupported' | 'none' | 'making' | 'ready';
+
+interface Job {
+  cancel: Int32Array;
+  revision: string;
+}
+
+/**
+ * The background jobs that make standbys, one chain per snap: a job starts
+ * only after the previous one of that snap ended (a cancelled job may still
+ * be finishing at nice 19 when the next is scheduled), never waits for
+ * anything else, and is cancelled (not waited for) when a change of its snap
+ * begins. `dataParent(snap)` is R/var/snap/SNAP.
+ */
+export class StandbyJobs {
+  private chains = new Map<string, Promise<void>>();
+  private running = new Map<string, Job>();
+  /** A job scheduled and not yet started: cancelled before it starts, it never does. */
+  private pending = new Map<string, { cancelled: boolean; timer?: NodeJS.Timeout; resolve?: () => void }>();
+  private unsupported = new Set<string>();
+  private ready = new Map<string, string>();
+  private closed = false;
+
+  constructor(
+    private readonly dataOf: (snap: string, rev: string) => string,
+    private readonly say: (line: string) => void = () => {},
+  ) {}
+
+  /** The standby state of a snap: `ready` (for `revision`), `making` (a job is scheduled or runs), ... */
+  state(snap: string): { state: StandbyState; revision?: string } {
+    if (!standbyEnabled()) return { state: 'off' };
+    if (this.pending.has(snap) || this.running.has(snap)) return { state: 'making', revision: this.running.get(snap)?.revision };
+    if (this.unsupported.has(snap)) return { state: 'unsupported' };
+    const rev = this.ready.get(snap);
+    return rev ? { state: 'ready', revision: rev } : { state: 'none' };
+  }
+
+  /**
+   * Makes a standby of `rev`'s data after `delayMs` (default
+   * standbyDelayMs()), once the previous job of the snap ended; one already
+   * complete for `rev` is kept. Any other standby of the snap is deleted.
+   */
+  schedule(snap: string, rev: string | null, delayMs = standbyDelayMs()): void {
+    this.cancel(snap);
+    if (this.closed || rev === null || !standbyEnabled() || this.unsupported.has(snap)) return;
+    const slot: { cancelled: boolean; timer?: NodeJS.Timeout; resolve?: () => void } = { cancelled: false };
+    this.pending.set(snap, slot);
+    const prev = this.chains.get(snap) ?? Promise.resolve();
+    const chain = prev
+      .then(() => new Promise<void>((resolve) => {
+        if (slot.cancelled) return resolve();
+        slot.resolve = resolve;
+        slot.timer = setTimeout(resolve, delayMs);
+      }))
+      .then(() => {
+        if (this.pending.get(snap) === slot) this.pending.delete(snap);
+        return this.closed || slot.cancelled ? undefined : this.run(snap, rev);
+      });
+    const settled = chain.catch((err) => this.say(`standby copy of ${snap}: ${(err as Error).message}`));
+    this.chains.set(snap, settled);
+    void settled.then(() => {
+      if (this.chains.get(snap) === settled) this.chains.delete(snap);
+    });
+  }
+
+  /** Cancels the snap's scheduled or running job (without waiting for it to end). */
+  cancel(snap: string): void {
+    const slot = this.pending.get(snap);
+    if (slot) {
+      slot.cancelled = true;
+      this.pending.delete(snap);
+      if (slot.timer) clearTimeout(slot.timer);
+      slot.resolve?.();
+    }
+    const job = this.running.get(snap);
+    if (job) Atomics.store(job.cancel, 0, 1);
+    this.ready.delete(snap);
+  }
+
+  /** Cancels the snap's job and waits until it ended (before the snap's directory is removed). */
+  async stop(snap: string): Promise<void> {
+    this.cancel(snap);
+    await this.chains.get(snap);
+  }
+
+  /** Resolves once no job is scheduled or running (for tests and benchmarks: the standby is then `ready` or there is none). */
+  async settled(): Promise<void> {
+    while (this.chains.size) await Promise.all([...this.chains.values()]);
+  }
+
+  /** Cancels every job and waits until they ended (shutdown: no thread may keep the file system busy). */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const snap of new Set([...this.pending.keys(), ...this.running.keys()])) this.cancel(snap);
+    await this.settled();
+  }
+
+  private async run(snap: string, rev: string): Promise<void> {
+    const src = this.dataOf(snap, rev);
+    const parent = path.dirname(src);
+    // A complete standby of this revision (made before a restart) is kept; every other goes.
+    let keep: string | null = null;
+    for (const dir of standbysIn(parent)) {
+      if (keep === null && native.standbyInfo(dir).label === rev) keep = dir;
+      else await fs.promises.rm(dir, { recursive: true, force: true });
+    }
+    if (keep) {
+      this.ready.set(snap, rev);
+      return;
+    }
+    if (!hasEntries(src)) return; // empty data: the full copy costs nothing
+    // Made by the job (0700), once it knows that files clone there: nowhere else does anything appear.
+    const dir = path.join(parent, `.standby-${randomBytes(4).toString('hex')}`);
+    const job: Job = { cancel: new Int32Array(new SharedArrayBuffer(4)), revision: rev };
+    this.running.set(snap, job);
+    const t0 = performance.now();
+    try {
+      const r = await native.standbyMake(src, dir, rev, job.cancel);
+      if (Atomics.load(job.cancel, 0) === 0) this.ready.set(snap, rev);
+      this.say(`standby copy of ${snap} ${rev} ready (${r.files} files, ${r.cloned} cloned, ${r.bytes} bytes copied, ${Math.round(performance.now() - t0)} ms)`);
+    } catch (err) {
+      await fs.promises.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EOPNOTSUPP' || code === 'ENOTSUP') {
+        this.unsupported.add(snap);
+        this.say(`standby copies of ${snap}: off (files are not clones where its data is)`);
+      } else if (code !== 'ECANCELED') {
+        throw err;
+      }
+    } finally {
+      if (this.running.get(snap) === job) this.running.delete(snap);
+    }
+  }
+}
