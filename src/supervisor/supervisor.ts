@@ -67,7 +67,16 @@ export interface SupervisorOptions {
    * its stop-timeout by up to 160 ms on 2 cores.
    */
   nice?: number;
+  /**
+   * Called once the supervisor has had no state-changing request for
+   * IDLE_AFTER_MS after one (never while it stays idle: no wake-ups). The
+   * daemon gives its memory back there (./node-flags.ts compactMemory).
+   */
+  onIdle?: () => void;
 }
+
+/** How long after the last state-changing request the supervisor counts as idle (options.onIdle). */
+export const IDLE_AFTER_MS = 500;
 
 export function defaultCgroupParent(): string {
   return process.env.SNAPPROC_CGROUP_PARENT || path.join(cgroup2Mount(), 'snapproc.slice');
@@ -105,6 +114,7 @@ export class Supervisor {
   private busy: Promise<unknown> = Promise.resolve();
   /** State-changing operations running or queued (ping reports it: "is it idle?"). */
   private pendingOperations = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> = Promise.resolve();
   /** Standby copies of each snap's $SNAP_DATA, made in the background after a change (../snap/standby.ts). */
   private standbys: StandbyJobs;
@@ -529,7 +539,18 @@ export class Supervisor {
   /** @internal One state-changing operation at a time: a refresh and a stop must not interleave. */
   serialize<T>(fn: () => Promise<T>): Promise<T> {
     this.pendingOperations += 1;
-    const run = this.busy.then(fn, fn).finally(() => (this.pendingOperations -= 1));
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    const run = this.busy.then(fn, fn).finally(() => {
+      this.pendingOperations -= 1;
+      const onIdle = this.options.onIdle;
+      if (this.pendingOperations > 0 || !onIdle) return;
+      this.idleTimer = setTimeout(() => {
+        this.idleTimer = null;
+        onIdle();
+      }, IDLE_AFTER_MS);
+      this.idleTimer.unref();
+    });
     this.busy = run.catch(() => undefined);
     return run;
   }
