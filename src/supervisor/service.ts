@@ -18,6 +18,7 @@ import { liveStartTimeOf, pidNamespaceOf, startTimeOf } from '../kernel/procfs';
 import { cloneIntoKilledCgroupDies, recreateEmptyCgroup } from '../kernel/clone-quirk';
 import { identityOf } from '../kernel/process-identity';
 import { idleWaitOf, idleWaitsKnown } from '../kernel/idle-wait';
+import { isFrozen } from '../kernel/freeze';
 import { signalName } from '../kernel/signal-names';
 import type { AppInfo } from '../snap/snap-yaml';
 import { signalVerified } from '../kernel/signal-guard';
@@ -596,6 +597,16 @@ export class Service {
   /** Re-adopts the service after a supervisor restart; false when nothing of it runs. */
   adopt(): boolean {
     const rec = this.record;
+    // The last supervisor died while stopping it, between the stop's freeze
+    // and its thaw (a stop of many freezes them all before it signals and
+    // thaws each): that freeze was the stop's, not a user's, and is undone.
+    if (rec.state === 'deactivating') {
+      try {
+        if (isFrozen(this.cgroup)) native.writeFreeze(this.cgroup, false);
+      } catch {
+        // no cgroup (any more): nothing frozen
+      }
+    }
     if (!isPopulated(this.cgroup)) {
       if (this.app.daemon === 'oneshot' && rec.state === 'active') return true;
       return this.notAdopted();
