@@ -6,8 +6,8 @@
 // Each stop means exactly what stopCgroup (./stop.ts) does for one cgroup,
 // with its own stop-mode and stop-timeout; what the batch does not handle
 // the common way (a plain stop-mode, a cgroup frozen on purpose, a freeze
-// that does not complete in time, a kernel without cgroup.kill) goes to
-// stopCgroup itself. One cgroup after the other, each stop's freeze had to
+// that does not complete within QUICK_FREEZE_MS, a kernel without
+// cgroup.kill) goes to stopCgroup itself. One cgroup after the other, each stop's freeze had to
 // be announced before its signal went out, and the supervisor's one thread
 // spent ~1.3 ms a service (1000 services: 1.5 s against supervisord's 0.7 s).
 import * as fs from 'node:fs';
@@ -23,6 +23,9 @@ interface Queued {
   resolve: (r: StopResult) => void;
   reject: (e: unknown) => void;
 }
+
+/** How long the batch waits for a cgroup's freeze before it leaves that stop to stopCgroup. */
+const QUICK_FREEZE_MS = 100;
 
 let queue: Queued[] = [];
 let scheduled = false;
@@ -85,7 +88,9 @@ function runBatch(): void {
     const freezeTimeoutMs = q.options.freezeTimeoutMs ?? Math.min(FREEZE_TIMEOUT_MS, Math.max(20, Math.round(timeoutMs / 2)));
     let wait;
     try {
-      wait = native.waitEvent(dir, 'frozen', 1, freezeTimeoutMs).result;
+      // A short wait: a cgroup whose freeze takes longer (under load, or never: a member in a FUSE
+      // wait) goes to stopCgroup, which gives its freeze the whole freeze timeout and says so.
+      wait = native.waitEvent(dir, 'frozen', 1, Math.min(freezeTimeoutMs, QUICK_FREEZE_MS)).result;
     } catch (err) {
       thawQuietly(dir);
       q.reject(err);
@@ -94,10 +99,11 @@ function runBatch(): void {
     wait.then(
       (outcome) => {
         if (outcome !== 'done') {
-          // Not frozen in time: thawed, and the one-cgroup stop signals without the freeze (and says so) in what is left of the timeout.
+          // Not frozen quickly: thawed, and stopped by stopCgroup in what is left of the stop-timeout, with the
+          // freeze timeout this stop has (when that freeze does not complete either, it signals without it and says so).
           thawQuietly(dir);
           const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
-          return stopCgroup(q.dir, { ...q.options, timeoutMs: left }).then((r) => ({ ...r, durationMs: performance.now() - started }));
+          return stopCgroup(q.dir, { ...q.options, timeoutMs: left, freezeTimeoutMs: Math.min(freezeTimeoutMs, left) }).then((r) => ({ ...r, durationMs: performance.now() - started }));
         }
         return signalAndWait(q, dir, started, timeoutMs, freezeTimeoutMs);
       },
