@@ -40,8 +40,8 @@ export function snapprocNodeEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Pr
 let fullGc: (() => void) | null | undefined;
 
 /**
- * A full GC, then malloc_trim(0), once the daemon is idle after a request
- * that changed state (Supervisor's onIdle). A start or stop of 1000
+ * A full GC, then malloc_trim(0), once the daemon is idle after a start,
+ * stop or restart of many snaps (Supervisor's onIdle). A start or stop of 1000
  * services leaves the old generation ~5-9 MiB above what it keeps alive
  * (heap-growing-percent lets it grow by 30% before V8's next full GC, which
  * an idle daemon never reaches), and malloc keeps the freed buffers of
