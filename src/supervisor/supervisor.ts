@@ -69,11 +69,10 @@ export interface SupervisorOptions {
   nice?: number;
   /**
    * Called once the supervisor has had no state-changing request for
-   * IDLE_AFTER_MS after a start, stop or restart of several snaps (or all):
-   * once per such burst, never while it stays idle (no wake-ups), and not
-   * after the requests on one snap, which leave little behind (a refresh
-   * every few hundred ms paid a full GC of the whole heap at every other
-   * one). The daemon gives its memory back there (./node-flags.ts compactMemory).
+   * IDLE_AFTER_MS after one: once per burst of requests, never while it
+   * stays idle (no wake-ups). The daemon gives its memory back there
+   * (./node-flags.ts compactMemory, which does so only when there is
+   * enough to give back).
    */
   onIdle?: () => void;
 }
@@ -118,8 +117,6 @@ export class Supervisor {
   /** State-changing operations running or queued (ping reports it: "is it idle?"). */
   private pendingOperations = 0;
   private idleTimer: NodeJS.Timeout | null = null;
-  /** A start, stop or restart of many ran since the last onIdle. */
-  private manyRan = false;
   private sweeping: Promise<void> = Promise.resolve();
   /** Standby copies of each snap's $SNAP_DATA, made in the background after a change (../snap/standby.ts). */
   private standbys: StandbyJobs;
@@ -549,10 +546,9 @@ export class Supervisor {
     const run = this.busy.then(fn, fn).finally(() => {
       this.pendingOperations -= 1;
       const onIdle = this.options.onIdle;
-      if (this.pendingOperations > 0 || !onIdle || !this.manyRan) return;
+      if (this.pendingOperations > 0 || !onIdle) return;
       this.idleTimer = setTimeout(() => {
         this.idleTimer = null;
-        this.manyRan = false;
         onIdle();
       }, IDLE_AFTER_MS);
       this.idleTimer.unref();
@@ -751,7 +747,6 @@ export class Supervisor {
     const started: string[] = [];
     const errors: string[] = [];
     const installed = this.installedNames();
-    this.manyRan = true;
     await Promise.all(
       bySnap(targets).map(async ([snap, apps]) => {
         for (const app of apps) {
@@ -771,7 +766,6 @@ export class Supervisor {
   async stopMany(targets: Target[], opts: { mode?: StopMode; timeoutMs?: number }): Promise<Array<{ service: string } & StopResult>> {
     const out: Array<{ service: string } & StopResult> = [];
     const installed = this.installedNames();
-    this.manyRan = true;
     await Promise.all(
       bySnap(targets).map(async ([snap, apps]) => {
         for (const app of apps) out.push(...(await this.stopSnap(snap, app, opts, false, installed)));
