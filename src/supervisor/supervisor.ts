@@ -791,6 +791,7 @@ export class Supervisor {
     try {
       const r = await this.installNow(source, say);
       journal(r.snap, 'done');
+      this.standbys.schedule(r.snap, r.revision);
       return r;
     } catch (err) {
       // Refused at its first step (validate and unpack: bad input, or a copy
