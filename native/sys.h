@@ -189,7 +189,10 @@ class watch_set {
   // Whether a watch's condition holds now: 1 (2 after its kill), 0, -errno.
   int check_now(uint32_t token);
   // Blocks until some watches' conditions hold: each once, as (token, 1) or
-  // (token, -errno) when it never will; 1 = some, 2 = stopped, -errno.
+  // (token, -errno) when it never will; 1 = some, 2 = stopped, -errno. When
+  // waiting itself fails (epoll_wait), every open watch is reported with that
+  // error once (1), then the set is failed: the next wait returns the error
+  // and new watches are refused with it, so no wait is left without an answer.
   int wait(std::vector<std::pair<uint32_t, int>>* ready, const char** syscall_out);
   // Makes wait() return 2, now and from then on.
   void stop();
@@ -214,6 +217,9 @@ class watch_set {
   int scan_locked(int64_t now, std::vector<std::pair<uint32_t, int>>* due, std::vector<std::pair<uint32_t, int>>* ready);
   void write_kills(const std::vector<std::pair<uint32_t, int>>& due, std::vector<std::pair<uint32_t, int>>* ready);
   uint32_t take_token();
+  int fail_all_locked(int rc, std::vector<std::pair<uint32_t, int>>* ready);
+  int failed_ = 0;      // -errno once waiting failed (mu_)
+  const char* failed_call_ = nullptr;
   int register_locked(const entry& e, uint32_t events, uint32_t* token, const char** syscall_out);
   void kick();
   int epfd_ = -1, stop_fd_ = -1, kick_fd_ = -1;

@@ -83,6 +83,11 @@ int watch_set::add_pidfd(int pidfd, uint32_t* token, const char** syscall_out) {
   int fd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
   if (fd < 0) return fail_errno(syscall_out, "fcntl");
   std::lock_guard<std::mutex> lock(mu_);
+  if (failed_ < 0) {
+    close(fd);
+    if (syscall_out) *syscall_out = failed_call_;
+    return failed_;
+  }
   return register_locked(entry{fd, WATCH_PIDFD, std::string(), 0, 0, false}, EPOLLIN | EPOLLONESHOT, token, syscall_out);
 }
 
@@ -132,6 +137,11 @@ int watch_set::add_event(const char* dir, const char* key, int want, uint32_t* t
     return 1;  // holds already: nothing to watch
   }
   std::lock_guard<std::mutex> lock(mu_);
+  if (failed_ < 0) {
+    close_entry(e);
+    if (syscall_out) *syscall_out = failed_call_;
+    return failed_;
+  }
   int rc = register_locked(e, EPOLLPRI | EPOLLET, token, syscall_out);
   if (rc < 0) return rc;
   events_.insert(*token);
@@ -238,8 +248,26 @@ void watch_set::stop() {
   }
 }
 
+// With mu_ held: the set fails with `rc`; every watch not yet reported is, with rc.
+int watch_set::fail_all_locked(int rc, std::vector<std::pair<uint32_t, int>>* ready) {
+  failed_ = rc;
+  for (auto& kv : entries_) {
+    if (kv.second.fired) continue;
+    kv.second.fired = true;
+    ready->emplace_back(kv.first, rc);
+  }
+  return ready->empty() ? rc : 1;
+}
+
 int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** syscall_out) {
   ready->clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failed_ < 0) {
+      if (syscall_out) *syscall_out = failed_call_;
+      return failed_;
+    }
+  }
   struct epoll_event evs[128];
   std::vector<std::pair<uint32_t, int>> due;
   for (;;) {
@@ -258,7 +286,10 @@ int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** s
     int n = epoll_wait(epfd_, evs, 128, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail_errno(syscall_out, "epoll_wait");
+      int rc = fail_errno(syscall_out, "epoll_wait");
+      std::lock_guard<std::mutex> lock(mu_);
+      failed_call_ = "epoll_wait";
+      return fail_all_locked(rc, ready);
     }
     std::lock_guard<std::mutex> lock(mu_);
     int64_t now = mono_ms();

@@ -124,7 +124,7 @@ export async function daemonCommand(g: GlobalOptions): Promise<void> {
   flags.reexecWithDaemonFlags();
   flags.applyDaemonRuntimeFlags();
   const { Supervisor } = await import('../supervisor/supervisor');
-  const sup = new Supervisor({ root: g.root, exitOnShutdown: true, nice: -5 });
+  const sup = new Supervisor({ root: g.root, exitOnShutdown: true, nice: -5, onIdle: flags.compactMemory });
   await sup.start();
   // Runs until a signal or the shutdown request ends it.
 }

@@ -57,6 +57,7 @@ interface Addon {
   standbyInfo(dir: string): { label?: string; startedNs?: number; why?: string };
   execve(file: string, argv: string[], env: string[]): never;
   resetNiceOnFork(): void;
+  mallocTrim(): boolean;
 }
 
 /** What native.procInfo read of each process that was still there, in the order given. */
@@ -283,7 +284,16 @@ function watchedWait(add: () => number, timeoutMs: number, syscall: string, deta
   const finish = (outcome: KillWaitOutcome) => end() && settle(outcome);
   try {
     ensureWatcher();
-    token = add();
+    try {
+      token = add();
+    } catch (err) {
+      // The watching thread ended on an error (it told its open watches so) and
+      // its watcher is gone: a new one for this and later waits.
+      if ((err as { syscall?: string }).syscall !== 'watchInit') throw err;
+      watching = false;
+      ensureWatcher();
+      token = add();
+    }
   } catch (err) {
     over = true;
     reject(fromAddonError(err, detail));
@@ -470,6 +480,8 @@ export const native = {
   getName: () => call(() => load().getName()),
   /** Processes this thread creates from now on start at nice 0 if it runs at a negative nice (SCHED_RESET_ON_FORK). */
   resetNiceOnFork: () => call(() => load().resetNiceOnFork()),
+  /** malloc_trim(0): the free memory of every malloc arena back to the kernel; true when some was. */
+  mallocTrim: () => call(() => load().mallocTrim()),
   /** Replaces this process (same PID) by `file` with `argv` and `env` (KEY=VALUE); returns only by throwing. */
   execve: (file: string, argv: string[], env: string[]): never => call(() => load().execve(file, argv, env), { path: file }),
   readProcs: (dir: string) => call(() => load().readProcs(dir), { path: dir }),

@@ -18,8 +18,8 @@ export type SignalOutcome = 'signalled' | 'gone';
 
 const SIGCONT = 18;
 
-/** Throws unless `dir` is a cgroup snapproc may act on as a whole. */
-export function assertActionableCgroup(dir: string): void {
+/** Throws unless `dir` is a cgroup snapproc may act on as a whole. `own`: snapproc's cgroup, when the caller read it already (a batch of stops reads it once). */
+export function assertActionableCgroup(dir: string, own: string | null = cgroupOfPid('self')): void {
   const mount = cgroup2Mount();
   const resolved = path.resolve(dir);
   if (!isInside(resolved, mount) || resolved === path.resolve(mount)) {
@@ -28,7 +28,6 @@ export function assertActionableCgroup(dir: string): void {
   if (!fs.existsSync(path.join(resolved, 'cgroup.procs'))) {
     throw new SnapprocError('ENOENT', `ENOENT: no such cgroup '${dir}'`, { path: dir, errno: -2, syscall: 'open' });
   }
-  const own = cgroupOfPid('self');
   if (own && isInside(own, resolved)) {
     throw new SnapprocError('ERR_SNAPPROC_REFUSED', `refusing to act on ${dir}: snapproc itself runs in it`, { path: dir });
   }

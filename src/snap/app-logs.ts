@@ -29,9 +29,16 @@ export function openLog(file: string): number {
 
 /** Appends one line written by snapproc itself (not the service) to a log. */
 export function logLine(file: string, text: string): void {
+  const line = `[snapproc ${new Date().toISOString()}] ${text}\n`;
   try {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
-    fs.appendFileSync(file, `[snapproc ${new Date().toISOString()}] ${text}\n`, { mode: 0o640 });
+    try {
+      fs.appendFileSync(file, line, { mode: 0o640 });
+    } catch (err) {
+      // The directory is made only when it is missing: a stop of 1000 services logs 1000 lines.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
+      fs.appendFileSync(file, line, { mode: 0o640 });
+    }
   } catch {
     // logging must never take the supervisor down
   }

@@ -18,10 +18,12 @@ import { liveStartTimeOf, pidNamespaceOf, startTimeOf } from '../kernel/procfs';
 import { cloneIntoKilledCgroupDies, recreateEmptyCgroup } from '../kernel/clone-quirk';
 import { identityOf } from '../kernel/process-identity';
 import { idleWaitOf, idleWaitsKnown } from '../kernel/idle-wait';
+import { isFrozen } from '../kernel/freeze';
 import { signalName } from '../kernel/signal-names';
 import type { AppInfo } from '../snap/snap-yaml';
 import { signalVerified } from '../kernel/signal-guard';
 import { stopCgroup, StopMode, StopResult, stopModeSignal } from '../process/stop';
+import { stopCgroupBatched } from '../process/stop-batch';
 import { appLogFile, logLine, openLog } from '../snap/app-logs';
 import type { ServiceRecord, ServiceState } from './records';
 import { readPidFile, servicePidFile } from './pid-file';
@@ -595,6 +597,16 @@ export class Service {
   /** Re-adopts the service after a supervisor restart; false when nothing of it runs. */
   adopt(): boolean {
     const rec = this.record;
+    // The last supervisor died while stopping it, between the stop's freeze
+    // and its thaw (a stop of many freezes them all before it signals and
+    // thaws each): that freeze was the stop's, not a user's, and is undone.
+    if (rec.state === 'deactivating') {
+      try {
+        if (isFrozen(this.cgroup)) native.writeFreeze(this.cgroup, false);
+      } catch {
+        // no cgroup (any more): nothing frozen
+      }
+    }
     if (!isPopulated(this.cgroup)) {
       if (this.app.daemon === 'oneshot' && rec.state === 'active') return true;
       return this.notAdopted();
@@ -659,7 +671,8 @@ export class Service {
       }
       if (this.app.stopCommand) await this.runAuxiliary('stop', timeoutMs);
       const main = this.record.mainPid !== null ? { pid: this.record.mainPid, startTime: this.record.mainStartTime ?? undefined, identity: this.record.mainIdentity } : null;
-      const result = await stopCgroup(this.cgroup, { mode: options.mode ?? this.app.stopMode, timeoutMs, main });
+      // Batched with the other stops asked for in this turn (stop --all): all signalled first, then waited for side by side.
+      const result = await stopCgroupBatched(this.cgroup, { mode: options.mode ?? this.app.stopMode, timeoutMs, main });
       this.mainWait?.cancel();
       this.mainWait = null;
       if (this.app.postStopCommand) await this.runAuxiliary('post-stop', timeoutMs).catch(() => undefined);

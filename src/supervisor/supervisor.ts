@@ -67,7 +67,16 @@ export interface SupervisorOptions {
    * its stop-timeout by up to 160 ms on 2 cores.
    */
   nice?: number;
+  /**
+   * Called once the supervisor has had no state-changing request for
+   * IDLE_AFTER_MS after one (never while it stays idle: no wake-ups). The
+   * daemon gives its memory back there (./node-flags.ts compactMemory).
+   */
+  onIdle?: () => void;
 }
+
+/** How long after the last state-changing request the supervisor counts as idle (options.onIdle). */
+export const IDLE_AFTER_MS = 500;
 
 export function defaultCgroupParent(): string {
   return process.env.SNAPPROC_CGROUP_PARENT || path.join(cgroup2Mount(), 'snapproc.slice');
@@ -84,6 +93,8 @@ export class Supervisor {
   readonly store: RevisionStore;
   /** @internal */
   readonly services = new Map<string, Service>();
+  /** The same Service objects by snap, then app (start order): what one snap does costs the same however many others are installed. */
+  private readonly servicesBySnap = new Map<string, Map<string, Service>>();
   /** @internal */
   notifySocket: string | null = null;
   private records = new Map<string, ServiceRecord>();
@@ -103,6 +114,7 @@ export class Supervisor {
   private busy: Promise<unknown> = Promise.resolve();
   /** State-changing operations running or queued (ping reports it: "is it idle?"). */
   private pendingOperations = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> = Promise.resolve();
   /** Standby copies of each snap's $SNAP_DATA, made in the background after a change (../snap/standby.ts). */
   private standbys: StandbyJobs;
@@ -401,6 +413,9 @@ export class Supervisor {
       record.revision = rev;
       const svc = new Service(this, app, record);
       this.services.set(key, svc);
+      const ofSnap = this.servicesBySnap.get(instance) ?? new Map<string, Service>();
+      ofSnap.set(name, svc);
+      this.servicesBySnap.set(instance, ofSnap);
       this.rotator.watch(svc.logFile);
       out.push(svc);
     }
@@ -408,9 +423,10 @@ export class Supervisor {
   }
 
   /** @internal Services of a snap in start order (optionally one app); throws for unknown names. */
-  servicesOf(instance: string, app?: string): Service[] {
-    if (!this.store.get(instance)) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
-    const all = [...this.services.values()].filter((s) => s.record.snap === instance);
+  servicesOf(instance: string, app?: string, installed?: ReadonlySet<string>): Service[] {
+    // `installed`: the installed snaps, when the caller read them once for many (start/stop of all).
+    if (installed ? !installed.has(instance) : !this.store.get(instance)) throw new SnapprocError('ENOENT', `snap "${instance}" is not installed`);
+    const all = [...(this.servicesBySnap.get(instance)?.values() ?? [])];
     if (app === undefined) return all;
     const one = all.filter((s) => s.record.app === app);
     if (one.length === 0) throw new SnapprocError('ENOENT', `snap "${instance}" has no service "${app}"`);
@@ -523,7 +539,18 @@ export class Supervisor {
   /** @internal One state-changing operation at a time: a refresh and a stop must not interleave. */
   serialize<T>(fn: () => Promise<T>): Promise<T> {
     this.pendingOperations += 1;
-    const run = this.busy.then(fn, fn).finally(() => (this.pendingOperations -= 1));
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    const run = this.busy.then(fn, fn).finally(() => {
+      this.pendingOperations -= 1;
+      const onIdle = this.options.onIdle;
+      if (this.pendingOperations > 0 || !onIdle) return;
+      this.idleTimer = setTimeout(() => {
+        this.idleTimer = null;
+        onIdle();
+      }, IDLE_AFTER_MS);
+      this.idleTimer.unref();
+    });
     this.busy = run.catch(() => undefined);
     return run;
   }
@@ -547,11 +574,23 @@ export class Supervisor {
       if (!yaml.apps[svc.record.app]?.isService) {
         this.flushFdStore(svc);
         svc.detach();
-        this.services.delete(key);
+        this.dropService(key, svc);
       }
     }
     this.attachServices(instance, rev);
     this.saveSnap(instance);
+  }
+
+  private dropService(key: string, svc: Service): void {
+    this.services.delete(key);
+    const ofSnap = this.servicesBySnap.get(svc.record.snap);
+    ofSnap?.delete(svc.record.app);
+    if (ofSnap?.size === 0) this.servicesBySnap.delete(svc.record.snap);
+  }
+
+  /** The names of the installed snaps, read once (for an operation on many). */
+  private installedNames(): Set<string> {
+    return new Set(this.store.list().map((s) => s.name));
   }
 
   /** @internal Drops every Service object of a snap (after its services were stopped). */
@@ -560,7 +599,7 @@ export class Supervisor {
       if (svc.record.snap !== instance) continue;
       svc.detach();
       this.rotator.unwatch(svc.logFile);
-      this.services.delete(key);
+      this.dropService(key, svc);
       this.records.delete(key);
     }
     this.saveSnap(instance);
@@ -684,10 +723,10 @@ export class Supervisor {
 
   // ---------------------------------------------------------------- snap operations
 
-  async startSnap(instance: string, app?: string): Promise<string[]> {
+  async startSnap(instance: string, app?: string, installed?: ReadonlySet<string>): Promise<string[]> {
     const started: string[] = [];
     const errors: string[] = [];
-    for (const svc of this.servicesOf(instance, app)) {
+    for (const svc of this.servicesOf(instance, app, installed)) {
       try {
         await svc.start();
         started.push(svc.name);
@@ -707,11 +746,12 @@ export class Supervisor {
   async startMany(targets: Target[]): Promise<string[]> {
     const started: string[] = [];
     const errors: string[] = [];
+    const installed = this.installedNames();
     await Promise.all(
       bySnap(targets).map(async ([snap, apps]) => {
         for (const app of apps) {
           try {
-            started.push(...(await this.startSnap(snap, app)));
+            started.push(...(await this.startSnap(snap, app, installed)));
           } catch (err) {
             errors.push((err as Error).message);
           }
@@ -725,9 +765,10 @@ export class Supervisor {
   /** Stops the services of several snaps (or apps) by stop-mode: the snaps side by side, each in reverse start order. */
   async stopMany(targets: Target[], opts: { mode?: StopMode; timeoutMs?: number }): Promise<Array<{ service: string } & StopResult>> {
     const out: Array<{ service: string } & StopResult> = [];
+    const installed = this.installedNames();
     await Promise.all(
       bySnap(targets).map(async ([snap, apps]) => {
-        for (const app of apps) out.push(...(await this.stopSnap(snap, app, opts)));
+        for (const app of apps) out.push(...(await this.stopSnap(snap, app, opts, false, installed)));
       }),
     );
     return out;
@@ -741,8 +782,8 @@ export class Supervisor {
    * order; a service whose stop failed keeps those ordered before it running,
    * and the first failure is thrown once the others are done.
    */
-  async stopSnap(instance: string, app?: string, opts: { mode?: StopMode; timeoutMs?: number } = {}, keepWanted = false): Promise<Array<{ service: string } & StopResult>> {
-    const services = this.servicesOf(instance, app);
+  async stopSnap(instance: string, app?: string, opts: { mode?: StopMode; timeoutMs?: number } = {}, keepWanted = false, installed?: ReadonlySet<string>): Promise<Array<{ service: string } & StopResult>> {
+    const services = this.servicesOf(instance, app, installed);
     const byApp = new Map(services.map((s) => [s.record.app, s]));
     // startsAfter.get(x): the services that start after x, so stop before it.
     const startsAfter = new Map<Service, Service[]>(services.map((s) => [s, []]));
@@ -998,7 +1039,8 @@ export class Supervisor {
         });
       } else targets = [{ snap: snapName(p.snap), app: optApp(p.app) }];
       // Every name is checked before anything is done: a bad one changes nothing.
-      for (const t of targets) this.servicesOf(t.snap, t.app);
+      const installed = this.installedNames();
+      for (const t of targets) this.servicesOf(t.snap, t.app, installed);
       return targets;
     };
     return {
