@@ -27,7 +27,9 @@ const num = (name: string, dflt: number) => {
 const PER_SNAP = 10;
 const SERVICES = Math.max(PER_SNAP, Math.round(num('services', 1000) / PER_SNAP) * PER_SNAP);
 const SNAPS = SERVICES / PER_SNAP;
-const REPS = Math.max(2, num('reps', 2));
+// The last round's start leaves everything running, so stop all has REPS - 1 samples: 3 rounds give it two
+// (with 2, the stop row was one sample per contender, and supervisord's stop all ranged 0.85-2.3 s between runs).
+const REPS = Math.max(2, num('reps', 3));
 // One snap's refresh and restart take ~0.2-0.4 s each: 15 samples per side, or 5 medians drift by a third under load.
 const ONE_SNAP_REPS = Math.max(REPS, 15);
 const CLI = path.join(REPO, 'bin', 'snapproc');
@@ -262,7 +264,7 @@ async function main(): Promise<void> {
   const wake = idle.get('snapproc')!.wake;
   rows.push({ measure: 'idle wake-ups/s with everything running (goal: none)', n: seconds, snapproc: wake, baseline: 1, goal: 0.2, note: 'Values are wake-ups (context switches) per second over 5 s with no request.' });
   footer.push(`idle over ${seconds} s: ${[...idle].map(([n, v]) => `${n}: RSS ${v.rss.toFixed(1)} MiB in ${v.procs} process${v.procs === 1 ? '' : 'es'} (anonymous ${(v.split.anon / 1024).toFixed(1)}, file-backed ${(v.split.file / 1024).toFixed(1)}, PSS ${(v.split.pss / 1024).toFixed(1)} MiB), ${v.wake.toFixed(1)} wake-ups/s`).join('; ')}`);
-  footer.push('', `Medians of ${REPS} rounds (status: ${Math.max(REPS, 5)}, refresh and restart: ${ONE_SNAP_REPS}); contenders alternated. Node ${process.version}, kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, ${os.availableParallelism()} CPUs; ${((Date.now() - T0) / 1000).toFixed(0)} s.`);
+  footer.push('', `Medians of ${REPS} rounds (stop all: ${REPS - 1}; status: ${Math.max(REPS, 5)}, refresh and restart: ${ONE_SNAP_REPS}); contenders alternated. Node ${process.version}, kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, ${os.availableParallelism()} CPUs; ${((Date.now() - T0) / 1000).toFixed(0)} s.`);
 
   // ---- clean up: stop everything (the cgroups are removed by the harness in any case)
   progress('cleaning up');
