@@ -362,13 +362,34 @@ struct Copier {
   }
 
   // A regular file (the workers' job): created, filled, finished, queued to be flushed.
-  int copy_regular(int sdir, int ddir, const char* name, const struct stat& st, const std::string& rel) {
-    int s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-    if (s < 0 && errno == EPERM) s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int copy_regular(int sdir, int ddir, const char* name, const struct stat& walked, const std::string& rel) {
+    // O_NONBLOCK: the name may no longer be the file the walker saw (the
+    // workers open it later, while services may run): a FIFO put in its place
+    // would block the open for good, and a write lease on it would hold the
+    // open until the lease breaks (minutes). Without O_NOCTTY a terminal
+    // device could become a controlling terminal.
+    const int kFlags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+    int s = openat(sdir, name, kFlags | O_NOATIME);
+    if (s < 0 && errno == EPERM) s = openat(sdir, name, kFlags);
     if (s < 0) {
       if (errno == ENOENT) return 0;  // removed while we copied
       return fail("open", rel);
     }
+    // What was opened is copied, with its own metadata: a regular file that
+    // replaced the one walked (another inode) is still a file of the tree.
+    // Anything else in its place (a FIFO, a device) is an error, not a file
+    // copied from or skipped.
+    struct stat st;
+    if (fstat(s, &st) < 0) {
+      int rc = fail("fstat", rel);
+      close(s);
+      return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      close(s);
+      return sh->fail("open", rel, EAGAIN);
+    }
+    (void)walked;
     // Its final mode at once when the kernel gives it its owner (fchown would drop setuid/setgid).
     bool exact = exact_modes() && owned_as(st) && !(st.st_mode & (S_ISUID | S_ISGID));
     int d = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, exact ? (st.st_mode & 07777) : 0600);
