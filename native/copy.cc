@@ -983,9 +983,18 @@ int64_t realtime_ns() {
   return ns_of(ts.tv_sec, ts.tv_nsec);
 }
 
+// FNV-1a over 8-byte words (then the tail bytes): a torn or altered manifest
+// shows; no defence against a forger (who is root and could rewrite the data itself).
 uint64_t fnv1a(const char* p, size_t n) {
   uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < n; i++) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    h ^= w;
+    h *= 1099511628211ULL;
+  }
+  for (; i < n; i++) {
     h ^= static_cast<unsigned char>(p[i]);
     h *= 1099511628211ULL;
   }
@@ -1031,7 +1040,7 @@ bool decode(const std::string& in, Manifest* m, std::string* why) {
   if (in.size() < at + sizeof hash || memcmp(in.data(), kManifestMagic, at) != 0) return *why = "not a standby manifest", false;
   memcpy(&hash, in.data() + in.size() - sizeof hash, sizeof hash);
   if (hash != fnv1a(in.data(), in.size() - sizeof hash)) return *why = "manifest checksum mismatch (torn or altered)", false;
-  std::string body = in.substr(0, in.size() - sizeof hash);
+  const std::string body(in.data(), in.size() - sizeof hash);
   uint32_t version = 0, label_len = 0;
   uint64_t count = 0;
   if (!take(body, &at, &version) || version != 1 || !take(body, &at, &m->started_ns) || !take(body, &at, &m->standby_dev) || !take(body, &at, &m->src_dev) ||
@@ -1039,7 +1048,8 @@ bool decode(const std::string& in, Manifest* m, std::string* why) {
     return *why = "manifest header unreadable", false;
   m->label = body.substr(at, label_len);
   at += label_len;
-  if (!take(body, &at, &count)) return *why = "manifest header unreadable", false;
+  if (!take(body, &at, &count) || count > body.size()) return *why = "manifest header unreadable", false;
+  m->entries.reserve(count);
   for (uint64_t i = 0; i < count; i++) {
     uint32_t len = 0;
     if (!take(body, &at, &len) || body.size() - at < len) return *why = "manifest entry unreadable", false;
@@ -1183,6 +1193,43 @@ int remove_at(int dfd, const char* name) {
   return 0;
 }
 
+// Every entry's stat and every directory's names, taken once before the
+// checking pass decides anything: the source's and the standby's on two
+// threads at once (on 2 CPUs the ~4000 stats of 2000 files, one after the
+// other, were ~10 ms of kernel time, most of the pass).
+struct TreeStat {
+  struct Got {
+    int err;
+    struct stat st;
+  };
+  std::unordered_map<std::string, std::vector<std::string>> names;
+  std::unordered_map<std::string, Got> stats;
+  int err = 0;
+
+  void walk(int fd, const std::string& rel) {
+    int e = 0;
+    std::vector<std::string> list = list_dir(fd, &e);
+    if (e) {
+      err = e;
+      return;
+    }
+    for (const std::string& name : list) {
+      std::string crel = join_rel(rel, name);
+      Got g;
+      g.err = fstatat(fd, name.c_str(), &g.st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+      if (g.err == 0 && S_ISDIR(g.st.st_mode)) {
+        int c = openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+        if (c >= 0) {
+          walk(c, crel);
+          close(c);
+        }
+      }
+      stats.emplace(std::move(crel), g);
+    }
+    names.emplace(rel, std::move(list));
+  }
+};
+
 // The checking pass over one standby tree.
 struct Applier {
   Shared* sh;
@@ -1199,6 +1246,29 @@ struct Applier {
   };
   std::map<std::pair<dev_t, ino_t>, std::vector<Member>> link_sets;
   std::unordered_set<std::string> retime;  // directories whose entries a hard-link set changed
+  const TreeStat* stree = nullptr;  // taken before the pass (a directory it lacks is read now)
+  const TreeStat* dtree = nullptr;
+
+  // The names of `rel` in the snapshot `t`, else read now.
+  static std::vector<std::string> names_of(const TreeStat* t, int fd, const std::string& rel, int* err) {
+    *err = 0;
+    if (t) {
+      auto it = t->names.find(rel);
+      if (it != t->names.end()) return it->second;
+    }
+    return list_dir(fd, err);
+  }
+  // The stat of `crel` (`name` in `fd`) from the snapshot `t`, else taken now; the errno or 0.
+  static int stat_of(const TreeStat* t, int fd, const std::string& name, const std::string& crel, struct stat* st) {
+    if (t) {
+      auto it = t->stats.find(crel);
+      if (it != t->stats.end()) {
+        *st = it->second.st;
+        return it->second.err;
+      }
+    }
+    return fstatat(fd, name.c_str(), st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+  }
 
   int fail(const char* call, const std::string& rel, int e) { return sh->fail(call, rel, e); }
 
@@ -1234,9 +1304,9 @@ struct Applier {
 
   int check_dir(int sfd, int dfd, const std::string& rel, bool* dirty) {
     int err = 0;
-    std::vector<std::string> snames = list_dir(sfd, &err);
+    std::vector<std::string> snames = names_of(stree, sfd, rel, &err);
     if (err) return fail("readdir", rel, err);
-    std::vector<std::string> dnames = list_dir(dfd, &err);
+    std::vector<std::string> dnames = names_of(dtree, dfd, rel, &err);
     if (err) return fail("readdir", rel, err);
     std::unordered_set<std::string> in_src(snames.begin(), snames.end());
     for (const std::string& name : dnames) {
@@ -1250,15 +1320,17 @@ struct Applier {
       if (sh->failed.load()) return sh->err;
       std::string crel = join_rel(rel, name);
       struct stat ss, ds;
-      if (fstatat(sfd, name.c_str(), &ss, AT_SYMLINK_NOFOLLOW) < 0) {
-        if (errno != ENOENT) return fail("fstatat", crel, errno);
+      int serr = stat_of(stree, sfd, name, crel, &ss);
+      if (serr) {
+        if (serr != ENOENT) return fail("fstatat", crel, serr);
         int rc = remove_at(dfd, name.c_str());  // gone from the source meanwhile
         if (rc < 0) return fail("remove", crel, -rc);
         *dirty = true;
         continue;
       }
-      bool have = fstatat(dfd, name.c_str(), &ds, AT_SYMLINK_NOFOLLOW) == 0;
-      if (!have && errno != ENOENT) return fail("fstatat", crel, errno);
+      int derr = stat_of(dtree, dfd, name, crel, &ds);
+      bool have = derr == 0;
+      if (!have && derr != ENOENT) return fail("fstatat", crel, derr);
       const Entry* e = entry(crel);
       bool clean = clean_src(e, ss) && clean_dst(e, have, ds);
       stats->entries++;
@@ -1552,6 +1624,15 @@ int standby_apply(const char* src, const char* dir, const char* label, int64_t m
       Copier c(&sh);
       c.own_umask();
       Applier a{&sh, &c, &m, m.started_ns - margin_ns, s, t, stats, {}, {}, {}};
+      // Both trees' stats first, side by side; then the decisions, which change the standby.
+      TreeStat stree, dtree;
+      std::thread helper([&]() { dtree.walk(t, ""); });
+      stree.walk(s, "");
+      helper.join();
+      if (stree.err == 0 && dtree.err == 0) {
+        a.stree = &stree;
+        a.dtree = &dtree;
+      }
       bool dirty = false;
       rc = a.check_dir(s, t, "", &dirty);
       if (rc >= 0) rc = a.settle_links();

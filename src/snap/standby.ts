@@ -92,10 +92,18 @@ export interface StandbyUse extends StandbyApplyStats {
 export async function takeStandby(src: string, fromRev: string, dst: string, opts: { flushDir?: (dir: string) => void; say?: (line: string) => void } = {}): Promise<StandbyUse | null> {
   if (!standbyEnabled()) return null;
   const parent = path.dirname(src);
+  const found = standbysIn(parent);
   let best: { dir: string; started: number } | null = null;
-  for (const dir of standbysIn(parent)) {
-    const info = native.standbyInfo(dir);
-    if (info.label === fromRev && (best === null || (info.startedNs ?? 0) > best.started)) best = { dir, started: info.startedNs ?? 0 };
+  if (found.length === 1) {
+    // One (the usual case): the checking pass reads its manifest and refuses another revision's; not read twice.
+    // Without a manifest it is a job's, still running or cancelled: that job removes it.
+    if (!fs.existsSync(path.join(found[0], 'manifest'))) return null;
+    best = { dir: found[0], started: 0 };
+  } else {
+    for (const dir of found) {
+      const info = native.standbyInfo(dir);
+      if (info.label === fromRev && (best === null || (info.startedNs ?? 0) > best.started)) best = { dir, started: info.startedNs ?? 0 };
+    }
   }
   if (!best) return null;
   const t0 = performance.now();

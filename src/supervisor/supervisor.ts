@@ -607,7 +607,9 @@ export class Supervisor {
 
   /** @internal Deletes a snap's trash (retired revisions, discarded data) in the background, one sweep at a time. */
   sweepTrash(instance?: string): void {
-    this.sweeping = this.sweeping.then(() => this.store.sweepTrash(instance)).then(
+    // Once the operation that asked for it (a refresh's prune) has ended: deleting
+    // gigabytes beside its last flushes made them wait behind the deletions (XFS log, btrfs commits).
+    this.sweeping = this.sweeping.then(() => this.busy).then(() => this.store.sweepTrash(instance)).then(
       () => undefined,
       (err) => this.say(`deleting old revisions${instance ? ` of ${instance}` : ''}: ${(err as Error).message} (tried again later)`),
     );
@@ -832,6 +834,7 @@ export class Supervisor {
     try {
       const r = await this.installNow(source, say);
       journal(r.snap, 'done');
+      this.standbys.schedule(r.snap, r.revision);
       return r;
     } catch (err) {
       // Refused at its first step (validate and unpack: bad input, or a copy
