@@ -1,0 +1,90 @@
+// The standby jobs' scheduling (src/snap/standby.ts StandbyJobs): a cancel
+// is seen at every step of a job, jobs of different snaps take turns, and a
+// cancelled job that waits for its turn ends at once. A job's first step
+// (deleting the standbys an earlier run left) is what these tests hold up:
+// it runs on any file system, so no reflink file system is needed.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { StandbyJobs } from '../src/snap/standby';
+import { tmpdir } from './helpers';
+
+const test = suite('standby-jobs');
+
+/** R/var/snap/SNAP with x1's data (one file) and a leftover standby of `files` files. */
+function snapDataWithLeftover(root: string, snap: string, files: number): string {
+  const parent = path.join(root, snap);
+  fs.mkdirSync(path.join(parent, 'x1'), { recursive: true });
+  fs.writeFileSync(path.join(parent, 'x1', 'data'), 'x');
+  const left = path.join(parent, '.standby-00000000', 'tree');
+  fs.mkdirSync(left, { recursive: true });
+  for (let d = 0; d < files / 1000; d++) {
+    fs.mkdirSync(path.join(left, `d${d}`));
+    for (let i = 0; i < 1000; i++) fs.writeFileSync(path.join(left, `d${d}`, `f${i}`), '');
+  }
+  return parent;
+}
+
+test('a cancel while the job deletes old standbys is seen: the job goes no further (it made a standby through the refresh that cancelled it)', async () => {
+  const root = tmpdir('standby-jobs-');
+  try {
+    snapDataWithLeftover(root, 'a', 8000);
+    const said: string[] = [];
+    const jobs = new StandbyJobs((snap, rev) => path.join(root, snap, rev), (l) => said.push(l));
+    jobs.schedule('a', 'x1', 0);
+    // Once the deletion is under way (the leftover's files start to go), cancel.
+    const left = path.join(root, 'a', '.standby-00000000', 'tree');
+    const t0 = Date.now();
+    while (fs.existsSync(path.join(left, 'd0', 'f0')) && Date.now() - t0 < 10_000) await new Promise((r) => setImmediate(r));
+    assert.is(jobs.state('a').state, 'making', 'the job runs');
+    jobs.cancel('a');
+    await jobs.settled();
+    assert.is(jobs.state('a').state, 'none');
+    // The job did not go on to make a standby (on this file system it would have said whether files clone here).
+    assert.equal(said, [], `nothing made or tried after the cancel: ${said.join('; ')}`);
+    assert.equal(fs.readdirSync(path.join(root, 'a')).filter((e) => e.startsWith('.standby-') && e !== '.standby-00000000'), [], 'no new standby directory');
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('jobs of two snaps take turns; stop() of a snap whose job waits for its turn returns at once', async () => {
+  const root = tmpdir('standby-jobs-');
+  try {
+    snapDataWithLeftover(root, 'a', 8000);
+    snapDataWithLeftover(root, 'b', 1000);
+    const jobs = new StandbyJobs((snap, rev) => path.join(root, snap, rev));
+    jobs.schedule('a', 'x1', 0);
+    jobs.schedule('b', 'x1', 0);
+    const leftA = path.join(root, 'a', '.standby-00000000', 'tree');
+    const t0 = Date.now();
+    while (fs.existsSync(path.join(leftA, 'd0', 'f0')) && Date.now() - t0 < 10_000) await new Promise((r) => setImmediate(r));
+    // a's job deletes its leftover; b's has not started: b's leftover is untouched.
+    assert.ok(fs.existsSync(path.join(root, 'b', '.standby-00000000', 'tree', 'd0', 'f0')), "b's job waits for a's");
+    const s0 = Date.now();
+    await jobs.stop('b');
+    const stopMs = Date.now() - s0;
+    assert.ok(fs.existsSync(path.join(root, 'a', '.standby-00000000')), "a's job still runs");
+    assert.ok(stopMs < 200, `stop of b waited ${stopMs} ms for a's job`);
+    assert.ok(fs.existsSync(path.join(root, 'b', '.standby-00000000', 'tree', 'd0', 'f0')), "b's cancelled job never ran");
+    await jobs.close();
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('with no revision to stand by for, what an earlier run left is deleted', async () => {
+  const root = tmpdir('standby-jobs-');
+  try {
+    snapDataWithLeftover(root, 'c', 1000);
+    const jobs = new StandbyJobs((snap, rev) => path.join(root, snap, rev));
+    jobs.schedule('c', null);
+    await jobs.settled();
+    assert.equal(fs.readdirSync(path.join(root, 'c')), ['x1']);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test.run();
