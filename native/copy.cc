@@ -72,6 +72,9 @@ namespace {
 // thread of its own with its own umask (0: unshare(CLONE_FS)), so that a
 // file is created with its final mode and owner whenever the kernel gives it
 // that owner anyway, and needs no fchown nor fchmod.
+// Internal flag of copy_files: every regular file must be a clone (the standby job).
+constexpr int kCopyCloneOnly = 1 << 13;
+
 struct Shared {
   int flags = 0;
   int dst_root = -1;
@@ -305,6 +308,10 @@ struct Copier {
         stats.cloned++;
         return 1;  // the clone is metadata to flush
       }
+      // The standby job: a file that does not clone (another file system
+      // mounted inside the data, a full disk...) ends it, instead of a copy of
+      // every byte beside the data it was to share extents with.
+      if (sh->flags & kCopyCloneOnly) return sh->fail("FICLONE", rel, errno == ENOSPC ? ENOSPC : EOPNOTSUPP);
       // Not on this file system (ext4, tmpfs; or another one): no use asking for the next file.
       if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV || errno == ENOSYS) sh->clone_ok.store(false, std::memory_order_relaxed);
     }
@@ -1529,7 +1536,7 @@ int standby_make(const char* src, const char* dir, const char* label, int flags,
       CopyHooks hooks;
       hooks.cancel = cancel;
       hooks.record = &record;
-      rc = copy_files(s, d, top, (flags & ~COPY_NO_SYNC) | COPY_IDLE, stats, where, syscall_out, &hooks);
+      rc = copy_files(s, d, top, (flags & ~COPY_NO_SYNC) | COPY_IDLE | kCopyCloneOnly, stats, where, syscall_out, &hooks);
     }
     struct stat dst;
     if (rc == 0 && fstat(d, &dst) < 0) rc = -errno, *syscall_out = "fstat";

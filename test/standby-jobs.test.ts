@@ -7,10 +7,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { StandbyJobs } from '../src/snap/standby';
-import { tmpdir } from './helpers';
+import { gateOn, haveCommand, isRoot, tmpdir } from './helpers';
 
 const test = suite('standby-jobs');
+const xfsTest = gateOn(test, !isRoot ? 'needs root (loop mounts)' : !haveCommand('mkfs.xfs') ? 'mkfs.xfs missing (apt-get install xfsprogs)' : null);
 
 /** R/var/snap/SNAP with x1's data (one file) and a leftover standby of `files` files. */
 function snapDataWithLeftover(root: string, snap: string, files: number): string {
@@ -84,6 +86,38 @@ test('with no revision to stand by for, what an earlier run left is deleted', as
     assert.equal(fs.readdirSync(path.join(root, 'c')), ['x1']);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+xfsTest('a file that does not clone (a tmpfs mounted inside the data) ends the job: no standby of copied bytes beside the data', async () => {
+  const dir = tmpdir('standby-jobs-xfs-');
+  const img = path.join(dir, 'img');
+  const mnt = path.join(dir, 'mnt');
+  fs.mkdirSync(mnt);
+  execFileSync('truncate', ['-s', '320M', img]);
+  execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', img], { stdio: 'ignore' });
+  execFileSync('mount', ['-o', 'loop', img, mnt]);
+  const inner = path.join(mnt, 'a', 'x1', 'inner');
+  let tmpfs = false;
+  try {
+    fs.mkdirSync(inner, { recursive: true });
+    fs.writeFileSync(path.join(mnt, 'a', 'x1', 'outer'), 'o'.repeat(4096));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64M', 'tmpfs', inner]);
+    tmpfs = true;
+    fs.writeFileSync(path.join(inner, 'big'), Buffer.alloc(32 << 20, 1));
+    const used = () => Number(execFileSync('df', ['--output=used', '-B1', mnt], { encoding: 'utf8' }).trim().split('\n')[1]);
+    const before = used();
+    const said: string[] = [];
+    const jobs = new StandbyJobs((snap, rev) => path.join(mnt, snap, rev), (l) => said.push(l));
+    jobs.schedule('a', 'x1', 0);
+    await jobs.settled();
+    assert.is(jobs.state('a').state, 'unsupported', said.join('; '));
+    assert.equal(fs.readdirSync(path.join(mnt, 'a')).filter((e) => e.startsWith('.standby-')), [], 'nothing left of the job');
+    assert.ok(used() - before < 8 << 20, `the file system grew by ${used() - before} bytes`);
+  } finally {
+    if (tmpfs) spawnSync('umount', [inner]);
+    spawnSync('umount', ['-l', mnt]);
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
