@@ -121,4 +121,32 @@ xfsTest('a file that does not clone (a tmpfs mounted inside the data) ends the j
   }
 });
 
+xfsTest('no standby on a file system with less than 10% free: what the services rewrite would stay allocated twice', async () => {
+  const dir = tmpdir('standby-jobs-xfs-');
+  const img = path.join(dir, 'img');
+  const mnt = path.join(dir, 'mnt');
+  fs.mkdirSync(mnt);
+  execFileSync('truncate', ['-s', '320M', img]);
+  execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', img], { stdio: 'ignore' });
+  execFileSync('mount', ['-o', 'loop', img, mnt]);
+  try {
+    fs.mkdirSync(path.join(mnt, 'a', 'x1'), { recursive: true });
+    fs.writeFileSync(path.join(mnt, 'a', 'x1', 'data'), 'd'.repeat(4096));
+    const st = fs.statfsSync(mnt);
+    // Leave ~5% of the blocks free.
+    execFileSync('fallocate', ['-l', String(Math.floor((st.bavail - st.blocks * 0.05) * st.bsize)), path.join(mnt, 'filler')]);
+    const said: string[] = [];
+    const jobs = new StandbyJobs((snap, rev) => path.join(mnt, snap, rev), (l) => said.push(l));
+    jobs.schedule('a', 'x1', 0);
+    await jobs.settled();
+    assert.is(jobs.state('a').state, 'none');
+    assert.equal(said.length, 1);
+    assert.match(said[0], /^standby copy of a x1 not made: only \d+\.\d% of the file system's blocks are free$/);
+    assert.equal(fs.readdirSync(path.join(mnt, 'a')).filter((e) => e.startsWith('.standby-')), []);
+  } finally {
+    spawnSync('umount', ['-l', mnt]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -126,6 +126,29 @@ export async function takeStandby(src: string, fromRev: string, dst: string, opt
   return { ...stats, ms: performance.now() - t0 };
 }
 
+/**
+ * Why a standby should not be made on the file system of `dir` now, or null:
+ * it shares the data's extents, but its inodes and metadata are new, and
+ * every block the service rewrites afterwards stays allocated twice (the
+ * standby keeps the old one) until the next refresh takes the standby. So
+ * not below STANDBY_MIN_FREE of the blocks or inodes free: the services'
+ * own writes come first.
+ */
+export const STANDBY_MIN_FREE = 0.1;
+function lowOnSpace(dir: string): string | null {
+  let st: fs.StatsFs;
+  try {
+    st = fs.statfsSync(dir);
+  } catch {
+    return null; // not known: the job itself fails if it must
+  }
+  const blocks = st.blocks > 0 ? st.bavail / st.blocks : 1;
+  const inodes = st.files > 0 ? st.ffree / st.files : 1;
+  if (blocks < STANDBY_MIN_FREE) return `only ${(blocks * 100).toFixed(1)}% of the file system's blocks are free`;
+  if (inodes < STANDBY_MIN_FREE) return `only ${(inodes * 100).toFixed(1)}% of the file system's inodes are free`;
+  return null;
+}
+
 export type StandbyState = 'off' | 'unsupported' | 'none' | 'making' | 'ready';
 
 interface Job {
@@ -308,6 +331,11 @@ export class StandbyJobs {
         return;
       }
       if (!hasEntries(src)) return; // empty data: the full copy costs nothing
+      const low = lowOnSpace(parent);
+      if (low) {
+        this.say(`standby copy of ${snap} ${rev} not made: ${low}`);
+        return;
+      }
       await this.make(snap, rev, src, parent, job);
     } finally {
       if (this.running.get(snap) === job) this.running.delete(snap);
