@@ -679,6 +679,12 @@ int copy_files(int s, int d, const struct stat& st, int flags, copy_stats* stats
   }
   // A default ACL where the copy is made would decide created modes (no umask applies then).
   sh.modes_exact = fgetxattr(d, "system.posix_acl_default", nullptr, 0) < 0 && (errno == ENODATA || errno == ENOTSUP);
+  // And its ACLs: each entry made there inherits them, which the source's
+  // entries may not have. Then every entry's extended attributes are
+  // cleared before the source's are set: the copy has the source's, as a
+  // standby's checking pass gives (a copy that kept the inherited ACLs
+  // differed from it, and from the source).
+  if (!sh.modes_exact) sh.strip_xattrs = true;
   int workers = copy_threads();
   int rc = 0;
   // The walker runs on a thread of its own too: its umask is its own.
