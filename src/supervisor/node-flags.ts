@@ -38,10 +38,13 @@ export function snapprocNodeEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Pr
 }
 
 let fullGc: (() => void) | null | undefined;
+/** The RSS after the last compaction, and the growth over it that makes the next one worth it. */
+let compactedRss = 0;
+const COMPACT_GROWTH = 3 << 20;
 
 /**
- * A full GC, then malloc_trim(0), once the daemon is idle after a request
- * that changed state (Supervisor's onIdle). A start or stop of 1000
+ * A full GC, then malloc_trim(0), once the daemon is idle after requests
+ * (Supervisor's onIdle) that grew its RSS. A start or stop of 1000
  * services leaves the old generation ~5-9 MiB above what it keeps alive
  * (heap-growing-percent lets it grow by 30% before V8's next full GC, which
  * an idle daemon never reaches), and malloc keeps the freed buffers of
@@ -49,6 +52,12 @@ let fullGc: (() => void) | null | undefined;
  * Costs ~10-20 ms, once per burst of requests.
  */
 export function compactMemory(): void {
+  // Only when the RSS grew by COMPACT_GROWTH since the last time: requests
+  // on one snap every ~500 ms would pay a full GC of the whole heap (1000
+  // services: ~15 MiB) at every other one; a start or stop of everything
+  // leaves more than that to give back.
+  const rss = process.memoryUsage.rss();
+  if (rss < compactedRss + COMPACT_GROWTH) return;
   if (fullGc === undefined) {
     try {
       // Exposes gc() to this process only from here on (Node has no other way to ask for a full GC).
@@ -62,6 +71,7 @@ export function compactMemory(): void {
     fullGc?.();
     const { native } = require('../kernel/native') as typeof import('../kernel/native');
     native.mallocTrim();
+    compactedRss = process.memoryUsage.rss();
   } catch {
     // an addon without malloc_trim, or no gc: memory stays as V8 and malloc leave it
   }

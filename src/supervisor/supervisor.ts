@@ -69,8 +69,10 @@ export interface SupervisorOptions {
   nice?: number;
   /**
    * Called once the supervisor has had no state-changing request for
-   * IDLE_AFTER_MS after one (never while it stays idle: no wake-ups). The
-   * daemon gives its memory back there (./node-flags.ts compactMemory).
+   * IDLE_AFTER_MS after one: once per burst of requests, never while it
+   * stays idle (no wake-ups). The daemon gives its memory back there
+   * (./node-flags.ts compactMemory, which does so only when there is
+   * enough to give back).
    */
   onIdle?: () => void;
 }
