@@ -72,6 +72,9 @@ namespace {
 // thread of its own with its own umask (0: unshare(CLONE_FS)), so that a
 // file is created with its final mode and owner whenever the kernel gives it
 // that owner anyway, and needs no fchown nor fchmod.
+// Internal flag of copy_files: every regular file must be a clone (the standby job).
+constexpr int kCopyCloneOnly = 1 << 13;
+
 struct Shared {
   int flags = 0;
   int dst_root = -1;
@@ -305,6 +308,10 @@ struct Copier {
         stats.cloned++;
         return 1;  // the clone is metadata to flush
       }
+      // The standby job: a file that does not clone (another file system
+      // mounted inside the data, a full disk...) ends it, instead of a copy of
+      // every byte beside the data it was to share extents with.
+      if (sh->flags & kCopyCloneOnly) return sh->fail("FICLONE", rel, errno == ENOSPC ? ENOSPC : EOPNOTSUPP);
       // Not on this file system (ext4, tmpfs; or another one): no use asking for the next file.
       if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV || errno == ENOSYS) sh->clone_ok.store(false, std::memory_order_relaxed);
     }
@@ -362,13 +369,34 @@ struct Copier {
   }
 
   // A regular file (the workers' job): created, filled, finished, queued to be flushed.
-  int copy_regular(int sdir, int ddir, const char* name, const struct stat& st, const std::string& rel) {
-    int s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-    if (s < 0 && errno == EPERM) s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int copy_regular(int sdir, int ddir, const char* name, const struct stat& walked, const std::string& rel) {
+    // O_NONBLOCK: the name may no longer be the file the walker saw (the
+    // workers open it later, while services may run): a FIFO put in its place
+    // would block the open for good, and a write lease on it would hold the
+    // open until the lease breaks (minutes). Without O_NOCTTY a terminal
+    // device could become a controlling terminal.
+    const int kFlags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+    int s = openat(sdir, name, kFlags | O_NOATIME);
+    if (s < 0 && errno == EPERM) s = openat(sdir, name, kFlags);
     if (s < 0) {
       if (errno == ENOENT) return 0;  // removed while we copied
       return fail("open", rel);
     }
+    // What was opened is copied, with its own metadata: a regular file that
+    // replaced the one walked (another inode) is still a file of the tree.
+    // Anything else in its place (a FIFO, a device) is an error, not a file
+    // copied from or skipped.
+    struct stat st;
+    if (fstat(s, &st) < 0) {
+      int rc = fail("fstat", rel);
+      close(s);
+      return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      close(s);
+      return sh->fail("open", rel, EAGAIN);
+    }
+    (void)walked;
     // Its final mode at once when the kernel gives it its owner (fchown would drop setuid/setgid).
     bool exact = exact_modes() && owned_as(st) && !(st.st_mode & (S_ISUID | S_ISGID));
     int d = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, exact ? (st.st_mode & 07777) : 0600);
@@ -651,6 +679,12 @@ int copy_files(int s, int d, const struct stat& st, int flags, copy_stats* stats
   }
   // A default ACL where the copy is made would decide created modes (no umask applies then).
   sh.modes_exact = fgetxattr(d, "system.posix_acl_default", nullptr, 0) < 0 && (errno == ENODATA || errno == ENOTSUP);
+  // And its ACLs: each entry made there inherits them, which the source's
+  // entries may not have. Then every entry's extended attributes are
+  // cleared before the source's are set: the copy has the source's, as a
+  // standby's checking pass gives (a copy that kept the inherited ACLs
+  // differed from it, and from the source).
+  if (!sh.modes_exact) sh.strip_xattrs = true;
   int workers = copy_threads();
   int rc = 0;
   // The walker runs on a thread of its own too: its umask is its own.
@@ -1508,7 +1542,7 @@ int standby_make(const char* src, const char* dir, const char* label, int flags,
       CopyHooks hooks;
       hooks.cancel = cancel;
       hooks.record = &record;
-      rc = copy_files(s, d, top, (flags & ~COPY_NO_SYNC) | COPY_IDLE, stats, where, syscall_out, &hooks);
+      rc = copy_files(s, d, top, (flags & ~COPY_NO_SYNC) | COPY_IDLE | kCopyCloneOnly, stats, where, syscall_out, &hooks);
     }
     struct stat dst;
     if (rc == 0 && fstat(d, &dst) < 0) rc = -errno, *syscall_out = "fstat";

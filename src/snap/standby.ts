@@ -107,20 +107,46 @@ export async function takeStandby(src: string, fromRev: string, dst: string, opt
   }
   if (!best) return null;
   const t0 = performance.now();
+  let stats: Awaited<ReturnType<typeof native.standbyApply>>;
   try {
-    const stats = await native.standbyApply(src, best.dir, fromRev, RACY_MARGIN_NS);
+    stats = await native.standbyApply(src, best.dir, fromRev, RACY_MARGIN_NS);
     crashPoint('checked');
     fs.renameSync(path.join(best.dir, 'tree'), dst);
-    if (opts.flushDir) opts.flushDir(path.dirname(dst));
-    else fsyncDir(path.dirname(dst));
-    crashPoint('renamed');
-    fs.rmSync(best.dir, { recursive: true, force: true }); // empty now (the manifest went first)
-    return { ...stats, ms: performance.now() - t0 };
   } catch (err) {
     opts.say?.(`standby copy of ${src} not used (${(err as Error).message}); copying in full`);
     await fs.promises.rm(best.dir, { recursive: true, force: true }).catch(() => undefined);
     return null;
   }
+  // In place: from here on an error is the copy's own (a flush that failed),
+  // not a reason to copy in full over the tree now at `dst`.
+  if (opts.flushDir) opts.flushDir(path.dirname(dst));
+  else fsyncDir(path.dirname(dst));
+  crashPoint('renamed');
+  fs.rmSync(best.dir, { recursive: true, force: true }); // empty now (the manifest went first)
+  return { ...stats, ms: performance.now() - t0 };
+}
+
+/**
+ * Why a standby should not be made on the file system of `dir` now, or null:
+ * it shares the data's extents, but its inodes and metadata are new, and
+ * every block the service rewrites afterwards stays allocated twice (the
+ * standby keeps the old one) until the next refresh takes the standby. So
+ * not below STANDBY_MIN_FREE of the blocks or inodes free: the services'
+ * own writes come first.
+ */
+export const STANDBY_MIN_FREE = 0.1;
+function lowOnSpace(dir: string): string | null {
+  let st: fs.StatsFs;
+  try {
+    st = fs.statfsSync(dir);
+  } catch {
+    return null; // not known: the job itself fails if it must
+  }
+  const blocks = st.blocks > 0 ? st.bavail / st.blocks : 1;
+  const inodes = st.files > 0 ? st.ffree / st.files : 1;
+  if (blocks < STANDBY_MIN_FREE) return `only ${(blocks * 100).toFixed(1)}% of the file system's blocks are free`;
+  if (inodes < STANDBY_MIN_FREE) return `only ${(inodes * 100).toFixed(1)}% of the file system's inodes are free`;
+  return null;
 }
 
 export type StandbyState = 'off' | 'unsupported' | 'none' | 'making' | 'ready';
@@ -128,6 +154,14 @@ export type StandbyState = 'off' | 'unsupported' | 'none' | 'making' | 'ready';
 interface Job {
   cancel: Int32Array;
   revision: string;
+}
+
+/** A job scheduled: its delay's timer, and what ends its wait for its turn when it is cancelled. */
+interface Slot {
+  cancelled: boolean;
+  timer?: NodeJS.Timeout;
+  resolve?: () => void;
+  onCancel?: () => void;
 }
 
 /**
@@ -141,7 +175,7 @@ export class StandbyJobs {
   private chains = new Map<string, Promise<void>>();
   private running = new Map<string, Job>();
   /** A job scheduled and not yet started: cancelled before it starts, it never does. */
-  private pending = new Map<string, { cancelled: boolean; timer?: NodeJS.Timeout; resolve?: () => void }>();
+  private pending = new Map<string, Slot>();
   private unsupported = new Set<string>();
   private ready = new Map<string, string>();
   private closed = false;
@@ -167,8 +201,29 @@ export class StandbyJobs {
    */
   schedule(snap: string, rev: string | null, delayMs = standbyDelayMs()): void {
     this.cancel(snap);
-    if (this.closed || rev === null || !standbyEnabled() || this.unsupported.has(snap)) return;
-    const slot: { cancelled: boolean; timer?: NodeJS.Timeout; resolve?: () => void } = { cancelled: false };
+    if (this.closed) return;
+    // Off (SNAPPROC_STANDBY=0), or no revision to stand by for: what an earlier run made goes.
+    if (rev === null || !standbyEnabled()) {
+      this.queue(snap, 0, () => this.removeAll(snap));
+      return;
+    }
+    if (this.unsupported.has(snap)) return;
+    this.queue(snap, delayMs, (slot) => this.run(snap, rev, slot));
+  }
+
+  /** Deletes every standby of `snap` (its jobs' chain, so never one in the making). */
+  private async removeAll(snap: string): Promise<void> {
+    for (const dir of standbysIn(path.dirname(this.dataOf(snap, 'x1')))) await fs.promises.rm(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Runs `work` on the snap's chain after `delayMs`, unless cancelled first;
+   * jobs of different snaps run one at a time (each holds a thread of
+   * libuv's pool of four for its whole length: four snaps' jobs at once after
+   * a restart left none for the supervisor's own file work).
+   */
+  private queue(snap: string, delayMs: number, work: (slot: Slot) => Promise<void>): void {
+    const slot: Slot = { cancelled: false };
     this.pending.set(snap, slot);
     const prev = this.chains.get(snap) ?? Promise.resolve();
     const chain = prev
@@ -177,10 +232,10 @@ export class StandbyJobs {
         slot.resolve = resolve;
         slot.timer = setTimeout(resolve, delayMs);
       }))
-      .then(() => {
+      .then(() => this.oneAtATime(slot, () => {
         if (this.pending.get(snap) === slot) this.pending.delete(snap);
-        return this.closed || slot.cancelled ? undefined : this.run(snap, rev);
-      });
+        return work(slot);
+      }));
     const settled = chain.catch((err) => this.say(`standby copy of ${snap}: ${(err as Error).message}`));
     this.chains.set(snap, settled);
     void settled.then(() => {
@@ -196,6 +251,7 @@ export class StandbyJobs {
       this.pending.delete(snap);
       if (slot.timer) clearTimeout(slot.timer);
       slot.resolve?.();
+      slot.onCancel?.();
     }
     const job = this.running.get(snap);
     if (job) Atomics.store(job.cancel, 0, 1);
@@ -220,24 +276,75 @@ export class StandbyJobs {
     await this.settled();
   }
 
-  private async run(snap: string, rev: string): Promise<void> {
+  /** Jobs of all snaps, one after the other (see queue): settles when the last one queued has ended. */
+  private gate: Promise<void> = Promise.resolve();
+
+  /**
+   * Runs `work` once the jobs queued before it ended; a job cancelled while
+   * it waits for its turn ends at once without running (stop() of one snap
+   * never waits for another snap's job).
+   */
+  private oneAtATime(slot: Slot, work: () => Promise<void>): Promise<void> {
+    const turn = this.gate;
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    this.gate = turn.then(() => mine);
+    const cancelled = new Promise<void>((r) => (slot.onCancel = r));
+    if (slot.cancelled) slot.onCancel!();
+    return Promise.race([turn, cancelled]).then(async () => {
+      try {
+        if (!slot.cancelled && !this.closed) await work();
+      } finally {
+        release();
+      }
+    });
+  }
+
+  private async run(snap: string, rev: string, slot: Slot): Promise<void> {
     const src = this.dataOf(snap, rev);
     const parent = path.dirname(src);
-    // A complete standby of this revision (made before a restart) is kept; every other goes.
-    let keep: string | null = null;
-    for (const dir of standbysIn(parent)) {
-      if (keep === null && native.standbyInfo(dir).label === rev) keep = dir;
-      else await fs.promises.rm(dir, { recursive: true, force: true });
-    }
-    if (keep) {
-      this.ready.set(snap, rev);
-      return;
-    }
-    if (!hasEntries(src)) return; // empty data: the full copy costs nothing
-    // Made by the job (0700), once it knows that files clone there: nowhere else does anything appear.
-    const dir = path.join(parent, `.standby-${randomBytes(4).toString('hex')}`);
+    // Cancellable from its first step: cancel() finds it in `running` before
+    // anything is awaited, and every step after an await looks again. (A
+    // cancel while the old standbys were being deleted went unseen: the job
+    // ran through the refresh that cancelled it, and could delete the
+    // standby that refresh was using.)
     const job: Job = { cancel: new Int32Array(new SharedArrayBuffer(4)), revision: rev };
     this.running.set(snap, job);
+    const cancelled = () => slot.cancelled || this.closed || Atomics.load(job.cancel, 0) !== 0;
+    try {
+      // A complete standby of this revision (made before a restart) is kept;
+      // every other goes. Decided before the first await: what a refresh
+      // takes meanwhile is not looked at again.
+      let keep: string | null = null;
+      const drop: string[] = [];
+      for (const dir of standbysIn(parent)) {
+        if (keep === null && native.standbyInfo(dir).label === rev) keep = dir;
+        else drop.push(dir);
+      }
+      for (const dir of drop) {
+        if (cancelled()) return;
+        await fs.promises.rm(dir, { recursive: true, force: true });
+      }
+      if (cancelled()) return;
+      if (keep) {
+        this.ready.set(snap, rev);
+        return;
+      }
+      if (!hasEntries(src)) return; // empty data: the full copy costs nothing
+      const low = lowOnSpace(parent);
+      if (low) {
+        this.say(`standby copy of ${snap} ${rev} not made: ${low}`);
+        return;
+      }
+      await this.make(snap, rev, src, parent, job);
+    } finally {
+      if (this.running.get(snap) === job) this.running.delete(snap);
+    }
+  }
+
+  private async make(snap: string, rev: string, src: string, parent: string, job: Job): Promise<void> {
+    // Made by the job (0700), once it knows that files clone there: nowhere else does anything appear.
+    const dir = path.join(parent, `.standby-${randomBytes(4).toString('hex')}`);
     const t0 = performance.now();
     try {
       const r = await native.standbyMake(src, dir, rev, job.cancel);
@@ -252,8 +359,6 @@ export class StandbyJobs {
       } else if (code !== 'ECANCELED') {
         throw err;
       }
-    } finally {
-      if (this.running.get(snap) === job) this.running.delete(snap);
     }
   }
 }
