@@ -28,6 +28,23 @@ function snapDataWithLeftover(root: string, snap: string, files: number): string
   return parent;
 }
 
+/** A loop-mounted XFS image (reflink=1) for `fn`, unmounted and removed afterwards (also after a failure). */
+async function withXfs(fn: (mnt: string) => Promise<void>): Promise<void> {
+  const dir = tmpdir('standby-jobs-xfs-');
+  const img = path.join(dir, 'img');
+  const mnt = path.join(dir, 'mnt');
+  fs.mkdirSync(mnt);
+  try {
+    execFileSync('truncate', ['-s', '320M', img]);
+    execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', img], { stdio: 'ignore' });
+    execFileSync('mount', ['-o', 'loop', img, mnt]);
+    await fn(mnt);
+  } finally {
+    spawnSync('umount', ['-l', mnt]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 test('a cancel while the job deletes old standbys is seen: the job goes no further (it made a standby through the refresh that cancelled it)', async () => {
   const root = tmpdir('standby-jobs-');
   try {
@@ -89,14 +106,7 @@ test('with no revision to stand by for, what an earlier run left is deleted', as
   }
 });
 
-xfsTest('a file that does not clone (a tmpfs mounted inside the data) ends the job: no standby of copied bytes beside the data', async () => {
-  const dir = tmpdir('standby-jobs-xfs-');
-  const img = path.join(dir, 'img');
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  execFileSync('truncate', ['-s', '320M', img]);
-  execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', img], { stdio: 'ignore' });
-  execFileSync('mount', ['-o', 'loop', img, mnt]);
+xfsTest('a file that does not clone (a tmpfs mounted inside the data) ends the job: no standby of copied bytes beside the data', () => withXfs(async (mnt) => {
   const inner = path.join(mnt, 'a', 'x1', 'inner');
   let tmpfs = false;
   try {
@@ -116,37 +126,23 @@ xfsTest('a file that does not clone (a tmpfs mounted inside the data) ends the j
     assert.ok(used() - before < 8 << 20, `the file system grew by ${used() - before} bytes`);
   } finally {
     if (tmpfs) spawnSync('umount', [inner]);
-    spawnSync('umount', ['-l', mnt]);
-    fs.rmSync(dir, { recursive: true, force: true });
   }
-});
+}));
 
-xfsTest('no standby on a file system with less than 10% free: what the services rewrite would stay allocated twice', async () => {
-  const dir = tmpdir('standby-jobs-xfs-');
-  const img = path.join(dir, 'img');
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  execFileSync('truncate', ['-s', '320M', img]);
-  execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', img], { stdio: 'ignore' });
-  execFileSync('mount', ['-o', 'loop', img, mnt]);
-  try {
-    fs.mkdirSync(path.join(mnt, 'a', 'x1'), { recursive: true });
-    fs.writeFileSync(path.join(mnt, 'a', 'x1', 'data'), 'd'.repeat(4096));
-    const st = fs.statfsSync(mnt);
-    // Leave ~5% of the blocks free.
-    execFileSync('fallocate', ['-l', String(Math.floor((st.bavail - st.blocks * 0.05) * st.bsize)), path.join(mnt, 'filler')]);
-    const said: string[] = [];
-    const jobs = new StandbyJobs((snap, rev) => path.join(mnt, snap, rev), (l) => said.push(l));
-    jobs.schedule('a', 'x1', 0);
-    await jobs.settled();
-    assert.is(jobs.state('a').state, 'none');
-    assert.equal(said.length, 1);
-    assert.match(said[0], /^standby copy of a x1 not made: only \d+\.\d% of the file system's blocks are free$/);
-    assert.equal(fs.readdirSync(path.join(mnt, 'a')).filter((e) => e.startsWith('.standby-')), []);
-  } finally {
-    spawnSync('umount', ['-l', mnt]);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+xfsTest('no standby on a file system with less than 10% free: what the services rewrite would stay allocated twice', () => withXfs(async (mnt) => {
+  fs.mkdirSync(path.join(mnt, 'a', 'x1'), { recursive: true });
+  fs.writeFileSync(path.join(mnt, 'a', 'x1', 'data'), 'd'.repeat(4096));
+  const st = fs.statfsSync(mnt);
+  // Leave ~5% of the blocks free.
+  execFileSync('fallocate', ['-l', String(Math.floor((st.bavail - st.blocks * 0.05) * st.bsize)), path.join(mnt, 'filler')]);
+  const said: string[] = [];
+  const jobs = new StandbyJobs((snap, rev) => path.join(mnt, snap, rev), (l) => said.push(l));
+  jobs.schedule('a', 'x1', 0);
+  await jobs.settled();
+  assert.is(jobs.state('a').state, 'none');
+  assert.equal(said.length, 1);
+  assert.match(said[0], /^standby copy of a x1 not made: only \d+\.\d% of the file system's blocks are free$/);
+  assert.equal(fs.readdirSync(path.join(mnt, 'a')).filter((e) => e.startsWith('.standby-')), []);
+}));
 
 test.run();
