@@ -16,7 +16,7 @@ import { loadChanges } from '../src/supervisor/change-runner';
 import type { ServiceRecord } from '../src/supervisor/records';
 import { revisionOf } from '../src/kernel/procfs';
 import { alive, CLI, gate, makeCgroup, tmpdir, trials, uniqueSnapName, waitFor } from './helpers';
-import { buildSnap, cgroupMembers, daemonEnv, killDaemon, removeCgroup, removeRoot, sleep, startDaemon, type Daemon } from './rel-support';
+import { buildSnap, cgroupMembers, daemonEnv, entries, killDaemon, link, removeCgroup, removeRoot, sleep, startDaemon, type Daemon } from './rel-support';
 
 const test = suite('rel-crash-matrix');
 const rootTest = gate(test);
@@ -35,22 +35,6 @@ const APPS = `  rs:
     stop-timeout: 1s
 `;
 const RUN = '#!/bin/sh\nexec sleep 1000\n';
-
-function entries(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir).sort();
-  } catch {
-    return [];
-  }
-}
-
-function link(p: string): string | null {
-  try {
-    return fs.readlinkSync(p);
-  } catch {
-    return null;
-  }
-}
 
 async function records(root: string, name: string): Promise<Record<string, ServiceRecord>> {
   const list = (await request(root, 'status', { snap: name })) as ServiceRecord[];

@@ -15,13 +15,13 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { request } from '../src/supervisor/client';
 import { loadChanges } from '../src/supervisor/change-runner';
 import { native } from '../src/kernel/native';
 import { isStandbyName } from '../src/snap/standby';
-import { CLI, gateOn, haveCommand, makeCgroup, tmpdir, trials, uniqueSnapName, waitFor } from './helpers';
-import { buildSnap, daemonEnv, killDaemon, removeCgroup, removeRoot, sleep, type Daemon } from './rel-support';
+import { gateOn, haveCommand, makeCgroup, tmpdir, trials, uniqueSnapName, waitFor } from './helpers';
+import { buildSnap, entries, killDaemon, link, removeCgroup, removeRoot, sleep, startDaemon, type Daemon } from './rel-support';
 
 const test = suite('rel-standby-crash');
 const xfsTest = gateOn(test, haveCommand('mkfs.xfs') ? null : 'mkfs.xfs missing (apt-get install xfsprogs)');
@@ -54,22 +54,6 @@ function xfs(): string {
   // noatime: the listings below read every file; nothing they read may change what they compare.
   execFileSync('mount', ['-o', 'loop,noatime', img, mnt]);
   return mnt;
-}
-
-function entries(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir).sort();
-  } catch {
-    return [];
-  }
-}
-
-function link(p: string): string | null {
-  try {
-    return fs.readlinkSync(p);
-  } catch {
-    return null;
-  }
 }
 
 /** Every entry: type, mode, owner, size, times, content hash, link target, hard-link group. */
@@ -127,19 +111,6 @@ function oneReady(varDir: string, rev: string): boolean {
   return s.length === 1 && s[0].ready;
 }
 
-async function startDaemonWith(root: string, cg: string, log: string, extra: Record<string, string> = {}): Promise<Daemon> {
-  const out = fs.openSync(log, 'a');
-  const child = spawn(process.execPath, [CLI, '--root', root, 'daemon'], { env: daemonEnv(root, cg, extra), stdio: ['ignore', out, out] });
-  fs.closeSync(out);
-  const d: Daemon = { child, exit: null as never, done: false };
-  d.exit = new Promise((r) => child.once('exit', (code, signal) => ((d.done = true), r({ code, signal }))));
-  await waitFor('the daemon to answer', async () => {
-    if (d.done) throw new Error(`snapproc daemon exited:\n${fs.readFileSync(log, 'utf8').slice(-2000)}`);
-    return request(root, 'ping').then(() => true, () => false);
-  }, 30_000);
-  return d;
-}
-
 interface Outcome { kind: Kind; consistent: boolean; why: string; ended: string }
 
 async function trial(kind: Kind): Promise<Outcome> {
@@ -151,7 +122,7 @@ async function trial(kind: Kind): Promise<Outcome> {
   let daemon: Daemon | null = null;
   const fail = (why: string): Outcome => ({ kind, consistent: false, why: `${why}${fs.existsSync(log) ? `\n      ${fs.readFileSync(log, 'utf8').slice(-1500).split('\n').join('\n      ')}` : ''}`, ended: '' });
   try {
-    daemon = await startDaemonWith(root, cg, log, { SNAPPROC_STANDBY_DELAY_MS: '150' });
+    daemon = await startDaemon(root, cg, log, { SNAPPROC_STANDBY_DELAY_MS: '150' });
     const v = (n: number) => buildSnap(name, APPS, { run: RUN }, `${n}.0`);
     await request(root, 'install', { path: v(1) });
     const varDir = path.join(root, 'var', 'snap', name);
@@ -167,7 +138,7 @@ async function trial(kind: Kind): Promise<Outcome> {
       await waitFor('the standby', () => oneReady(varDir, 'x2'), 30_000);
       await killDaemon(daemon);
       const crashAt = kind === 'checked' ? 'standby:checked' : kind === 'renamed' ? 'standby:renamed' : '';
-      daemon = await startDaemonWith(root, cg, log, { ...(crashAt ? { SNAPPROC_CRASH_AT: crashAt } : {}), SNAPPROC_STANDBY_DELAY_MS: '150' });
+      daemon = await startDaemon(root, cg, log, { ...(crashAt ? { SNAPPROC_CRASH_AT: crashAt } : {}), SNAPPROC_STANDBY_DELAY_MS: '150' });
       // The restarted supervisor keeps the complete standby it finds.
       await waitFor('the standby kept', () => oneReady(varDir, 'x2'), 30_000);
       const r = request(root, 'refresh', { snap: name, from: v(3) }).catch(() => undefined);
@@ -181,7 +152,7 @@ async function trial(kind: Kind): Promise<Outcome> {
       }
       await r;
     }
-    daemon = await startDaemonWith(root, cg, log, { SNAPPROC_STANDBY_DELAY_MS: '150' });
+    daemon = await startDaemon(root, cg, log, { SNAPPROC_STANDBY_DELAY_MS: '150' });
     await waitFor('the change to settle', async () => (await request(root, 'ping')).operations === 0 && loadChanges(root).every((c) => c.status !== 'doing' && c.status !== 'undoing'), 30_000);
     const changes = loadChanges(root);
     const last = changes[changes.length - 1];

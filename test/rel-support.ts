@@ -32,10 +32,10 @@ export function daemonEnv(root: string, cg: string, extra: Record<string, string
   return env;
 }
 
-/** Starts `snapproc daemon` for `root` and resolves once it answers (after its recovery). */
-export async function startDaemon(root: string, cg: string, log: string): Promise<Daemon> {
+/** Starts `snapproc daemon` for `root` (with `extra` in its environment) and resolves once it answers (after its recovery). */
+export async function startDaemon(root: string, cg: string, log: string, extra: Record<string, string> = {}): Promise<Daemon> {
   const out = fs.openSync(log, 'a');
-  const child = spawn(process.execPath, [CLI, '--root', root, 'daemon'], { env: daemonEnv(root, cg), stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [CLI, '--root', root, 'daemon'], { env: daemonEnv(root, cg, extra), stdio: ['ignore', out, out] });
   fs.closeSync(out);
   const d: Daemon = { child, exit: null as never, done: false };
   d.exit = new Promise((r) => child.once('exit', (code, signal) => ((d.done = true), r({ code, signal }))));
@@ -50,6 +50,24 @@ export async function startDaemon(root: string, cg: string, log: string): Promis
     }
     if (Date.now() > deadline) throw new Error('snapproc daemon did not answer within 30 s');
     await sleep(20);
+  }
+}
+
+/** The names in `dir`, sorted; [] when it does not exist. */
+export function entries(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Where the symlink `p` points, or null when there is none. */
+export function link(p: string): string | null {
+  try {
+    return fs.readlinkSync(p);
+  } catch {
+    return null;
   }
 }
 
