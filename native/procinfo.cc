@@ -134,25 +134,32 @@ int revision_of(int32_t pid, std::vector<char>* env, std::string* rev) {
   return 0;
 }
 
-// Through a pidfd: 1 = filled, 0 = gone, -1 = no PIDFD_GET_INFO here, -2 =
-// this one failed otherwise (EMFILE...: read /proc/PID/stat for it), or
-// -1000 - errno: reading its environment failed (see revision_of). The
-// ioctl comes last: it fails (ESRCH) once the process has been reaped, so
-// when it answers, the PID was never free between the reads by PID (getpgid,
-// /proc/PID/...) and they were about this process, not a successor's.
-int info_by_pidfd(int32_t pid, bool revisions, std::vector<char>* env, proc_info* pi) {
+// What info_by_pidfd found.
+enum class ByPidfd {
+  filled,
+  gone,
+  no_info,    // no PIDFD_GET_INFO in this kernel (ENOTTY/EINVAL): /proc/PID/stat from now on
+  fall_back,  // this one failed otherwise (EMFILE...): /proc/PID/stat for it
+  read_error, // its environment could not be read (*read_err, see revision_of)
+};
+
+// Through a pidfd. The ioctl comes last: it fails (ESRCH) once the process
+// has been reaped, so when it answers, the PID was never free between the
+// reads by PID (getpgid, /proc/PID/...) and they were about this process,
+// not a successor's.
+ByPidfd info_by_pidfd(int32_t pid, bool revisions, std::vector<char>* env, proc_info* pi, int* read_err) {
   int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) return errno == ESRCH ? 0 : -2;
+  if (fd < 0) return errno == ESRCH ? ByPidfd::gone : ByPidfd::fall_back;
   pid_t pgid = getpgid(pid);
   if (pgid < 0) {
     close(fd);
-    return 0;
+    return ByPidfd::gone;
   }
   if (revisions) {
-    int rc = revision_of(pid, env, &pi->revision);
-    if (rc < 0) {
+    *read_err = revision_of(pid, env, &pi->revision);
+    if (*read_err < 0) {
       close(fd);
-      return -1000 + rc;
+      return ByPidfd::read_error;
     }
   }
   pidfd_info_v0 info;
@@ -161,11 +168,11 @@ int info_by_pidfd(int32_t pid, bool revisions, std::vector<char>* env, proc_info
   int rc = ioctl(fd, kPidfdGetInfo, &info);
   int e = errno;
   close(fd);
-  if (rc < 0) return e == ESRCH ? 0 : e == ENOTTY || e == EINVAL ? -1 : -2;
+  if (rc < 0) return e == ESRCH ? ByPidfd::gone : e == ENOTTY || e == EINVAL ? ByPidfd::no_info : ByPidfd::fall_back;
   pi->pid = pid;
   pi->ppid = static_cast<int32_t>(info.ppid);
   pi->pgid = pgid;
-  return 1;
+  return ByPidfd::filled;
 }
 
 // 0, or -errno of the first read that failed for a reason other than the
@@ -180,21 +187,20 @@ int proc_info_range(const int32_t* pids, size_t count, bool revisions, bool via_
     if (pid <= 0) continue;
     if (!via_stat && g_have_info != 0) {
       proc_info pi;
-      int rc = info_by_pidfd(pid, revisions, &env, &pi);
-      if (rc == 1) {
+      int read_err = 0;
+      ByPidfd got = info_by_pidfd(pid, revisions, &env, &pi, &read_err);
+      if (got == ByPidfd::filled) {
         g_have_info.store(1);
         out->push_back(std::move(pi));
         continue;
       }
-      if (rc == 0) continue;  // gone
-      if (rc <= -1000) {
+      if (got == ByPidfd::gone) continue;
+      if (got == ByPidfd::read_error) {
         *syscall_out = "open";
-        return rc + 1000;
+        return read_err;
       }
-      // No PIDFD_GET_INFO (ENOTTY/EINVAL, as proc_ids_of decides): from
-      // /proc/PID/stat from now on; this one failed otherwise (EMFILE...):
-      // from /proc/PID/stat this once.
-      if (rc == -1) g_have_info.store(0);
+      // As proc_ids_of decides: only a kernel without PIDFD_GET_INFO turns the pidfd path off.
+      if (got == ByPidfd::no_info) g_have_info.store(0);
     }
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     ssize_t n = read_file(path, stat, sizeof stat - 1);

@@ -211,8 +211,9 @@ export class StandbyJobs {
     this.queue(snap, delayMs, (slot) => this.run(snap, rev, slot));
   }
 
-  /** Deletes every standby of `snap` (its jobs' chain, so never one in the making). */
+  /** Deletes every standby of `snap` (on its jobs' chain, so never one in the making). */
   private async removeAll(snap: string): Promise<void> {
+    // Every revision's data has the same parent, R/var/snap/SNAP: any revision name finds it.
     for (const dir of standbysIn(path.dirname(this.dataOf(snap, 'x1')))) await fs.promises.rm(dir, { recursive: true, force: true });
   }
 
