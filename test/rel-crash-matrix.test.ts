@@ -16,7 +16,7 @@ import { loadChanges } from '../src/supervisor/change-runner';
 import type { ServiceRecord } from '../src/supervisor/records';
 import { revisionOf } from '../src/kernel/procfs';
 import { alive, CLI, gate, makeCgroup, tmpdir, trials, uniqueSnapName, waitFor } from './helpers';
-import { buildSnap, cgroupMembers, daemonEnv, entries, killDaemon, link, removeCgroup, removeRoot, sleep, startDaemon, type Daemon } from './rel-support';
+import { buildSnap, cgroupMembers, daemonEnv, entries, killDaemon, link, removeCgroup, removeRoot, sleep, startDaemon, trashLeft, type Daemon } from './rel-support';
 
 const test = suite('rel-crash-matrix');
 const rootTest = gate(test);
@@ -92,6 +92,8 @@ async function trial(kind: Kind, killWithinMs: number): Promise<Outcome> {
     // request arrived but is not journalled yet): wait until it is idle.
     await sleep(100);
     await waitFor('the change to settle', async () => (await request(root, 'ping')).operations === 0 && loadChanges(root).every((c) => c.status !== 'doing' && c.status !== 'undoing'), 30_000);
+    // The background sweep of the retired revisions' trash, once the change ended: then what is on disk is what is listed.
+    await waitFor('the trash sweep', () => trashLeft(root, name).length === 0, 10_000).catch(() => undefined);
 
     const changes = loadChanges(root);
     const last = changes[changes.length - 1];

@@ -21,7 +21,7 @@ import { loadChanges } from '../src/supervisor/change-runner';
 import { native } from '../src/kernel/native';
 import { isStandbyName } from '../src/snap/standby';
 import { gateOn, haveCommand, makeCgroup, tmpdir, trials, uniqueSnapName, waitFor } from './helpers';
-import { buildSnap, entries, killDaemon, link, removeCgroup, removeRoot, sleep, startDaemon, type Daemon } from './rel-support';
+import { buildSnap, entries, killDaemon, link, removeCgroup, removeRoot, sleep, startDaemon, trashLeft, type Daemon } from './rel-support';
 
 const test = suite('rel-standby-crash');
 const xfsTest = gateOn(test, haveCommand('mkfs.xfs') ? null : 'mkfs.xfs missing (apt-get install xfsprogs)');
@@ -154,6 +154,8 @@ async function trial(kind: Kind): Promise<Outcome> {
     }
     daemon = await startDaemon(root, cg, log, { SNAPPROC_STANDBY_DELAY_MS: '150' });
     await waitFor('the change to settle', async () => (await request(root, 'ping')).operations === 0 && loadChanges(root).every((c) => c.status !== 'doing' && c.status !== 'undoing'), 30_000);
+    // The background sweep of the retired revisions' trash, once the change ended: then what is on disk is what is listed.
+    await waitFor('the trash sweep', () => trashLeft(root, name).length === 0, 10_000).catch(() => undefined);
     const changes = loadChanges(root);
     const last = changes[changes.length - 1];
     const ended = last ? `${last.kind} ${last.status}` : 'nothing';

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { request } from '../src/supervisor/client';
+import { isTrashName } from '../src/snap/revision-store';
 import { CLI, tmpdir } from './helpers';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -69,6 +70,16 @@ export function link(p: string): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * What of a snap's retired revisions is still in the trash (`.REV.trash-HEX`
+ * under R/snap, R/var/snap and R/root/snap): deleted in the background once
+ * the change that retired it ended, so a change can be done and its trash
+ * not yet gone.
+ */
+export function trashLeft(root: string, name: string): string[] {
+  return ['snap', path.join('var', 'snap'), path.join('root', 'snap')].flatMap((d) => entries(path.join(root, d, name)).filter(isTrashName).map((e) => path.join(d, name, e)));
 }
 
 export async function killDaemon(d: Daemon | null): Promise<void> {
