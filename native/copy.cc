@@ -42,7 +42,6 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
-#include <linux/ioprio.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
@@ -651,9 +650,15 @@ constexpr int COPY_IDLE = 1 << 12;
 // (an XFS create, a clone) while starved by SCHED_IDLE would hold up the
 // services and the next refresh waiting on the same locks; nice 19 still
 // gets a small share.
+// The ioprio values are the kernel's ABI, written out here because
+// <linux/ioprio.h> from linux-libc-dev 6.1.192 (Debian 12) names a parameter
+// `class` and no longer compiles as C++.
+constexpr int kIoprioWhoProcess = 1;
+constexpr int kIoprioClassIdle = 3;
+constexpr int kIoprioClassShift = 13;
 void become_idle() {
   setpriority(PRIO_PROCESS, 0, 19);
-  syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0));
+  syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, kIoprioClassIdle << kIoprioClassShift);
 }
 
 // What the standby job adds to a copy (copy_files): a cancel flag and the record of source stats.
