@@ -9,6 +9,7 @@ import type { GlobalOptions } from './common';
 import { printTable } from './common';
 import { SnapprocError, usageError } from '../util/errors';
 import { parseSnapTarget } from '../snap/names';
+import { compareCodeUnits } from '../util/order';
 
 
 export function servicesCommand(g: GlobalOptions, target: string | undefined, opts: { json?: boolean }): void {
@@ -233,7 +234,7 @@ export async function logsCommand(g: GlobalOptions, target: string | undefined, 
     const lines = timedLines(label, text, seq, mtime);
     entries.push(...(n === 0 ? [] : lines.slice(-n)));
   }
-  entries = entries.sort((a, b) => a.at.localeCompare(b.at) || a.seq - b.seq);
+  entries = entries.sort((a, b) => compareCodeUnits(a.at, b.at) || a.seq - b.seq);
   const print = (e: LogEntry) => process.stdout.write(`${e.at} ${one ? '' : `${e.label}: `}${e.text}\n`);
   for (const e of entries) print(e);
   if (!opts.follow) return;

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cgroup2Mount } from '../kernel/cgroupfs';
 import { parseCgroupName, SnapCgroupName } from './cgroup-names';
+import { compareCodeUnits } from '../util/order';
 
 export interface SnapCgroup extends SnapCgroupName {
   /** Absolute path of the cgroup directory. */
@@ -30,7 +31,7 @@ export function findSnapCgroups(instance?: string, options: FindOptions = {}): S
   const out: SnapCgroup[] = [];
   walk(root, instance, out);
   const order = { service: 0, app: 1, hook: 2 };
-  return out.sort((a, b) => order[a.kind] - order[b.kind] || a.app.localeCompare(b.app) || a.path.localeCompare(b.path));
+  return out.sort((a, b) => order[a.kind] - order[b.kind] || compareCodeUnits(a.app, b.app) || compareCodeUnits(a.path, b.path));
 }
 
 function walk(dir: string, instance: string | undefined, out: SnapCgroup[]): void {

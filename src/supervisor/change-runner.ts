@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { SlotFile } from '../util/slot-file';
 import type { FlushBatch } from '../util/flush-batch';
 import type { FlushQueue } from '../util/atomic-file';
+import { compareCodeUnits } from '../util/order';
 
 export type StepStatus = 'todo' | 'doing' | 'done' | 'undoing' | 'undone' | 'skipped' | 'error';
 export type ChangeStatus = 'doing' | 'undoing' | 'done' | 'undone' | 'error';
@@ -154,7 +155,7 @@ export function loadChanges(root: string): ChangeRecord<unknown>[] {
     const had = byId.get(c.id);
     if (!had || (c.seq ?? 0) > (had.seq ?? 0)) byId.set(c.id, c);
   }
-  return [...byId.values()].sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.id.localeCompare(b.id));
+  return [...byId.values()].sort((a, b) => compareCodeUnits(a.startedAt, b.startedAt) || compareCodeUnits(a.id, b.id));
 }
 
 /**
