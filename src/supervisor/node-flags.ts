@@ -68,7 +68,18 @@ export function compactMemory(): void {
     }
   }
   try {
-    fullGc?.();
+    if (fullGc) {
+      // Compacting: a full GC alone frees objects but keeps every 256 KiB
+      // page that still holds one; with 1000 services the heap kept ~21 MiB
+      // of pages resident for ~14 MiB of live objects.
+      const v8 = require('node:v8') as typeof import('node:v8');
+      v8.setFlagsFromString('--compact-on-every-full-gc');
+      try {
+        fullGc();
+      } finally {
+        v8.setFlagsFromString('--no-compact-on-every-full-gc');
+      }
+    }
     const { native } = require('../kernel/native') as typeof import('../kernel/native');
     native.mallocTrim();
     compactedRss = process.memoryUsage.rss();
