@@ -45,9 +45,10 @@ rootTest('soak: refreshes and restarts leak no fds, cgroups, mounts or zombies; 
   let daemon: Daemon | null = null;
   try {
     daemon = await startDaemon(root, cg, path.join(tmpdir('rel-soak-log-'), 'daemon.log'));
-    // It re-executed itself with small V8 semi-spaces (src/supervisor/node-flags.ts), keeping its PID.
+    // It re-executed itself with small V8 semi-spaces and without TurboFan (src/supervisor/node-flags.ts), keeping its PID.
     assert.is((await request(root, 'ping')).pid, daemon.child.pid, 'the same PID after the re-exec');
-    assert.ok(fs.readFileSync(`/proc/${daemon.child.pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=1'), 'runs with --max-semi-space-size=1');
+    const daemonArgv = fs.readFileSync(`/proc/${daemon.child.pid}/cmdline`, 'utf8').split('\0');
+    for (const flag of ['--max-semi-space-size=1', '--no-opt']) assert.ok(daemonArgv.includes(flag), `runs with ${flag}`);
     const apps = '  svc:\n    command: bin/run\n    daemon: simple\n    stop-timeout: 1s\n  en:\n    command: bin/run\n    daemon: simple\n    refresh-mode: endure\n';
     const src = buildSnap(name, apps, { run: '#!/bin/sh\nsleep 1000 &\nexec sleep 1000\n' });
     await request(root, 'install', { path: src });
