@@ -251,7 +251,7 @@ async function main(): Promise<void> {
     const lines = pids.map(([name, ps], i) => `${name}: RSS ${(ps.reduce((n, p) => n + rssKiB(p), 0) / 1024).toFixed(1)} MiB, ${((after[i] - before[i]) / seconds).toFixed(1)} wake-ups/s`);
     footer.push(`idle over ${seconds} s (no request): ${lines.join('; ')}`);
     const wake = (after[0] - before[0]) / seconds;
-    rows.push({ measure: 'supervisor idle wake-ups/s (goal: none, no polling)', n: seconds, snapproc: wake, baseline: 1, goal: 0.2, note: 'the values in this row are wake-ups per second, not ms' });
+    rows.push({ measure: 'supervisor idle wake-ups/s (goal: none, no polling)', n: seconds, snapproc: wake, baseline: 1, goal: 0.2, unit: '/s', note: 'wake-ups (context switches) per second over 5 s' });
   }
 
   for (const dir of started) {

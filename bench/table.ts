@@ -16,6 +16,8 @@ export interface Row {
   goal?: number;
   /** Shown under the table, referenced from the row. */
   note?: string;
+  /** What snapproc and baseline count, when not milliseconds. */
+  unit?: 'MiB' | '/s';
 }
 
 export type Verdict = 'yes' | 'NO' | 'info' | 'skipped';
@@ -43,6 +45,13 @@ export function formatMs(ms: number | null): string {
   return `${ms.toFixed(3)} ms`;
 }
 
+/** A row's value in its unit: ms by default, else MiB or a rate per second. */
+export function formatValue(v: number | null, unit?: Row['unit']): string {
+  if (unit === undefined) return formatMs(v);
+  if (v === null || Number.isNaN(v)) return '-';
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${unit === 'MiB' ? 'MiB' : '/s'}`;
+}
+
 function formatRatio(row: Row): string {
   if (row.snapproc === null || row.baseline === null) return '-';
   const r = row.snapproc / row.baseline;
@@ -63,8 +72,8 @@ export function printTable(title: string, rows: Row[], footer: string[] = []): v
     cells.push([
       row.measure + mark(row.note),
       String(row.n),
-      formatMs(row.snapproc),
-      formatMs(row.baseline),
+      formatValue(row.snapproc, row.unit),
+      formatValue(row.baseline, row.unit),
       formatRatio(row),
       row.goal === undefined ? '-' : `<= ${row.goal}x`,
       verdict(row),
