@@ -148,6 +148,8 @@ async function discover(cgs: BenchCgroups, n: number): Promise<void> {
       { name: 'procIds', run: () => native.procIds(pids) },
       { name: 'procInfo', run: () => native.procInfo(pids, true) },
       { name: 'classify', run: () => classifyCgroup(dir, { revisions: false }) },
+      { name: 'classifyRev', run: () => classifyCgroup(dir, { revisions: true }) },
+      { name: 'snapproc', run: () => snapProcesses(instance) },
       { name: 'revisionOf', run: () => { for (const pid of pids) revisionOf(pid); } },
       { name: 'exe', run: () => { for (const pid of pids) try { fs.readlinkSync(`/proc/${pid}/exe`); } catch { /* gone */ } } },
       { name: 'environ', run: () => { for (const pid of pids) try { fs.readFileSync(`/proc/${pid}/environ`, 'latin1'); } catch { /* gone */ } } },
@@ -162,6 +164,8 @@ async function discover(cgs: BenchCgroups, n: number): Promise<void> {
     part('native.procIds (pidfd per process; no longer used by ps)', 'procIds');
     part('native.procInfo with revisions', 'procInfo');
     part('classifyCgroup, no revisions', 'classify');
+    part('classifyCgroup with revisions', 'classifyRev');
+    part('snapProcesses (the whole, among the parts)', 'snapproc');
     part('revisionOf x N (JS; no longer used by ps)', 'revisionOf');
     part('  readlink /proc/PID/exe x N', 'exe');
     part('  read /proc/PID/environ x N', 'environ');
