@@ -324,9 +324,10 @@ Napi::Value SignalAll(const Napi::CallbackInfo& info) {
   if (!ArgString(info, 0, &dir) || !ArgInt(info, 1, &sig) || !ArgInt(info, 2, &timeout))
     return info.Env().Undefined();
   bool also_cont = info.Length() > 3 && info[3].ToBoolean();
+  bool only_if_frozen = info.Length() > 4 && info[4].ToBoolean();
   fanout_result res;
   const char* sc = nullptr;
-  int rc = cg_signal_all(dir.c_str(), sig, also_cont ? 1 : 0, timeout, &res, &sc);
+  int rc = cg_signal_all(dir.c_str(), sig, also_cont ? 1 : 0, timeout, only_if_frozen ? 1 : 0, &res, &sc);
   if (rc < 0) return ThrowErrno(info.Env(), rc, sc);
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("signalled", res.signalled);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
@@ -378,7 +379,58 @@ int cg_set_frozen(const char* dir, int frozen, int timeout_ms, const char** sysc
   return cg_wait_event(dir, "frozen", frozen ? 1 : 0, timeout_ms, syscall_out);
 }
 
-int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms,
+namespace {
+
+// While it lives, the calling thread runs as SCHED_FIFO (priority 1) where
+// it may, and then as it was (policy, SCHED_RESET_ON_FORK and nice kept).
+// Why: a fatal signal wakes its target at once, on the signalling thread's
+// CPU, and the woken task preempted the fan-out there and ran its whole exit
+// before the next signal went out, while the other CPU stayed idle (perf on
+// 2 CPUs: 100 frozen sleeps took 11 ms to SIGTERM until empty, one CPU idle
+// for 5 ms of it, against 4.7 ms for cgroup.kill, which signals all in one
+// loop that nothing preempts). Not preempted by the (SCHED_OTHER) members it
+// wakes, the fan-out lets them queue and the idle CPU takes them: 7.0 ms.
+// Where the thread may not (no CAP_SYS_NICE and RLIMIT_RTPRIO 0, or real-time
+// group scheduling without a budget), nothing changes. The caller keeps each
+// stretch short (Chunk): the thread's CPU is not taken from other programs
+// for longer than a few hundred signals.
+class UnpreemptedByWakees {
+ public:
+  UnpreemptedByWakees() {
+    policy_ = sched_getscheduler(0);
+    if (policy_ < 0 || sched_getparam(0, &param_) < 0) return;
+    if ((policy_ & ~SCHED_RESET_ON_FORK) != SCHED_OTHER && (policy_ & ~SCHED_RESET_ON_FORK) != SCHED_BATCH) return;  // already real-time, or idle: left alone
+    Raise();
+  }
+  ~UnpreemptedByWakees() { Lower(); }
+  // Between stretches: as it was for a moment (the woken members may run here too), then raised again.
+  void Chunk() {
+    if (!raised_) return;
+    Lower();
+    Raise();
+  }
+
+ private:
+  void Raise() {
+    struct sched_param fifo = {};
+    fifo.sched_priority = 1;
+    raised_ = sched_setscheduler(0, SCHED_FIFO | (policy_ & SCHED_RESET_ON_FORK), &fifo) == 0;
+  }
+  void Lower() {
+    if (raised_) sched_setscheduler(0, policy_, &param_);
+    raised_ = false;
+  }
+  int policy_ = -1;
+  struct sched_param param_ = {};
+  bool raised_ = false;
+};
+
+// Signals in one unpreempted stretch (UnpreemptedByWakees).
+const size_t kSignalsPerStretch = 256;
+
+}  // namespace
+
+int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms, int only_if_frozen,
                   fanout_result* result, const char** syscall_out) {
   memset(result, 0, sizeof *result);
   std::vector<std::string> dirs;
@@ -413,8 +465,13 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
     if (!was_frozen) cg_set_frozen(dir, 0, freeze_timeout_ms, nullptr);
     return rc;
   }
-  // A member in uninterruptible sleep can delay `frozen 1`; signal anyway.
+  // A member in uninterruptible sleep can delay `frozen 1`; signal anyway,
+  // unless the caller waits for the freeze itself.
   result->frozen = rc == 1;
+  if (!result->frozen && only_if_frozen) {
+    result->cgroups = (int32_t)dirs.size();
+    return 0;
+  }
   // Frozen: nothing in the subtree can fork or create a cgroup until we thaw.
   dirs.clear();
   subtree(dir, &dirs);
@@ -443,7 +500,10 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
     // subtree, so it cannot be listed the second time.
     if (rc >= 0) rc = read_subtree_procs(dirs, &second, syscall_out);
     std::sort(second.begin(), second.end());
+    UnpreemptedByWakees unpreempted;
+    size_t sent = 0;
     for (auto& t : targets) {
+      if (++sent % kSignalsPerStretch == 0) unpreempted.Chunk();
       if (rc >= 0 && std::binary_search(second.begin(), second.end(), t.first) &&
           syscall(SYS_pidfd_send_signal, t.second, sig, nullptr, 0) == 0) {
         if (also_cont) syscall(SYS_pidfd_send_signal, t.second, SIGCONT, nullptr, 0);

@@ -93,8 +93,11 @@ struct fanout_result {
 // the subtree, open a pidfd for each, read the members again and signal only
 // those present both times (so a PID that was reused in between is never hit),
 // then thaw. With `also_cont`, SIGCONT follows `sig` so that stopped members
-// act on it. Refuses (-EDEADLK) if the calling process is a member.
-int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms,
+// act on it. Refuses (-EDEADLK) if the calling process is a member. With
+// `only_if_frozen`, a freeze that does not complete within the timeout is
+// left as written (requested, not thawed) and nothing is signalled
+// (`frozen` 0): the caller goes on waiting for it off this thread.
+int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms, int only_if_frozen,
                   fanout_result* result, const char** syscall_out);
 
 // ---- supervision (supervise.cc) ---------------------------------------------

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { stopCgroup, STOP_MODES, stopModeSignal, parseStopMode } from '../src/process/stop';
 import { signalApp } from '../src/process/signal-app';
 import { signalVerified } from '../src/kernel/signal-guard';
@@ -102,6 +102,38 @@ rootTest('-all mode reaches a fork loop and processes in sub-cgroups', async () 
   assert.equal(signalsOf(nested.log, 'main'), ['SIGTERM']);
   assert.equal(signalsOf(tree.log, 'other'), ['SIGTERM']);
   assert.is(readEvent(cg, 'populated'), 0);
+});
+
+rootTest('an -all stop leaves the calling thread\'s scheduling as it was (nice, policy, reset-on-fork)', async () => {
+  // The fan-out runs as SCHED_FIFO for a moment (native/sys.cc, UnpreemptedByWakees).
+  // In a process of its own: the test runner's own thread stays untouched.
+  const cg = serviceCgroup();
+  const tree = await startTree(cg, TREE, ROLES);
+  const script = `
+    const os = require('node:os');
+    const { execFileSync } = require('node:child_process');
+    const { native } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'kernel', 'native'))});
+    const { stopCgroup } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'process', 'stop'))});
+    // stat fields after the comm: nice is the 19th, policy the 41st
+    const fields = (text) => text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const self = () => { const f = fields(require('node:fs').readFileSync('/proc/thread-self/stat', 'latin1')); return { nice: Number(f[16]), policy: Number(f[38]), rtPriority: Number(f[37]) }; };
+    os.setPriority(-5);
+    native.resetNiceOnFork();
+    const before = self();
+    stopCgroup(process.argv[1], { mode: 'sigterm-all', timeoutMs: 5000 }).then((r) => {
+      const after = self();
+      const child = fields(execFileSync('/bin/cat', ['/proc/self/stat'], { encoding: 'latin1' }));
+      process.stdout.write(JSON.stringify({ stopped: r.stopped, signalled: r.signalled, before, after, childNice: Number(child[16]) }));
+    });`;
+  const out = spawnSync(process.execPath, ['-e', script, cg], { encoding: 'utf8', timeout: 20_000 });
+  assert.is(out.status, 0, out.stderr);
+  const got = JSON.parse(out.stdout);
+  assert.is(got.stopped, true);
+  assert.is(got.signalled, 3);
+  assert.equal(got.before, { nice: -5, policy: 0, rtPriority: 0 });
+  assert.equal(got.after, got.before, 'nice and SCHED_OTHER back after the fan-out');
+  assert.is(got.childNice, 0, 'SCHED_RESET_ON_FORK kept: a child starts at nice 0');
+  for (const role of ROLES) assert.equal(signalsOf(tree.log, role), ['SIGTERM'], role);
 });
 
 rootTest('an empty cgroup stops at once', async () => {

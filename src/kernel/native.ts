@@ -37,7 +37,7 @@ interface Addon {
   watchEvent(dir: string, key: string, want: number, killAfterMs?: number): number;
   watchRemove(token: number): boolean;
   watchCheck(token: number): number;
-  signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean): { signalled: number; gone: number; cgroups: number; frozen: boolean };
+  signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean, onlyIfFrozen?: boolean): { signalled: number; gone: number; cgroups: number; frozen: boolean };
   lockFile(path: string): number;
   peerCred(fd: number): PeerCred;
   connectUnix(path: string): number;
@@ -510,7 +510,13 @@ export const native = {
    */
   waitEmptyOrKill: (dir: string, killAfterMs: number, timeoutMs: number): PendingWait<KillWaitOutcome> =>
     watchedWait(() => load().watchEvent(dir, 'populated', 0, Math.max(0, Math.round(killAfterMs))), timeoutMs, 'read', { path: dir }),
-  signalAll: (dir: string, sig: number, freezeTimeoutMs: number, alsoCont = false) => call(() => load().signalAll(dir, sig, freezeTimeoutMs, alsoCont), { path: dir }),
+  /**
+   * Freezes `dir` (waiting up to `freezeTimeoutMs` on this thread), signals
+   * one frozen snapshot of its members through pidfds, thaws (unless it was
+   * frozen before). With `onlyIfFrozen`, a freeze not complete in time is
+   * left requested and nothing is signalled (`frozen` false).
+   */
+  signalAll: (dir: string, sig: number, freezeTimeoutMs: number, alsoCont = false, onlyIfFrozen = false) => call(() => load().signalAll(dir, sig, freezeTimeoutMs, alsoCont, onlyIfFrozen), { path: dir }),
   /** Opens (creating, 0644) `path` and takes an exclusive OFD lock on it; keep the returned fd open to hold it. EAGAIN: another holds it. */
   lockFile: (file: string): number => call(() => load().lockFile(file), { path: file }),
   /** SO_PEERCRED of a connected unix socket (for a net.Socket: `socket._handle.fd`). */

@@ -131,6 +131,9 @@ export interface RobustFanoutResult extends FanoutResult {
 /** Default time a freeze gets to complete before a signal goes out without it. */
 export const FREEZE_TIMEOUT_MS = 1000;
 
+/** How long a fan-out waits for a freeze on the calling thread before it waits off it. */
+const INLINE_FREEZE_MS = 2;
+
 /**
  * Like signalCgroupVerified, but a freeze that does not complete (a member
  * waiting in the kernel: a FUSE request nobody answers, a VM's vCPU thread,
@@ -159,7 +162,17 @@ export async function signalCgroup(dir: string, sig: number, options: { freezeTi
  * else the thaw is only written.
  */
 async function freezeSignalThaw(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean, waitThaw: boolean): Promise<RobustFanoutResult> {
-  const frozen = (await native.setFrozen(dir, true, freezeTimeoutMs).result) === 'done';
+  // Most freezes complete within a millisecond: first on this thread, for up
+  // to INLINE_FREEZE_MS, freeze, signal and thaw in one native call (no trip
+  // through the watching thread and back, ~0.5 ms of a 100-process stop);
+  // only a freeze that takes longer is waited for off this thread.
+  const inlineMs = Math.min(INLINE_FREEZE_MS, freezeTimeoutMs);
+  const inline = native.signalAll(dir, sig, inlineMs, alsoCont, true);
+  if (inline.frozen) {
+    if (waitThaw) await native.setFrozen(dir, false, freezeTimeoutMs).result;
+    return { ...inline, freezeSkipped: false };
+  }
+  const frozen = (await native.setFrozen(dir, true, Math.max(0, freezeTimeoutMs - inlineMs)).result) === 'done';
   const fan = frozen ? native.signalAll(dir, sig, freezeTimeoutMs, alsoCont) : null;
   if (waitThaw) await native.setFrozen(dir, false, freezeTimeoutMs).result;
   else native.writeFreeze(dir, false);
@@ -189,8 +202,8 @@ export interface StopFanoutResult extends RobustFanoutResult {
  * where the kernel has no cgroup.kill the outcome is 'timeout' and the
  * caller kills.
  */
-export async function signalCgroupAndWait(dir: string, sig: number, options: { freezeTimeoutMs?: number; alsoCont?: boolean; timeoutMs: number; killTimeoutMs?: number }): Promise<StopFanoutResult> {
-  assertActionableCgroup(dir);
+export async function signalCgroupAndWait(dir: string, sig: number, options: { freezeTimeoutMs?: number; alsoCont?: boolean; timeoutMs: number; killTimeoutMs?: number; own?: string | null }): Promise<StopFanoutResult> {
+  assertActionableCgroup(dir, options.own === undefined ? cgroupOfPid('self') : options.own);
   const resolved = path.resolve(dir);
   const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
   const started = performance.now();

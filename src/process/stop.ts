@@ -8,7 +8,7 @@
 import { constants } from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readEvent } from '../kernel/cgroupfs';
+import { cgroupOfPid, readEvent } from '../kernel/cgroupfs';
 import { classifyCgroup, MainRecord } from './classify';
 import { hasCode, usageError } from '../util/errors';
 import { assertActionableCgroup, FREEZE_TIMEOUT_MS, signalCgroupAndWait, signalPidfdVerified } from '../kernel/signal-guard';
@@ -91,7 +91,9 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
   const killAfterTimeout = options.killAfterTimeout ?? true;
   const killTimeoutMs = options.killTimeoutMs ?? 10_000;
   const started = performance.now();
-  assertActionableCgroup(dir);
+  // The cgroup snapproc runs in, looked up once for both checks of an -all stop.
+  const own = cgroupOfPid('self');
+  assertActionableCgroup(dir, own);
   const base = { mode, signal, durationMs: 0 };
 
   if (all) {
@@ -107,7 +109,7 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
     // The stop-timeout runs from the start of the stop (as systemd's TimeoutStopSec), freeze and fan-out included.
     const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
     // What is left at the timeout is killed from the addon's waiting thread at that moment.
-    const fan = await signalCgroupAndWait(dir, number, { alsoCont: true, freezeTimeoutMs, timeoutMs: left, killTimeoutMs: killAfterTimeout ? killTimeoutMs : undefined });
+    const fan = await signalCgroupAndWait(dir, number, { alsoCont: true, freezeTimeoutMs, timeoutMs: left, killTimeoutMs: killAfterTimeout ? killTimeoutMs : undefined, own });
     result.signalled = fan.signalled;
     result.gone = fan.gone;
     if (fan.freezeSkipped) {
