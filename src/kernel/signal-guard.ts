@@ -132,7 +132,7 @@ export interface RobustFanoutResult extends FanoutResult {
 export const FREEZE_TIMEOUT_MS = 1000;
 
 /** How long a fan-out waits for a freeze on the calling thread before it waits off it. */
-const INLINE_FREEZE_MS = 2;
+export const INLINE_FREEZE_MS = 2;
 
 /**
  * Like signalCgroupVerified, but a freeze that does not complete (a member
@@ -168,12 +168,9 @@ async function freezeSignalThaw(dir: string, sig: number, freezeTimeoutMs: numbe
   // only a freeze that takes longer is waited for off this thread.
   const inlineMs = Math.min(INLINE_FREEZE_MS, freezeTimeoutMs);
   const inline = native.signalAll(dir, sig, inlineMs, alsoCont, true);
-  if (inline.frozen) {
-    if (waitThaw) await native.setFrozen(dir, false, freezeTimeoutMs).result;
-    return { ...inline, freezeSkipped: false };
-  }
-  const frozen = (await native.setFrozen(dir, true, Math.max(0, freezeTimeoutMs - inlineMs)).result) === 'done';
-  const fan = frozen ? native.signalAll(dir, sig, freezeTimeoutMs, alsoCont) : null;
+  let fan = inline.frozen ? inline : null;
+  if (!fan && (await native.setFrozen(dir, true, Math.max(0, freezeTimeoutMs - inlineMs)).result) === 'done') fan = native.signalAll(dir, sig, freezeTimeoutMs, alsoCont);
+  // Either way the thaw is written here too: signalAll leaves a cgroup that was frozen before it frozen.
   if (waitThaw) await native.setFrozen(dir, false, freezeTimeoutMs).result;
   else native.writeFreeze(dir, false);
   return fan ? { ...fan, freezeSkipped: false } : { ...signalWithoutFreeze(dir, sig, alsoCont, freezeTimeoutMs), freezeSkipped: true };
@@ -203,7 +200,7 @@ export interface StopFanoutResult extends RobustFanoutResult {
  * caller kills.
  */
 export async function signalCgroupAndWait(dir: string, sig: number, options: { freezeTimeoutMs?: number; alsoCont?: boolean; timeoutMs: number; killTimeoutMs?: number; own?: string | null }): Promise<StopFanoutResult> {
-  assertActionableCgroup(dir, options.own === undefined ? cgroupOfPid('self') : options.own);
+  assertActionableCgroup(dir, options.own);
   const resolved = path.resolve(dir);
   const freezeTimeoutMs = options.freezeTimeoutMs ?? FREEZE_TIMEOUT_MS;
   const started = performance.now();
