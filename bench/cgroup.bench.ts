@@ -20,6 +20,7 @@ import { revisionOf } from '../src/kernel/procfs';
 import { killCgroup } from '../src/kernel/kill';
 import { stopCgroup } from '../src/process/stop';
 import { native } from '../src/kernel/native';
+import { INLINE_FREEZE_MS } from '../src/kernel/signal-guard';
 import { BenchCgroups, killTree, mount, preconditions, REPO, settle, startTree, Tree, uniqueInstance } from './harness';
 import { alternate, Contender, median, parseArgs, printTable, reportRows, Row, showRaw, timeOnce, wanted } from './table';
 
@@ -35,7 +36,7 @@ const GOAL_VS_PROCWALK = 0.2;
 const GOAL_SIGKILL = 1.15;
 const GOAL_SIGTERM = 1.5;
 const GOAL_STARTUP = 1.6;
-const INLINE_FREEZE_NOTE = 'stopCgroup waits up to 2 ms for a freeze on its own thread, then off it';
+const INLINE_FREEZE_NOTE = `stopCgroup waits up to ${INLINE_FREEZE_MS} ms for a freeze on its own thread, then off it`;
 
 /** tree-kill spawns `ps` once per process, each reading all of /proc: ~0.45 s at N=100, 10-130 s at N=1000 (so only at N=100: the whole bench stays within minutes). */
 const treeKillRounds = (n: number) => (n <= 100 ? 3 : 0);
