@@ -17,6 +17,7 @@ import { copyTree, moveAside, restoreAside } from '../src/snap/data-copy';
 import { replaceSymlinkAtomic, tempSibling, writeFileAtomic } from '../src/util/atomic-file';
 import { appEnvironment, dpkgArchitecture, snapEnvironment } from '../src/snap/environment';
 import { hasCode } from '../src/util/errors';
+import { readSlotFile } from '../src/util/slot-file';
 
 const test = suite('store');
 
@@ -190,7 +191,7 @@ test('layout: revisions x1, x2, x3 with data, common, record; current only when 
   assert.is(hello.name, 'hello');
   assert.is(hello.current, 'x2');
   assert.equal(hello.revisions.map((r) => `${r.revision}=${r.version}`), ['x1=1.0', 'x2=2.0', 'x3=3.0']);
-  const record = JSON.parse(fs.readFileSync(path.join(R, 'state/snaps.json'), 'utf8'));
+  const record = readSlotFile<{ snaps: Record<string, { current: string }> }>(path.join(R, 'state/snaps.json'))!;
   assert.is(record.snaps.hello.current, 'x2');
   assert.is(store.readSnapYaml('hello', 'x3').version, '3.0');
 
@@ -314,6 +315,92 @@ test('snaps.json survives a crash mid-write: a stray temporary file is ignored',
   assert.equal(store.list().map((s) => s.revisions.map((x) => x.revision)), [['x1']]);
   assert.is((await store.addRevision(makeSnapDir())).revision, 'x2', 'the store goes on writing');
   assert.ok(tempSibling('/a/b').startsWith('/a/.b.tmp-'));
+});
+
+test('the owned record: kept in memory, written in place, read by others from the newer slot', async () => {
+  const R = tmp();
+  const owner = new RevisionStore(R);
+  owner.ownRecord();
+  await owner.addRevision(makeSnapDir({ version: '1.0' }));
+  await owner.addRevision(makeSnapDir({ version: '2.0' }));
+  const slots = [owner.stateFile, `${owner.stateFile}.1`];
+  const inodes = slots.map((f) => fs.statSync(f).ino);
+  owner.linkCurrent('hello', 'x2');
+  owner.removeRevision('hello', 'x1');
+  assert.equal(slots.map((f) => fs.statSync(f).ino), inodes, 'written in place: no rename');
+  assert.equal(fs.readdirSync(path.join(R, 'state')).sort(), ['snaps.json', 'snaps.json.1'], 'no temporary file');
+  const reader = new RevisionStore(R);
+  assert.equal(reader.list().map((s) => [s.current, s.revisions.map((r) => r.revision)]), [['x2', ['x2']]]);
+  // A torn newer slot: the other one stands, for readers and for a new owner.
+  const seqOf = (f: string) => (JSON.parse(fs.readFileSync(f, 'utf8')) as { seq: number }).seq;
+  const newer = seqOf(slots[0]) > seqOf(slots[1]) ? 0 : 1;
+  fs.writeFileSync(slots[newer], '{"format":1,"snaps":{"hel');
+  assert.equal(reader.list().map((s) => s.revisions.map((r) => r.revision)), [['x1', 'x2']], 'the older slot: before the removal');
+  assert.equal(owner.list().map((s) => s.revisions.map((r) => r.revision)), [['x2']], 'the owner keeps what it wrote');
+  owner.releaseRecord();
+  // Both slots unreadable: one line naming the file, not an empty store.
+  fs.writeFileSync(slots[1 - newer], 'not json');
+  assert.throws(() => reader.list(), (e: Error & { code?: string }) => e.code === 'ERR_SNAPPROC_STATE' && /cannot read .*snaps\.json/.test(e.message));
+});
+
+test('the owned record: a write after an unflushed one keeps that one (SIGKILLed writer, then a torn slot)', async () => {
+  // Two writes in a row that are not flushed (recordCurrent), then the
+  // writer is SIGKILLed; the slot of the last write is then torn (what a
+  // write(2) cut short between two pages leaves). The write before it must
+  // still be there, not only the last flushed version.
+  const R = tmp();
+  const store = new RevisionStore(R);
+  await store.addRevision(makeSnapDir({ version: '1.0' }));
+  await store.addRevision(makeSnapDir({ version: '2.0' }));
+  const script = `
+    const { RevisionStore } = require(${built('snap/revision-store.js')});
+    const s = new RevisionStore(process.argv[1]);
+    s.ownRecord();
+    s.list();
+    s.recordCurrent('hello', 'x1');
+    s.recordCurrent('hello', 'x2');
+    process.kill(process.pid, 'SIGKILL');
+  `;
+  const r = spawnSync(process.execPath, ['-e', script, R]);
+  assert.is(r.signal, 'SIGKILL', String(r.stderr));
+  const slots = [store.stateFile, `${store.stateFile}.1`];
+  const docs = slots.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')) as { seq: number; snaps: { hello: { current: string | null } } });
+  const newest = docs[0].seq > docs[1].seq ? 0 : 1;
+  assert.is(docs[newest].snaps.hello.current, 'x2', 'the last write');
+  assert.is(docs[1 - newest].snaps.hello.current, 'x1', 'the write before it, in the other slot');
+  fs.writeFileSync(slots[newest], '{"format":1,"sn');
+  const rec = readSlotFile<{ snaps: { hello: { current: string } } }>(store.stateFile)!;
+  assert.is(rec.snaps.hello.current, 'x1');
+});
+
+test('the owned record refuses a symlink planted as a slot and writes nothing through it', async () => {
+  const R = tmp();
+  const victim = path.join(tmp(), 'victim');
+  fs.writeFileSync(victim, 'precious\n');
+  await new RevisionStore(R).addRevision(makeSnapDir());
+  fs.rmSync(`${path.join(R, 'state', 'snaps.json')}.1`, { force: true });
+  fs.symlinkSync(victim, `${path.join(R, 'state', 'snaps.json')}.1`);
+  const owner = new RevisionStore(R);
+  owner.ownRecord();
+  assert.throws(() => owner.recordCurrent('hello', 'x1'), (e: Error & { code?: string }) => e.code === 'ERR_SNAPPROC_STATE' && /snaps\.json\.1: it is a symbolic link/.test(e.message));
+  assert.is(fs.readFileSync(victim, 'utf8'), 'precious\n');
+  owner.releaseRecord();
+});
+
+test('a record of an older snapproc (one snaps.json, no seq) is read and written on', async () => {
+  const R = tmp();
+  await new RevisionStore(R).addRevision(makeSnapDir());
+  const file = path.join(R, 'state', 'snaps.json');
+  const legacy = JSON.parse(fs.readFileSync(file, 'utf8'));
+  delete legacy.seq;
+  fs.rmSync(`${file}.1`, { force: true });
+  fs.writeFileSync(file, JSON.stringify(legacy, null, 2) + '\n');
+  const owner = new RevisionStore(R);
+  owner.ownRecord();
+  assert.equal(owner.list().map((s) => s.revisions.map((r) => r.revision)), [['x1']]);
+  await owner.addRevision(makeSnapDir());
+  owner.releaseRecord();
+  assert.equal(new RevisionStore(R).list().map((s) => s.revisions.map((r) => r.revision)), [['x1', 'x2']]);
 });
 
 // ---------------------------------------------------------------- data copy

@@ -8,7 +8,7 @@
 //   R/var/snap/NAME/common/       shared data ($SNAP_COMMON)
 //   R/var/snap/NAME/current -> REV
 //   R/root/snap/NAME/REV|common/  root's $SNAP_USER_DATA / $SNAP_USER_COMMON (HOME, see environment.ts)
-//   R/state/snaps.json            installed snaps, their revisions, versions, numbering
+//   R/state/snaps.json(.1)        installed snaps, their revisions, versions, numbering
 //   R/run/, R/log/                sockets and logs (made by ensureLayout, used by others)
 //
 // Rules it keeps:
@@ -17,8 +17,11 @@
 //   - A revision appears under its final name only complete (copied into a
 //     hidden `.REV.partial-HEX/` directory, flushed, then renamed), and is
 //     recorded in snaps.json only after that; a failure removes what it made.
-//   - snaps.json is replaced atomically and durably (../util/atomic-file.ts); a crash
-//     mid-write leaves the previous record.
+//   - snaps.json is written in two slots that take turns (snaps.json,
+//     snaps.json.1; the newer valid one counts): a crash mid-write leaves
+//     the previous record. Its one writer, the supervisor (ownRecord), writes
+//     in place and keeps the record in memory; any other writer replaces the
+//     older slot atomically (../util/atomic-file.ts).
 //   - `current` links are replaced atomically, the data link before the snap
 //     link; the links (not snaps.json) are the truth about what is current.
 //   - Local revisions are x1, x2, ...; a number once used is never used again
@@ -37,6 +40,7 @@ import { takeStandby, type StandbyUse } from './standby';
 import { checkSnapTree, checkUnpackFits, readTreeSnapYaml, treeHooks, unpackSize } from './snap-from-path';
 import { revisionPaths } from './environment';
 import { native } from '../kernel/native';
+import { otherSlot, SlotFile } from '../util/slot-file';
 import { validateInstanceName } from './snap-yaml';
 import { parseSnapYamlCached } from './snap-yaml-cache';
 import type { HookName, SnapYaml } from './snap-yaml';
@@ -94,6 +98,8 @@ interface SnapRecord {
 
 interface SnapsFile {
   format: 1;
+  /** Which slot is newer (../util/slot-file.ts). */
+  seq?: number;
   snaps: Record<string, SnapRecord>;
   /** Per instance name: the highest local revision number ever used (kept after removal). */
   highestLocalRevision: Record<string, number>;
@@ -229,7 +235,15 @@ function unsquash(file: string, dest: string, only: string[] = []): Promise<void
 
 export class RevisionStore {
   readonly root: string;
+  /** The record's first slot; the second is `${stateFile}.1` (../util/slot-file.ts). */
   readonly stateFile: string;
+  /**
+   * Set by ownRecord(): this process is the record's one writer, and the
+   * record is kept here, as last written, instead of read and parsed again
+   * at every look (a refresh looked a dozen times; with 100 snaps installed
+   * each look parsed all of them).
+   */
+  private owned: { slots: SlotFile; record: SnapsFile | null } | null = null;
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -238,26 +252,106 @@ export class RevisionStore {
 
   // ------------------------------------------------------------ record
 
-  private load(): SnapsFile {
-    let text: string;
-    try {
-      text = fs.readFileSync(this.stateFile, 'utf8');
-    } catch (err) {
-      if (hasErrno(err, 'ENOENT', 'ENOTDIR')) return { format: 1, snaps: {}, highestLocalRevision: {} };
-      throw err;
-    }
-    try {
-      const parsed = JSON.parse(text) as Partial<SnapsFile>;
-      if (typeof parsed !== 'object' || parsed === null || typeof parsed.snaps !== 'object') throw new Error('no "snaps" object');
-      return { format: 1, snaps: parsed.snaps ?? {}, highestLocalRevision: parsed.highestLocalRevision ?? {} };
-    } catch (err) {
-      throw new SnapprocError('ERR_SNAPPROC_STATE', `cannot read ${this.stateFile}: ${(err as Error).message}`, { path: this.stateFile, cause: err });
-    }
+  /**
+   * Makes this store the record's one writer, for a process that holds the
+   * root's lock (the supervisor): the record is kept in memory from its
+   * first read on and written in place, in two slots that take turns
+   * (snaps.json and snaps.json.1, the newer valid one counts; see
+   * ../util/slot-file.ts): one write(2) where a replacement by rename made
+   * a temporary file, an fsync on the calling thread, a rename and a
+   * directory fsync, and a write that may wait for its flush (a refresh's
+   * batch) no longer flushes before it returns. Readers in other processes
+   * (`snapproc list`, `info`) read both slots. Until releaseRecord().
+   */
+  ownRecord(): void {
+    if (this.owned) return;
+    this.owned = { slots: new SlotFile(this.stateFile, 0o644, { keepNewest: true }), record: null };
   }
 
+  /** Ends ownRecord(): the slots are closed, and every look reads the record again. */
+  releaseRecord(): void {
+    this.owned?.slots.close();
+    this.owned = null;
+  }
+
+  /** The record as it is now, not to be changed (see load()). */
+  private view(): SnapsFile {
+    if (!this.owned) return this.read();
+    return (this.owned.record ??= this.read());
+  }
+
+  /** The record, to be changed and passed to save(). */
+  private load(): SnapsFile {
+    return this.owned ? structuredClone(this.view()) : this.read();
+  }
+
+  /** Reads the record from disk: the newer valid slot (or none: nothing installed yet). */
+  private read(): SnapsFile {
+    let newest: (Partial<SnapsFile> & { seq?: number }) | null = null;
+    let unreadable: { file: string; why: string } | null = null;
+    for (const file of [this.stateFile, otherSlot(this.stateFile)]) {
+      let text: string;
+      try {
+        // Not through a symlink planted as the record's name (nor its content in a message).
+        const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        try {
+          text = fs.readFileSync(fd, 'utf8');
+        } finally {
+          fs.closeSync(fd);
+        }
+      } catch (err) {
+        if (hasErrno(err, 'ENOENT', 'ENOTDIR')) continue;
+        if (hasErrno(err, 'ELOOP')) throw new SnapprocError('ERR_SNAPPROC_STATE', `cannot read ${file}: it is a symbolic link, not snapproc's record`, { path: file, cause: err });
+        throw err;
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // A slot torn by a crash mid-write (or never written): the other one stands.
+        unreadable ??= { file, why: 'it is not valid JSON' };
+        continue;
+      }
+      if (typeof parsed !== 'object' || parsed === null || typeof (parsed as Partial<SnapsFile>).snaps !== 'object' || (parsed as Partial<SnapsFile>).snaps === null) {
+        unreadable ??= { file, why: 'it has no "snaps" object' };
+        continue;
+      }
+      const doc = parsed as Partial<SnapsFile> & { seq?: number };
+      if (!newest || (doc.seq ?? 0) > (newest.seq ?? 0)) newest = doc;
+    }
+    if (newest) return { format: 1, snaps: newest.snaps ?? {}, highestLocalRevision: newest.highestLocalRevision ?? {}, ...(newest.seq !== undefined ? { seq: newest.seq } : {}) };
+    if (unreadable) throw new SnapprocError('ERR_SNAPPROC_STATE', `cannot read ${unreadable.file}: ${unreadable.why}`, { path: unreadable.file });
+    return { format: 1, snaps: {}, highestLocalRevision: {} };
+  }
+
+  /**
+   * Writes the record. Owned (ownRecord), in place: flushed before it
+   * returns when durable without a batch, else queued in the batch or not
+   * flushed at all (`durable: false`). Not owned, the older slot is
+   * replaced by rename (../util/atomic-file.ts) with the next sequence
+   * number, so the newer slot stands until the rename.
+   */
   private save(file: SnapsFile, options: { durable?: boolean; batch?: FlushQueue } = {}): void {
+    const durable = options.durable ?? true;
+    if (this.owned) {
+      if (this.owned.record === null) ensureLayout(this.root);
+      this.owned.slots.write(file, { durable: durable && !options.batch });
+      if (durable && options.batch) options.batch.addWriter(this.owned.slots);
+      this.owned.record = file;
+      return;
+    }
     ensureLayout(this.root);
-    writeFileAtomic(this.stateFile, JSON.stringify(file, null, 2) + '\n', 0o644, options);
+    const slots = [this.stateFile, otherSlot(this.stateFile)];
+    const seqs = slots.map((f) => {
+      try {
+        const doc = JSON.parse(fs.readFileSync(f, 'utf8')) as { seq?: unknown };
+        return typeof doc?.seq === 'number' ? doc.seq : 0;
+      } catch {
+        return -1; // missing or torn: the slot to replace
+      }
+    });
+    const older = seqs[1] < seqs[0] ? 1 : 0;
+    writeFileAtomic(slots[older], JSON.stringify({ ...file, seq: Math.max(seqs[0], seqs[1], 0) + 1 }, null, 2) + '\n', 0o644, options);
   }
 
   private toInstalled(rec: SnapRecord): InstalledSnap {
@@ -272,13 +366,13 @@ export class RevisionStore {
 
   /** Installed snaps (instances), by name. Reads only; an absent root has none. */
   list(): InstalledSnap[] {
-    const file = this.load();
+    const file = this.view();
     return Object.keys(file.snaps).sort().map((name) => this.toInstalled(file.snaps[name]));
   }
 
   get(name: string): InstalledSnap | undefined {
     checkInstance(name);
-    const rec = this.load().snaps[name];
+    const rec = this.view().snaps[name];
     return rec ? this.toInstalled(rec) : undefined;
   }
 
@@ -304,7 +398,7 @@ export class RevisionStore {
   /** One past the highest local revision ever used for `name` (recorded, or found on disk). */
   nextRevision(name: string): string {
     checkInstance(name);
-    const file = this.load();
+    const file = this.view();
     let highest = file.highestLocalRevision[name] ?? 0;
     for (const r of file.snaps[name]?.revisions ?? []) {
       const m = LOCAL_REVISION_ENTRY.exec(r.revision);

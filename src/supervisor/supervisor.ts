@@ -155,6 +155,8 @@ export class Supervisor {
       }
       throw err;
     }
+    // The one writer of R's record now (the lock is held): kept in memory, written in place.
+    this.store.ownRecord();
     fs.mkdirSync(this.cgroupParent, { recursive: true });
     // `snapproc run` makes its scopes where this supervisor makes its cgroups, so that remove finds them.
     writeFileAtomic(path.join(this.root, 'run', 'cgroup-parent'), this.cgroupParent + '\n', 0o644, { durable: false });
@@ -215,6 +217,7 @@ export class Supervisor {
     if (process.pid !== 1) native.setChildSubreaper(false);
     process.off('SIGTERM', this.onStopSignal);
     process.off('SIGINT', this.onStopSignal);
+    this.store.releaseRecord();
     if (this.lockFd !== null) fs.closeSync(this.lockFd);
     this.lockFd = null;
   }

@@ -18,6 +18,13 @@ import { randomBytes } from 'node:crypto';
 export interface FlushQueue {
   add(...paths: string[]): void;
   addTree(dir: string): void;
+  /** A writer whose last write is to be flushed by its own sync() (a SlotFile, ./slot-file.ts, written with `durable: false`). */
+  addWriter(writer: DeferredFlush): void;
+}
+
+/** What flushes its own last write, off the main thread (SlotFile). */
+export interface DeferredFlush {
+  sync(): Promise<void>;
 }
 
 /** A name in the same directory as `file`, unique to this call: `.BASE.tmp-PID-HEX`. */

@@ -9,7 +9,7 @@
 // per write. What is queued is only made durable, never written: every write
 // has happened (and survives a SIGKILL of the writer) before it is queued.
 import * as fs from 'node:fs';
-import { fsyncTree, type FlushQueue } from './atomic-file';
+import { fsyncTree, type DeferredFlush, type FlushQueue } from './atomic-file';
 
 /**
  * fsync of one path (a file or a directory; a symlink is not followed); a
@@ -38,6 +38,7 @@ function fsyncPath(p: string): Promise<void> {
 export class FlushBatch implements FlushQueue {
   private paths = new Set<string>();
   private trees = new Set<string>();
+  private writers = new Set<DeferredFlush>();
 
   /** `syncfs` flushes a whole file system (for a queued tree of many entries, see fsyncTree). */
   constructor(private readonly syncfs: (p: string) => Promise<unknown>) {}
@@ -52,8 +53,13 @@ export class FlushBatch implements FlushQueue {
     this.trees.add(dir);
   }
 
+  /** Queues a record written in place (a SlotFile): its sync() flushes its last write, and the slots' names when never flushed. */
+  addWriter(writer: DeferredFlush): void {
+    this.writers.add(writer);
+  }
+
   get empty(): boolean {
-    return this.paths.size === 0 && this.trees.size === 0;
+    return this.paths.size === 0 && this.trees.size === 0 && this.writers.size === 0;
   }
 
   /** Flushes everything queued so far, side by side; what is queued meanwhile waits for the next flush. */
@@ -61,10 +67,13 @@ export class FlushBatch implements FlushQueue {
     if (this.empty) return;
     const paths = [...this.paths];
     const trees = [...this.trees];
+    const writers = [...this.writers];
     this.paths.clear();
     this.trees.clear();
+    this.writers.clear();
     await Promise.all([
       ...paths.map(fsyncPath),
+      ...writers.map((w) => w.sync()),
       ...trees.map((t) => fsyncTree(t, this.syncfs).catch((err) => {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       })),

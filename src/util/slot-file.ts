@@ -15,7 +15,10 @@
 // its size: one write(2), no ftruncate, so a process killed between two
 // system calls cannot leave a slot torn, and an fdatasync that changes no
 // size flushes only the data block.
-// One writer per file at a time (the supervisor holds the root's lock).
+// One writer per file at a time (the supervisor holds the root's lock). The
+// slots are opened with O_NOFOLLOW: a symlink planted under R as a slot's
+// name is refused, never written through (a rename over a name, as
+// writeFileAtomic does, replaces a link; a write in place would follow it).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fsyncDir, fsyncDirs } from './atomic-file';
@@ -64,9 +67,20 @@ export class SlotFile {
   /** The slot holding the last version that was flushed (null: none flushed by this writer yet). */
   private flushedSlot: 0 | 1 | null = null;
 
+  /**
+   * `keepNewest`: a write that would overwrite the newest version while it
+   * is not flushed (two writes in a row with `durable: false`) flushes that
+   * version first and goes to the other slot. Without it the newest
+   * unflushed version is overwritten in place: a write(2) cut short (a
+   * SIGKILL lands between two of its pages; a record of many pages, such as
+   * snaps.json with many snaps) then leaves the last flushed version, and
+   * the unflushed one before it is lost. For a record whose every write
+   * must survive its writer's death; the cost is one fdatasync in that case.
+   */
   constructor(
     readonly file: string,
     private readonly mode = 0o644,
+    private readonly options: { keepNewest?: boolean } = {},
   ) {}
 
   /**
@@ -90,7 +104,15 @@ export class SlotFile {
       const slots = [parseSlot<Seq>(this.file), parseSlot<Seq>(otherSlot(this.file))] as const;
       const newest: 0 | 1 | null = slots[1] && (!slots[0] || (slots[1].seq ?? 0) > (slots[0].seq ?? 0)) ? 1 : slots[0] ? 0 : null;
       this.seq = Math.max(newest === null ? 0 : slots[newest]?.seq ?? 0, atLeast);
-      this.fds = [this.open(this.file), this.open(otherSlot(this.file))];
+      const first = this.open(this.file);
+      let second: number;
+      try {
+        second = this.open(otherSlot(this.file));
+      } catch (err) {
+        fs.closeSync(first);
+        throw err;
+      }
+      this.fds = [first, second];
       this.sizes = [fs.fstatSync(this.fds[0]).size, fs.fstatSync(this.fds[1]).size];
       this.namesFlushed = false;
       if (newest !== null) {
@@ -105,6 +127,10 @@ export class SlotFile {
     if (options.durable && !this.namesFlushed) {
       fsyncDir(path.dirname(this.file));
       this.namesFlushed = true;
+    }
+    if (this.options.keepNewest && this.lastSlot !== null && this.lastSlot !== this.flushedSlot) {
+      fs.fdatasyncSync(this.fds[this.lastSlot]);
+      this.flushedSlot = this.lastSlot;
     }
     this.seq += 1;
     const slot: 0 | 1 = this.flushedSlot === null ? ((this.seq % 2) as 0 | 1) : this.flushedSlot === 0 ? 1 : 0;
@@ -155,7 +181,7 @@ export class SlotFile {
   }
 
   private open(file: string): number {
-    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, this.mode);
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, this.mode);
     fs.fchmodSync(fd, this.mode);
     return fd;
   }
