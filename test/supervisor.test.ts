@@ -479,6 +479,24 @@ rootTest('CLI: install starts a background supervisor (PM2-style); ps, stop, sta
 
 // ---------------------------------------------------------------- embedded
 
+rootTest('the daemon runs every thread at its nice -5, libuv\'s pool too (threads made after SCHED_RESET_ON_FORK start at 0)', async () => {
+  const root = tmpdir('snapproc-sup-');
+  const cg = makeCgroup('sup-nice');
+  const d = await startDaemon(root, cg);
+  try {
+    // A request that uses the pool (the journal's and the record's flushes run there).
+    const name = uniqueSnapName('nc');
+    const dir = buildSnap(name, apps({ svc: { command: 'bin/stay svc', daemon: 'simple' } }), { stay: STAY });
+    assert.is((await cli(root, cg, ['install', dir])).code, 0);
+    const pid = d.child.pid!;
+    const nices = fs.readdirSync(`/proc/${pid}/task`).map((t) => Number(fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').split(') ')[1].split(' ')[16]));
+    assert.ok(nices.length >= 5, `the main thread, libuv's pool and others: ${nices.length} threads`);
+    assert.equal([...new Set(nices)], [-5], `the daemon's threads' nice values: ${nices.join(' ')}`);
+  } finally {
+    await killDaemon(d);
+  }
+});
+
 rootTest('a second supervisor on one root refuses with a clear error (lock file)', async () => {
   await embedded(async ({ root, cg }) => {
     const second = new Supervisor({ root, cgroupParent: cg, handleSignals: false, log: () => {} });

@@ -376,23 +376,53 @@ export class RevisionStore {
     return rec ? this.toInstalled(rec) : undefined;
   }
 
+  /** Paths of checked (name, revision) pairs: a refresh asked for the same few some fifty times. */
+  private pathsOf = new Map<string, Readonly<RevisionPaths>>();
+  /** readSnapYaml's results, by revision directory, with the stamp of what they were read from. */
+  private yamlOf = new Map<string, { stamp: string; snap: SnapYaml }>();
+
   paths(name: string, rev: string): RevisionPaths {
-    checkInstance(name);
-    checkRevision(rev);
-    return {
-      ...revisionPaths(this.root, name, rev),
-      snapCurrent: path.join(this.root, 'snap', name, 'current'),
-      dataCurrent: path.join(this.root, 'var', 'snap', name, 'current'),
-    };
+    const key = `${name}/${rev}`;
+    let p = this.pathsOf.get(key);
+    if (!p) {
+      checkInstance(name);
+      checkRevision(rev);
+      p = {
+        ...revisionPaths(this.root, name, rev),
+        snapCurrent: path.join(this.root, 'snap', name, 'current'),
+        dataCurrent: path.join(this.root, 'var', 'snap', name, 'current'),
+      };
+      if (this.pathsOf.size >= 1024) this.pathsOf.clear();
+      this.pathsOf.set(key, p);
+    }
+    return { ...p };
   }
 
-  /** The snap.yaml of an installed revision, with its implicit hooks. */
+  /**
+   * The snap.yaml of an installed revision, with its implicit hooks. Kept
+   * by revision and read again when any of meta/, meta/snap.yaml or
+   * meta/hooks/ is not the same file as before or changed (inode, size,
+   * times in nanoseconds): a refresh read the same two a dozen times. A
+   * hook whose mode alone changed (chmod) after it was read is not seen
+   * until then; running it fails as it would.
+   */
   readSnapYaml(name: string, rev: string): SnapYaml {
     const p = this.paths(name, rev);
-    if (!exists(path.join(p.snap, 'meta', 'snap.yaml'))) {
-      throw new SnapprocError('ENOENT', `revision ${rev} of snap "${name}" is not installed (no ${path.join(p.snap, 'meta', 'snap.yaml')})`, { path: p.snap });
+    const meta = path.join(p.snap, 'meta');
+    const stamp = [meta, path.join(meta, 'snap.yaml'), path.join(meta, 'hooks')].map((f) => {
+      const st = fs.lstatSync(f, { bigint: true, throwIfNoEntry: false });
+      return st ? `${st.ino}:${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : '-';
+    }).join('/');
+    if (stamp.split('/')[1] === '-') {
+      this.yamlOf.delete(p.snap);
+      throw new SnapprocError('ENOENT', `revision ${rev} of snap "${name}" is not installed (no ${path.join(meta, 'snap.yaml')})`, { path: p.snap });
     }
-    return inspectSnapTree(p.snap);
+    const had = this.yamlOf.get(p.snap);
+    if (had && had.stamp === stamp) return structuredClone(had.snap);
+    const snap = inspectSnapTree(p.snap);
+    if (this.yamlOf.size >= 64) this.yamlOf.delete(this.yamlOf.keys().next().value!);
+    this.yamlOf.set(p.snap, { stamp, snap: structuredClone(snap) });
+    return snap;
   }
 
   /** One past the highest local revision ever used for `name` (recorded, or found on disk). */

@@ -446,9 +446,17 @@ export class Supervisor {
       if (os.getPriority(0) !== 0) return; // someone chose a nice value for us: theirs stands
       native.resetNiceOnFork();
       os.setPriority(0, want);
+      // libuv starts its thread pool at the first request that needs it,
+      // and a thread the main thread creates from now on starts at nice 0
+      // (SCHED_RESET_ON_FORK covers threads too): the pool, which runs the
+      // fsyncs and the addon's copies, ran at 0 beside a nice -5 main
+      // thread, and a refresh under CPU load waited for it. This request
+      // starts the pool now (libuv returns once its threads run), so that
+      // the loop below finds them.
+      fs.access(this.root, () => undefined);
       // Nice is per thread on Linux: the threads already running (libuv's
       // pool, the addon's waiting threads) take it too; the addon's later
-      // threads copy it from the thread that starts them.
+      // threads copy it from the thread that starts them (TakeNice).
       for (const task of fs.readdirSync('/proc/self/task')) {
         const tid = Number(task);
         if (tid === process.pid) continue;
