@@ -74,12 +74,12 @@ export function link(p: string): string | null {
 
 /**
  * What of a snap's retired revisions is still in the trash (`.REV.trash-HEX`
- * under R/snap, R/var/snap and R/root/snap): deleted in the background once
+ * under R/snap, R/var/snap, R/root/snap and R/state/launch): deleted in the background once
  * the change that retired it ended, so a change can be done and its trash
  * not yet gone.
  */
 export function trashLeft(root: string, name: string): string[] {
-  return ['snap', path.join('var', 'snap'), path.join('root', 'snap')].flatMap((d) => entries(path.join(root, d, name)).filter(isTrashName).map((e) => path.join(d, name, e)));
+  return ['snap', path.join('var', 'snap'), path.join('root', 'snap'), path.join('state', 'launch')].flatMap((d) => entries(path.join(root, d, name)).filter(isTrashName).map((e) => path.join(d, name, e)));
 }
 
 export async function killDaemon(d: Daemon | null): Promise<void> {

@@ -7,6 +7,7 @@
 //   R/state/launch/NAME/REV/hook.HOOK.launch hooks
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { fsyncDirs, fsyncTree, writeFileAtomic, type FlushQueue } from '../util/atomic-file';
 import { SnapprocError } from '../util/errors';
 import { launcherPath, native } from '../kernel/native';
@@ -20,6 +21,21 @@ export interface LaunchSpec {
 
 export function launchDir(root: string, instance: string, revision: string): string {
   return path.join(root, 'state', 'launch', instance, revision);
+}
+
+/**
+ * Renames a retired revision's launch directory to a trash name beside it
+ * (`.REV.trash-HEX`, as RevisionStore.retireRevision does with its files),
+ * for RevisionStore.sweepTrash to delete after the change has answered; a
+ * refresh's prune spent ~1 ms unlinking the files on its path. Gone already: nothing to do.
+ */
+export function retireLaunchDir(root: string, instance: string, revision: string): void {
+  const dir = launchDir(root, instance, revision);
+  try {
+    fs.renameSync(dir, path.join(path.dirname(dir), `.${revision}.trash-${randomBytes(4).toString('hex')}`));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 export function launchFile(root: string, instance: string, revision: string, app: string): string {

@@ -847,7 +847,8 @@ export class RevisionStore {
    * the number of trees deleted; runs on libuv's threads, not the caller's path.
    */
   async sweepTrash(name?: string): Promise<number> {
-    const parents = [path.join(this.root, 'snap'), path.join(this.root, 'var', 'snap'), path.join(this.root, 'root', 'snap')];
+    // And the retired revisions' launch files (../snap/launch-files.ts retireLaunchDir).
+    const parents = [path.join(this.root, 'snap'), path.join(this.root, 'var', 'snap'), path.join(this.root, 'root', 'snap'), path.join(this.root, 'state', 'launch')];
     let n = 0;
     for (const parent of parents) {
       const snaps = name === undefined ? readdirOrEmpty(parent) : [name];

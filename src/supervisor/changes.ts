@@ -19,7 +19,7 @@ import { SnapprocError } from '../util/errors';
 import { killCgroup } from '../kernel/kill';
 import { snapProcesses } from '../process/process-table';
 import { snapYamlOfAsync } from '../snap/snap-from-path';
-import { launchDir } from '../snap/launch-files';
+import { launchDir, retireLaunchDir } from '../snap/launch-files';
 import { refreshSignal, type SnapYaml } from '../snap/snap-yaml';
 import { logLine } from '../snap/app-logs';
 import type { Service } from './service';
@@ -377,7 +377,7 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
       unprotectData(store.paths(d.snap, rev).data);
       // Renamed to the trash now, deleted after the refresh has answered.
       store.retireRevision(d.snap, rev, { batch: batch ?? undefined, current: d.to! });
-      fs.rmSync(launchDir(sup.root, d.snap, rev), { recursive: true, force: true });
+      retireLaunchDir(sup.root, d.snap, rev);
     }
     // The record's `current` (informational), unless a retirement wrote it: the link step left it (linkCurrent with a batch).
     if (batch) store.recordCurrent(d.snap, d.to!);
