@@ -833,6 +833,21 @@ export class RevisionStore {
     }
   }
 
+  /**
+   * The revisions that have files under R (the snap's tree, its data, root's
+   * user data) but no record: what a crash between unlistRevision and the
+   * renames that follow it left. A refresh's prune retires them too.
+   */
+  unlistedRevisions(name: string): string[] {
+    const p = this.paths(name, 'x1');
+    const listed = new Set((this.view().snaps[name]?.revisions ?? []).map((r) => r.revision));
+    const found = new Set<string>();
+    for (const dir of [path.dirname(p.snap), path.dirname(p.data), path.dirname(p.userData)]) {
+      for (const entry of readdirOrEmpty(dir)) if (REVISION.test(entry) && !listed.has(entry)) found.add(entry);
+    }
+    return [...found];
+  }
+
   private toTrash(p: string, rev: string): void {
     try {
       fs.renameSync(p, path.join(path.dirname(p), `.${rev}.trash-${randomBytes(4).toString('hex')}`));

@@ -372,7 +372,8 @@ export function refreshSteps(sup: ChangeHost): Step<RefreshData>[] {
     const at = all.indexOf(d.from);
     const ahead = at < 0 ? [] : all.slice(at + 1).filter((r) => r !== d.to);
     const revisions = all.filter((r) => !ahead.includes(r));
-    const droppable = [...ahead, ...revisions.slice(0, Math.max(0, revisions.length - sup.retain))].filter((r) => !keep.has(r));
+    // And what a crash in an earlier prune left unlisted with its files still there.
+    const droppable = [...ahead, ...revisions.slice(0, Math.max(0, revisions.length - sup.retain)), ...store.unlistedRevisions(d.snap)].filter((r) => !keep.has(r));
     for (const rev of droppable) {
       unprotectData(store.paths(d.snap, rev).data);
       // Renamed to the trash now, deleted after the refresh has answered.
