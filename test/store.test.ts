@@ -393,6 +393,7 @@ test('a record of an older snapproc (one snaps.json, no seq) is read and written
   const file = path.join(R, 'state', 'snaps.json');
   const legacy = JSON.parse(fs.readFileSync(file, 'utf8'));
   delete legacy.seq;
+  delete legacy.check;
   fs.rmSync(`${file}.1`, { force: true });
   fs.writeFileSync(file, JSON.stringify(legacy, null, 2) + '\n');
   const owner = new RevisionStore(R);

@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Supervisor } from '../src/supervisor/supervisor';
+import { RevisionStore } from '../src/snap/revision-store';
 import type { ServiceRecord } from '../src/supervisor/records';
 import { request } from '../src/supervisor/client';
 import { answers, socketPath } from '../src/supervisor/control';
@@ -515,6 +516,40 @@ rootTest('a second supervisor on one root refuses with a clear error (lock file)
     assert.match(r.stderr, /^error: another snapproc supervisor is running for /);
     assert.is(r.stderr.trim().split('\n').length, 1);
     assert.ok(await answers(socketPath(root)), 'the first one still serves');
+  });
+});
+
+rootTest('beside a running supervisor, a RevisionStore of its own refuses to write the record it owns; reading works', async () => {
+  await embedded(async ({ root, sup }) => {
+    const name = uniqueSnapName('ow');
+    await sup.install(buildSnap(name, apps({ svc: { command: 'bin/stay svc', daemon: 'simple' } }), { stay: STAY }));
+    const slots = [path.join(root, 'state', 'snaps.json'), path.join(root, 'state', 'snaps.json.1')];
+    const before = slots.map((f) => fs.readFileSync(f, 'utf8'));
+    const other = new RevisionStore(root);
+    assert.equal(other.list().map((s) => s.name), [name], 'a reader sees what the supervisor wrote');
+    let err = null as (Error & { code?: string }) | null;
+    await other.addRevision(buildSnap(name, apps({ svc: { command: 'bin/stay svc', daemon: 'simple' } }), { stay: STAY })).catch((e) => (err = e));
+    assert.ok(err, 'the write is refused');
+    assert.is(err!.code, 'ERR_SNAPPROC_SUPERVISOR_RUNNING');
+    assert.match(err!.message, /^cannot change the record of .*: a snapproc supervisor runs for it and owns it/);
+    assert.equal(slots.map((f) => fs.readFileSync(f, 'utf8')), before, 'the record is unchanged');
+    assert.not.ok(fs.existsSync(path.join(root, 'snap', name, 'x2')), 'no revision directory is left behind');
+  });
+});
+
+rootTest('a refresh\'s prune also retires revisions that a crash left on disk without a record', async () => {
+  await embedded(async ({ root, sup }) => {
+    const name = uniqueSnapName('or');
+    const snap = () => buildSnap(name, apps({ svc: { command: 'bin/stay svc', daemon: 'simple' } }), { stay: STAY });
+    await sup.install(snap());
+    await sup.refresh(name, snap());
+    // What a SIGKILL between the record's write and the renames to the trash leaves: x1's files, unlisted.
+    for (const dir of [path.join(root, 'snap', name), path.join(root, 'var', 'snap', name)]) fs.mkdirSync(path.join(dir, 'x9', 'meta'), { recursive: true });
+    // (The new revision is numbered past what is on disk: x10.)
+    await sup.refresh(name, snap());
+    await waitFor('the trash sweep', () => fs.readdirSync(path.join(root, 'snap', name)).every((e) => !e.startsWith('.')));
+    assert.equal(fs.readdirSync(path.join(root, 'snap', name)).filter((e) => e !== 'current').sort(), ['x10', 'x2']);
+    assert.equal(fs.readdirSync(path.join(root, 'var', 'snap', name)).filter((e) => /^x\d/.test(e)).sort(), ['x10', 'x2']);
   });
 });
 

@@ -40,7 +40,7 @@ import { takeStandby, type StandbyUse } from './standby';
 import { checkSnapTree, checkUnpackFits, readTreeSnapYaml, treeHooks, unpackSize } from './snap-from-path';
 import { revisionPaths } from './environment';
 import { native } from '../kernel/native';
-import { otherSlot, SlotFile } from '../util/slot-file';
+import { otherSlot, parseSlotText, readSlotText, SlotFile, withChecksum } from '../util/slot-file';
 import { validateInstanceName } from './snap-yaml';
 import { parseSnapYamlCached } from './snap-yaml-cache';
 import type { HookName, SnapYaml } from './snap-yaml';
@@ -199,6 +199,25 @@ function hasErrno(err: unknown, ...codes: string[]): boolean {
 }
 
 /**
+ * The root's supervisor lock (R/run/snapproc.lock), taken for one write of
+ * the record by a store that does not own it; null when no supervisor ever
+ * ran for R (no lock file). Held by a running supervisor: refused.
+ */
+function lockRecordOrRefuse(root: string): number | null {
+  const file = path.join(root, 'run', 'snapproc.lock');
+  if (!exists(file)) return null;
+  const { native } = require('../kernel/native') as typeof import('../kernel/native');
+  try {
+    return native.lockFile(file);
+  } catch (err) {
+    if (hasErrno(err, 'EAGAIN', 'EACCES', 'EWOULDBLOCK')) {
+      throw new SnapprocError('ERR_SNAPPROC_SUPERVISOR_RUNNING', `cannot change the record of ${root}: a snapproc supervisor runs for it and owns it (it holds ${file}); ask it through its control socket`, { path: file });
+    }
+    throw err;
+  }
+}
+
+/**
  * Reads and checks a snap tree: meta/snap.yaml (a regular file, valid), and
  * every file in meta/hooks/ named like a known hook must be an executable
  * regular file (./snap-from-path.ts). Hooks present as files but not declared in snap.yaml are
@@ -286,33 +305,31 @@ export class RevisionStore {
   }
 
   /** Reads the record from disk: the newer valid slot (or none: nothing installed yet). */
-  private read(): SnapsFile {
+  private read(attempt = 0): SnapsFile {
     let newest: (Partial<SnapsFile> & { seq?: number }) | null = null;
     let unreadable: { file: string; why: string } | null = null;
+    let torn = false;
     for (const file of [this.stateFile, otherSlot(this.stateFile)]) {
-      let text: string;
+      let text: string | null;
       try {
-        // Not through a symlink planted as the record's name (nor its content in a message).
-        const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-        try {
-          text = fs.readFileSync(fd, 'utf8');
-        } finally {
-          fs.closeSync(fd);
-        }
+        // Not through a symlink planted as the record's name (nor its content in a message), nor blocked on a FIFO.
+        text = readSlotText(file);
       } catch (err) {
-        if (hasErrno(err, 'ENOENT', 'ENOTDIR')) continue;
         if (hasErrno(err, 'ELOOP')) throw new SnapprocError('ERR_SNAPPROC_STATE', `cannot read ${file}: it is a symbolic link, not snapproc's record`, { path: file, cause: err });
+        if (hasErrno(err, 'EFTYPE')) throw new SnapprocError('ERR_SNAPPROC_STATE', `cannot read ${file}: it is not a regular file`, { path: file, cause: err });
         throw err;
       }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // A slot torn by a crash mid-write (or never written): the other one stands.
-        unreadable ??= { file, why: 'it is not valid JSON' };
+      if (text === null) continue;
+      const parsed = parseSlotText<Partial<SnapsFile>>(text);
+      // Empty: created and never written (a crash before the first write).
+      if (parsed === 'absent') continue;
+      if (parsed === 'torn') {
+        // A slot torn by a crash mid-write, or overtaken by the owner's write as it was read: the other one stands.
+        unreadable ??= { file, why: 'it is not valid JSON, or its "check" does not match its text (torn by a crash; after an edit by hand, remove the "check" key)' };
+        torn = true;
         continue;
       }
-      if (typeof parsed !== 'object' || parsed === null || typeof (parsed as Partial<SnapsFile>).snaps !== 'object' || (parsed as Partial<SnapsFile>).snaps === null) {
+      if (typeof parsed.snaps !== 'object' || parsed.snaps === null) {
         unreadable ??= { file, why: 'it has no "snaps" object' };
         continue;
       }
@@ -320,6 +337,8 @@ export class RevisionStore {
       if (!newest || (doc.seq ?? 0) > (newest.seq ?? 0)) newest = doc;
     }
     if (newest) return { format: 1, snaps: newest.snaps ?? {}, highestLocalRevision: newest.highestLocalRevision ?? {}, ...(newest.seq !== undefined ? { seq: newest.seq } : {}) };
+    // Both overtaken by writes in a row (the owner writes in place): read again, a few times.
+    if (torn && attempt < 3) return this.read(attempt + 1);
     if (unreadable) throw new SnapprocError('ERR_SNAPPROC_STATE', `cannot read ${unreadable.file}: ${unreadable.why}`, { path: unreadable.file });
     return { format: 1, snaps: {}, highestLocalRevision: {} };
   }
@@ -341,17 +360,25 @@ export class RevisionStore {
       return;
     }
     ensureLayout(this.root);
-    const slots = [this.stateFile, otherSlot(this.stateFile)];
-    const seqs = slots.map((f) => {
-      try {
-        const doc = JSON.parse(fs.readFileSync(f, 'utf8')) as { seq?: unknown };
-        return typeof doc?.seq === 'number' ? doc.seq : 0;
-      } catch {
-        return -1; // missing or torn: the slot to replace
-      }
-    });
-    const older = seqs[1] < seqs[0] ? 1 : 0;
-    writeFileAtomic(slots[older], JSON.stringify({ ...file, seq: Math.max(seqs[0], seqs[1], 0) + 1 }, null, 2) + '\n', 0o644, options);
+    // Never beside a supervisor of this root: it owns the record, keeps it in memory and writes
+    // it in place, so a write here would be lost at its next one (or overwrite its slot).
+    const lock = lockRecordOrRefuse(this.root);
+    try {
+      const slots = [this.stateFile, otherSlot(this.stateFile)];
+      const seqs = slots.map((f) => {
+        try {
+          const text = readSlotText(f);
+          const doc = text === null ? 'absent' : parseSlotText<{ seq?: unknown }>(text);
+          return typeof doc === 'string' ? -1 : typeof doc.seq === 'number' ? doc.seq : 0;
+        } catch {
+          return -1; // missing, torn or not a regular file: the slot to replace
+        }
+      });
+      const older = seqs[1] < seqs[0] ? 1 : 0;
+      writeFileAtomic(slots[older], withChecksum(JSON.stringify({ ...file, seq: Math.max(seqs[0], seqs[1], 0) + 1 }, null, 2)) + '\n', 0o644, options);
+    } finally {
+      if (lock !== null) fs.closeSync(lock);
+    }
   }
 
   private toInstalled(rec: SnapRecord): InstalledSnap {

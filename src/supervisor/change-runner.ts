@@ -7,7 +7,7 @@
 // taught the idea; this keeps it small.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SlotFile } from '../util/slot-file';
+import { parseSlotText, readSlotText, SlotFile } from '../util/slot-file';
 import type { FlushBatch } from '../util/flush-batch';
 import type { FlushQueue } from '../util/atomic-file';
 import { compareCodeUnits } from '../util/order';
@@ -145,13 +145,15 @@ export function loadChanges(root: string): ChangeRecord<unknown>[] {
   }
   const byId = new Map<string, ChangeRecord<unknown>>();
   for (const f of files) {
-    let c: ChangeRecord<unknown>;
+    let text: string | null;
     try {
-      c = JSON.parse(fs.readFileSync(path.join(changesDir(root), f), 'utf8'));
+      text = readSlotText(path.join(changesDir(root), f));
     } catch {
-      continue; // a slot torn by a crash mid-write (or a temp file of an older writer): the other slot stands
+      continue; // not a regular file: not a journal this writer made
     }
-    if (typeof c !== 'object' || c === null || typeof c.id !== 'string') continue;
+    // A slot torn by a crash mid-write or overtaken by a write (or a temp file of an older writer): the other slot stands.
+    const c = text === null ? 'absent' : parseSlotText<ChangeRecord<unknown>>(text);
+    if (typeof c === 'string' || typeof c.id !== 'string') continue;
     const had = byId.get(c.id);
     if (!had || (c.seq ?? 0) > (had.seq ?? 0)) byId.set(c.id, c);
   }

@@ -15,10 +15,17 @@
 // its size: one write(2), no ftruncate, so a process killed between two
 // system calls cannot leave a slot torn, and an fdatasync that changes no
 // size flushes only the data block.
+// Each version ends with a checksum of its text (`"check"`, the last key):
+// a reader that was overtaken by a write in place (read(2) is not atomic
+// against write(2)), or a slot whose pages a power cut wrote back only in
+// part, can hold the start of one version and the end of another, which
+// may well parse; its checksum does not match, and the other slot stands.
+// An empty slot (created, never written) counts as absent.
 // One writer per file at a time (the supervisor holds the root's lock). The
 // slots are opened with O_NOFOLLOW: a symlink planted under R as a slot's
 // name is refused, never written through (a rename over a name, as
 // writeFileAtomic does, replaces a link; a write in place would follow it).
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fsyncDir, fsyncDirs } from './atomic-file';
@@ -30,24 +37,81 @@ export function otherSlot(file: string): string {
   return `${file}.1`;
 }
 
-function parseSlot<T>(file: string): T | null {
-  let text: string;
+const CHECK_TAIL = /,"check":"([0-9a-f]{16})"\}$/;
+
+function checksum(text: string): string {
+  return createHash('sha1').update(text).digest('hex').slice(0, 16);
+}
+
+/** `text` (a JSON object's text, ending in `}`) with its checksum as the last key. */
+export function withChecksum(text: string): string {
+  if (!text.endsWith('}') || /^\s*\{\s*\}$/.test(text)) throw new TypeError('a slot\'s text must be a JSON object with at least one key');
+  return `${text.slice(0, -1)},"check":"${checksum(text)}"}`;
+}
+
+/**
+ * What a slot's text holds: 'absent' (empty, or only blanks and NULs: a
+ * slot created and never written), 'torn' (not JSON, not an object, or its
+ * checksum does not match: a write cut short or overtaken), else the object
+ * (its `check` removed). A text without a checksum (written by an older
+ * snapproc) is taken if it parses.
+ */
+export function parseSlotText<T extends object>(text: string): T | 'absent' | 'torn' {
+  const body = text.replace(/[\s\0]+$/, '');
+  if (body === '') return 'absent';
+  const tail = CHECK_TAIL.exec(body);
+  if (tail && checksum(body.slice(0, tail.index) + '}') !== tail[1]) return 'torn';
+  let doc: unknown;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    doc = JSON.parse(body);
+  } catch {
+    return 'torn';
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return 'torn';
+  if ('check' in doc) {
+    if (!tail) return 'torn'; // a check that is not the last key: not a text this writer made
+    delete (doc as { check?: unknown }).check;
+  }
+  return doc as T;
+}
+
+/**
+ * A slot's text, read without following a symlink and without blocking on
+ * a FIFO planted as its name; null when there is none. Anything but a
+ * regular file is an error naming the file.
+ */
+export function readSlotText(file: string): string | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
     throw err;
   }
   try {
-    const doc = JSON.parse(text) as T;
-    return typeof doc === 'object' && doc !== null ? doc : null;
-  } catch {
-    return null; // torn by a crash mid-write, or never written: the other slot stands
+    if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE', path: file });
+    return fs.readFileSync(fd, 'utf8');
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
+function parseSlot<T extends object>(file: string): T | null {
+  let text: string | null;
+  try {
+    text = readSlotText(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP' || (err as NodeJS.ErrnoException).code === 'EFTYPE') return null; // not a slot this writer made: the other one stands
+    throw err;
+  }
+  if (text === null) return null;
+  const doc = parseSlotText<T>(text);
+  return typeof doc === 'string' ? null : doc; // torn by a crash mid-write, or never written: the other slot stands
+}
+
 /** The newer valid version of FILE (FILE or FILE.1), or null when neither holds one. */
-export function readSlotFile<T>(file: string): T | null {
+export function readSlotFile<T extends object>(file: string): T | null {
   const a = parseSlot<T & Seq>(file);
   const b = parseSlot<T & Seq>(otherSlot(file));
   if (!a) return b;
@@ -103,26 +167,31 @@ export class SlotFile {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
       const slots = [parseSlot<Seq>(this.file), parseSlot<Seq>(otherSlot(this.file))] as const;
       const newest: 0 | 1 | null = slots[1] && (!slots[0] || (slots[1].seq ?? 0) > (slots[0].seq ?? 0)) ? 1 : slots[0] ? 0 : null;
-      this.seq = Math.max(newest === null ? 0 : slots[newest]?.seq ?? 0, atLeast);
       const first = this.open(this.file);
-      let second: number;
+      let second: number | null = null;
       try {
         second = this.open(otherSlot(this.file));
+        const sizes: [number, number] = [fs.fstatSync(first).size, fs.fstatSync(second).size];
+        if (newest !== null) {
+          // A previous writer (killed) may have left its last version unflushed,
+          // and which slot holds the last flushed one is not known: both are
+          // flushed once, so that the next write, to the other slot than the
+          // newest, never overwrites the only flushed version.
+          fs.fdatasyncSync(first);
+          fs.fdatasyncSync(second);
+        }
+        // Only once all of it succeeded: a failure leaves this writer as it was (nothing open).
+        this.fds = [first, second];
+        this.sizes = sizes;
       } catch (err) {
         fs.closeSync(first);
+        if (second !== null) fs.closeSync(second);
         throw err;
       }
-      this.fds = [first, second];
-      this.sizes = [fs.fstatSync(this.fds[0]).size, fs.fstatSync(this.fds[1]).size];
+      this.seq = Math.max(newest === null ? 0 : slots[newest]?.seq ?? 0, atLeast);
+      this.flushedSlot = newest;
+      this.lastSlot = null;
       this.namesFlushed = false;
-      if (newest !== null) {
-        // A previous writer (killed) may have left its last version unflushed,
-        // and which slot holds the last flushed one is not known: both are
-        // flushed once, so that the next write, to the other slot than the
-        // newest, never overwrites the only flushed version.
-        for (const fd of this.fds) fs.fdatasyncSync(fd);
-        this.flushedSlot = newest;
-      }
     }
     if (options.durable && !this.namesFlushed) {
       fsyncDir(path.dirname(this.file));
@@ -132,16 +201,21 @@ export class SlotFile {
       fs.fdatasyncSync(this.fds[this.lastSlot]);
       this.flushedSlot = this.lastSlot;
     }
-    this.seq += 1;
-    const slot: 0 | 1 = this.flushedSlot === null ? ((this.seq % 2) as 0 | 1) : this.flushedSlot === 0 ? 1 : 0;
-    const text = render(this.seq) + '\n';
+    const slot: 0 | 1 = this.flushedSlot === null ? (((this.seq + 1) % 2) as 0 | 1) : this.flushedSlot === 0 ? 1 : 0;
+    const text = withChecksum(render(this.seq + 1)) + '\n';
     const length = Buffer.byteLength(text);
     // Much shorter than the slot (a record that lost most of its services): shrunk after all.
     const shrink = length * 2 < this.sizes[slot];
     const data = Buffer.from(length < this.sizes[slot] && !shrink ? text + ' '.repeat(this.sizes[slot] - length) : text);
     const fd = this.fds[slot];
-    fs.writeSync(fd, data, 0, data.length, 0);
+    // The slot's size is no longer known once a write failed part way (ENOSPC as it grows):
+    // it is torn now, and the next write must not count on it.
+    this.sizes[slot] = Infinity;
+    if (this.lastSlot === slot) this.lastSlot = null;
+    if (this.flushedSlot === slot) this.flushedSlot = null;
+    for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, done);
     if (shrink) fs.ftruncateSync(fd, data.length);
+    this.seq += 1;
     this.sizes[slot] = data.length;
     this.lastSlot = slot;
     if (options.durable) {
@@ -181,8 +255,14 @@ export class SlotFile {
   }
 
   private open(file: string): number {
-    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, this.mode);
-    fs.fchmodSync(fd, this.mode);
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, this.mode);
+    try {
+      if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`cannot write ${file}: it is not a regular file`), { code: 'EFTYPE', path: file });
+      fs.fchmodSync(fd, this.mode);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
     return fd;
   }
 }
