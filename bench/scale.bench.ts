@@ -68,6 +68,25 @@ function switches(pid: number): number {
   return n;
 }
 
+/** Context switches of each thread of `pid`, by "comm (tid)": which of them woke while idle. */
+function threadSwitches(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const s = fs.readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+        const comm = /^Name:\s+(.*)$/m.exec(s)?.[1] ?? '?';
+        out.set(`${comm} (${t})`, Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(s)![1]) + Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(s)![1]));
+      } catch {
+        // that thread is gone
+      }
+    }
+  } catch {
+    // gone
+  }
+  return out;
+}
+
 function rssKiB(pid: number): number {
   try {
     return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
@@ -238,9 +257,12 @@ async function main(): Promise<void> {
   }
   if (supervisord) groups.push(['supervisord', [supervisord.pid!]]);
   const before = groups.map(([, ps]) => ps.reduce((n, p) => n + switches(p), 0));
+  const threadsBefore = threadSwitches(big.proc.pid!);
   const seconds = 5;
   await sleep(seconds * 1000);
   const after = groups.map(([, ps]) => ps.reduce((n, p) => n + switches(p), 0));
+  const threadsAfter = threadSwitches(big.proc.pid!);
+  const woke = [...threadsAfter].filter(([k, v]) => v !== (threadsBefore.get(k) ?? 0)).map(([k, v]) => `${k} x${v - (threadsBefore.get(k) ?? 0)}`);
   const idle = new Map(groups.map(([n, ps], i) => {
     const split = ps.map(memSplit).reduce((a, b) => ({ anon: a.anon + b.anon, file: a.file + b.file, pss: a.pss + b.pss }), { anon: 0, file: 0, pss: 0 });
     return [n, { rss: ps.reduce((a, p) => a + rssKiB(p), 0) / 1024, wake: (after[i] - before[i]) / seconds, procs: ps.length, split }];
@@ -266,6 +288,7 @@ async function main(): Promise<void> {
   rows.push({ measure: `supervisor RSS vs s6-svscan + ${SERVICES} s6-supervise (MiB, info)`, n: N, snapproc: rss('snapproc'), baseline: rss('s6'), unit: 'MiB' });
   const wake = idle.get('snapproc')!.wake;
   rows.push({ measure: 'idle wake-ups/s with everything running (goal: none)', n: seconds, snapproc: wake, baseline: 1, goal: 0.2, unit: '/s', note: 'Wake-ups (context switches) per second over 5 s with no request.' });
+  footer.push(`snapproc's threads that woke while idle: ${woke.length ? woke.join(', ') : 'none'}`);
   footer.push(`idle over ${seconds} s: ${[...idle].map(([n, v]) => `${n}: RSS ${v.rss.toFixed(1)} MiB in ${v.procs} process${v.procs === 1 ? '' : 'es'} (anonymous ${(v.split.anon / 1024).toFixed(1)}, file-backed ${(v.split.file / 1024).toFixed(1)}, PSS ${(v.split.pss / 1024).toFixed(1)} MiB), ${v.wake.toFixed(1)} wake-ups/s`).join('; ')}`);
   footer.push('', `Medians of ${REPS} rounds (stop all: ${REPS - 1}; status: ${Math.max(REPS, 5)}, refresh and restart: ${ONE_SNAP_REPS}); contenders alternated. Node ${process.version}, kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, ${os.availableParallelism()} CPUs; ${((Date.now() - T0) / 1000).toFixed(0)} s.`);
 
