@@ -186,6 +186,14 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
     const outcome = await native.waitEvent(dir, 'populated', 0, 10_000).result;
     if (outcome !== 'done') throw new Error(`${dir} did not empty within 10 s`);
   };
+  /** SIGTERM by process.kill to each member; the pids come from the cgroup itself: every one is ours. */
+  const sigtermEach = () => {
+    const text = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'latin1');
+    for (const line of text.split('\n')) {
+      const pid = Number(line);
+      if (pid > 1 && pid !== process.pid) process.kill(pid, 'SIGTERM');
+    }
+  };
   const killFloor = async () => {
     fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
     await waitEmpty();
@@ -213,11 +221,7 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
       name: 'freezeloop',
       run: async () => {
         if ((await native.setFrozen(dir, true, 5000).result) !== 'done') throw new Error('freeze timed out');
-        const text = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'latin1');
-        for (const line of text.split('\n')) {
-          const pid = Number(line);
-          if (pid > 1 && pid !== process.pid) process.kill(pid, 'SIGTERM');
-        }
+        sigtermEach();
         fs.writeFileSync(path.join(dir, 'cgroup.freeze'), '0');
         await waitEmpty();
       },
@@ -225,12 +229,7 @@ async function fanout(cgs: BenchCgroups, n: number, warmup: boolean): Promise<vo
     {
       name: 'jsloop',
       run: async () => {
-        // The pids come from the cgroup itself: every one is ours.
-        const text = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'latin1');
-        for (const line of text.split('\n')) {
-          const pid = Number(line);
-          if (pid > 1 && pid !== process.pid) process.kill(pid, 'SIGTERM');
-        }
+        sigtermEach();
         await waitEmpty();
       },
     },

@@ -57,14 +57,7 @@ async function waitFor(what: string, fn: () => boolean | Promise<boolean>, timeo
 
 function switches(pid: number): number {
   let n = 0;
-  try {
-    for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-      const s = fs.readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
-      n += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(s)![1]) + Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(s)![1]);
-    }
-  } catch {
-    // gone
-  }
+  for (const v of threadSwitches(pid).values()) n += v;
   return n;
 }
 

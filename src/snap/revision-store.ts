@@ -40,7 +40,7 @@ import { takeStandby, type StandbyUse } from './standby';
 import { checkSnapTree, checkUnpackFits, readTreeSnapYaml, treeHooks, unpackSize } from './snap-from-path';
 import { revisionPaths } from './environment';
 import { native } from '../kernel/native';
-import { otherSlot, parseSlotText, readSlotText, SlotFile, withChecksum } from '../util/slot-file';
+import { otherSlot, parseSlotText, readSlot, readSlotText, SlotFile, withChecksum } from '../util/slot-file';
 import { validateInstanceName } from './snap-yaml';
 import { parseSnapYamlCached } from './snap-yaml-cache';
 import type { HookName, SnapYaml } from './snap-yaml';
@@ -206,7 +206,6 @@ function hasErrno(err: unknown, ...codes: string[]): boolean {
 function lockRecordOrRefuse(root: string): number | null {
   const file = path.join(root, 'run', 'snapproc.lock');
   if (!exists(file)) return null;
-  const { native } = require('../kernel/native') as typeof import('../kernel/native');
   try {
     return native.lockFile(file);
   } catch (err) {
@@ -367,9 +366,8 @@ export class RevisionStore {
       const slots = [this.stateFile, otherSlot(this.stateFile)];
       const seqs = slots.map((f) => {
         try {
-          const text = readSlotText(f);
-          const doc = text === null ? 'absent' : parseSlotText<{ seq?: unknown }>(text);
-          return typeof doc === 'string' ? -1 : typeof doc.seq === 'number' ? doc.seq : 0;
+          const doc = readSlot<{ seq?: unknown }>(f);
+          return doc === null ? -1 : typeof doc.seq === 'number' ? doc.seq : 0;
         } catch {
           return -1; // missing, torn or not a regular file: the slot to replace
         }
@@ -462,7 +460,7 @@ export class RevisionStore {
       if (m) highest = Math.max(highest, Number(m[1]));
     }
     // Also what a crash may have left without a record.
-    for (const dir of [path.join(this.root, 'snap', name), path.join(this.root, 'var', 'snap', name), path.join(this.root, 'root', 'snap', name)]) {
+    for (const dir of this.revisionParents(name)) {
       for (const entry of readdirOrEmpty(dir)) {
         const m = LOCAL_REVISION_ENTRY.exec(entry);
         if (m) highest = Math.max(highest, Number(m[1]));
@@ -866,13 +864,18 @@ export class RevisionStore {
    * renames that follow it left. A refresh's prune retires them too.
    */
   unlistedRevisions(name: string): string[] {
-    const p = this.paths(name, 'x1');
+    checkInstance(name);
     const listed = new Set((this.view().snaps[name]?.revisions ?? []).map((r) => r.revision));
     const found = new Set<string>();
-    for (const dir of [path.dirname(p.snap), path.dirname(p.data), path.dirname(p.userData)]) {
+    for (const dir of this.revisionParents(name)) {
       for (const entry of readdirOrEmpty(dir)) if (REVISION.test(entry) && !listed.has(entry)) found.add(entry);
     }
     return [...found];
+  }
+
+  /** The directories a snap's revisions are entries of: its trees, its data, root's user data. */
+  private revisionParents(name: string): string[] {
+    return [path.join(this.root, 'snap', name), path.join(this.root, 'var', 'snap', name), path.join(this.root, 'root', 'snap', name)];
   }
 
   private toTrash(p: string, rev: string): void {

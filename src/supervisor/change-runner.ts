@@ -7,7 +7,7 @@
 // taught the idea; this keeps it small.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseSlotText, readSlotText, SlotFile } from '../util/slot-file';
+import { readSlot, SlotFile } from '../util/slot-file';
 import type { FlushBatch } from '../util/flush-batch';
 import type { FlushQueue } from '../util/atomic-file';
 import { compareCodeUnits } from '../util/order';
@@ -145,15 +145,14 @@ export function loadChanges(root: string): ChangeRecord<unknown>[] {
   }
   const byId = new Map<string, ChangeRecord<unknown>>();
   for (const f of files) {
-    let text: string | null;
+    let c: ChangeRecord<unknown> | null;
     try {
-      text = readSlotText(path.join(changesDir(root), f));
+      c = readSlot<ChangeRecord<unknown>>(path.join(changesDir(root), f));
     } catch {
-      continue; // not a regular file: not a journal this writer made
+      continue; // unreadable: not a journal this writer made
     }
     // A slot torn by a crash mid-write or overtaken by a write (or a temp file of an older writer): the other slot stands.
-    const c = text === null ? 'absent' : parseSlotText<ChangeRecord<unknown>>(text);
-    if (typeof c === 'string' || typeof c.id !== 'string') continue;
+    if (c === null || typeof c.id !== 'string') continue;
     const had = byId.get(c.id);
     if (!had || (c.seq ?? 0) > (had.seq ?? 0)) byId.set(c.id, c);
   }

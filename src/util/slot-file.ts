@@ -97,7 +97,8 @@ export function readSlotText(file: string): string | null {
   }
 }
 
-function parseSlot<T extends object>(file: string): T | null {
+/** One slot's version, or null when it holds none: missing, empty, torn, a symlink or not a regular file (the other slot stands). */
+export function readSlot<T extends object>(file: string): T | null {
   let text: string | null;
   try {
     text = readSlotText(file);
@@ -112,8 +113,8 @@ function parseSlot<T extends object>(file: string): T | null {
 
 /** The newer valid version of FILE (FILE or FILE.1), or null when neither holds one. */
 export function readSlotFile<T extends object>(file: string): T | null {
-  const a = parseSlot<T & Seq>(file);
-  const b = parseSlot<T & Seq>(otherSlot(file));
+  const a = readSlot<T & Seq>(file);
+  const b = readSlot<T & Seq>(otherSlot(file));
   if (!a) return b;
   if (!b) return a;
   return (b.seq ?? 0) > (a.seq ?? 0) ? b : a;
@@ -165,7 +166,7 @@ export class SlotFile {
   writeText(render: (seq: number) => string, options: { durable?: boolean } = {}, atLeast = 0): void {
     if (!this.fds) {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
-      const slots = [parseSlot<Seq>(this.file), parseSlot<Seq>(otherSlot(this.file))] as const;
+      const slots = [readSlot<Seq>(this.file), readSlot<Seq>(otherSlot(this.file))] as const;
       const newest: 0 | 1 | null = slots[1] && (!slots[0] || (slots[1].seq ?? 0) > (slots[0].seq ?? 0)) ? 1 : slots[0] ? 0 : null;
       const first = this.open(this.file);
       let second: number | null = null;
