@@ -325,15 +325,18 @@ Napi::Value SignalAll(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   bool also_cont = info.Length() > 3 && info[3].ToBoolean();
   bool only_if_frozen = info.Length() > 4 && info[4].ToBoolean();
+  bool refuse_frozen = info.Length() > 5 && info[5].ToBoolean();
   fanout_result res;
   const char* sc = nullptr;
-  int rc = cg_signal_all(dir.c_str(), sig, also_cont ? 1 : 0, timeout, only_if_frozen ? 1 : 0, &res, &sc);
+  int rc = cg_signal_all(dir.c_str(), sig, also_cont ? 1 : 0, timeout, only_if_frozen ? 1 : 0, refuse_frozen ? 1 : 0, &res, &sc);
   if (rc < 0) return ThrowErrno(info.Env(), rc, sc);
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("signalled", res.signalled);
   out.Set("gone", res.gone);
   out.Set("cgroups", res.cgroups);
   out.Set("frozen", Napi::Boolean::New(info.Env(), res.frozen == 1));
+  out.Set("empty", Napi::Boolean::New(info.Env(), res.empty == 1));
+  out.Set("wasFrozen", Napi::Boolean::New(info.Env(), res.was_frozen == 1));
   return out;
 }
 

@@ -348,13 +348,18 @@ int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, co
     // but at most once per kCgroupNotifyIntervalMs: a change right after
     // another one (populated 0 just after the thaw of a stop) is announced up
     // to ~12 ms late. So within that interval after the start of the wait or
-    // after a wake-up, the value is also read again every millisecond; beyond
-    // it the wait is purely on the event.
+    // after a wake-up, the value is also read again every kCgroupRereadUs;
+    // beyond it the wait is purely on the event.
     bool rate_limited = mono_ms() - last_wake < kCgroupNotifyIntervalMs;
     int wait_ms = remaining_ms(deadline);
-    if (rate_limited && (wait_ms < 0 || wait_ms > 1)) wait_ms = 1;
     struct pollfd pfd = {fd, POLLPRI, 0};
-    int pn = poll(&pfd, 1, wait_ms);
+    int pn;
+    if (rate_limited && (wait_ms < 0 || wait_ms > 0)) {
+      struct timespec reread = {0, kCgroupRereadUs * 1000};
+      pn = ppoll(&pfd, 1, &reread, nullptr);
+    } else {
+      pn = poll(&pfd, 1, wait_ms);
+    }
     if (pn < 0) {
       if (errno == EINTR) continue;
       rc = fail(syscall_out, "poll");
@@ -431,7 +436,7 @@ const size_t kSignalsPerStretch = 256;
 }  // namespace
 
 int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms, int only_if_frozen,
-                  fanout_result* result, const char** syscall_out) {
+                  int refuse_frozen, fanout_result* result, const char** syscall_out) {
   memset(result, 0, sizeof *result);
   std::vector<std::string> dirs;
   subtree(dir, &dirs);
@@ -446,6 +451,7 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
   }
   if (first.empty()) {
     result->cgroups = (int32_t)dirs.size();
+    result->empty = 1;
     return 0;
   }
   // A cgroup someone froze on purpose (snapproc freeze) stays frozen afterwards.
@@ -460,6 +466,11 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
     }
   }
   bool was_frozen = was[0] == '1';
+  result->was_frozen = was_frozen ? 1 : 0;
+  if (was_frozen && refuse_frozen) {
+    result->cgroups = (int32_t)dirs.size();
+    return 0;
+  }
   rc = cg_set_frozen(dir, 1, freeze_timeout_ms, syscall_out);
   if (rc < 0) {
     if (!was_frozen) cg_set_frozen(dir, 0, freeze_timeout_ms, nullptr);

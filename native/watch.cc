@@ -22,6 +22,25 @@
 
 namespace snapproc {
 
+namespace {
+// -1 unknown, 0 the kernel lacks epoll_pwait2 (before 5.11), 1 it has it.
+int g_have_pwait2 = -1;
+
+// epoll_wait for kCgroupRereadUs (epoll_wait counts whole milliseconds).
+int epoll_wait_reread(int epfd, struct epoll_event* evs, int max) {
+  if (g_have_pwait2 != 0) {
+    struct timespec ts = {0, kCgroupRereadUs * 1000};
+    int n = epoll_pwait2(epfd, evs, max, &ts, nullptr);
+    if (n >= 0 || errno != ENOSYS) {
+      g_have_pwait2 = 1;
+      return n;
+    }
+    g_have_pwait2 = 0;
+  }
+  return epoll_wait(epfd, evs, max, 1);
+}
+}  // namespace
+
 watch_set::~watch_set() {
   for (auto& e : entries_) close_entry(e.second);
   if (epfd_ >= 0) close(epfd_);
@@ -145,7 +164,7 @@ int watch_set::add_event(const char* dir, const char* key, int want, uint32_t* t
   int rc = register_locked(e, EPOLLPRI | EPOLLET, token, syscall_out);
   if (rc < 0) return rc;
   events_.insert(*token);
-  // Wake the waiting thread: it must re-read this file every millisecond for a while.
+  // Wake the waiting thread: it must re-read this file every kCgroupRereadUs for a while.
   kick();
   return 0;
 }
@@ -186,8 +205,8 @@ int watch_set::check_now(uint32_t token) {
 // With mu_ held, one pass over the event watches: takes out the
 // cgroup.kill descriptors whose kill is due (into `due`, marked killed; a
 // watch whose condition holds by then is reported instead, and not killed)
-// and says how long epoll may wait: 1 ms while a watch is inside its
-// notification interval, else until the next kill is due, else -1. The
+// and says how long epoll may wait: 1 (kCgroupRereadUs, see
+// epoll_wait_reread) while a watch is inside its notification interval, else until the next kill is due, else -1. The
 // writes happen without the lock: a write to cgroup.kill lasts as long as
 // the dying processes keep the writer off its CPU, and the main thread must
 // not wait for that to add or end a watch.
@@ -232,7 +251,7 @@ void watch_set::write_kills(const std::vector<std::pair<uint32_t, int>>& due, st
   int64_t now = mono_ms();
   for (const auto& d : due) {
     auto it = entries_.find(d.first);
-    if (it != entries_.end()) it->second.last_wake = now;  // the change comes soon: read again every millisecond for a while
+    if (it != entries_.end()) it->second.last_wake = now;  // the change comes soon: read again every kCgroupRereadUs for a while
   }
   for (const auto& f : failed) {
     auto it = entries_.find(f.first);
@@ -283,7 +302,7 @@ int watch_set::wait(std::vector<std::pair<uint32_t, int>>* ready, const char** s
       continue;  // what the kill changed is read at once
     }
     if (!ready->empty()) return 1;
-    int n = epoll_wait(epfd_, evs, 128, timeout);
+    int n = timeout == 1 ? epoll_wait_reread(epfd_, evs, 128) : epoll_wait(epfd_, evs, 128, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       int rc = fail_errno(syscall_out, "epoll_wait");

@@ -145,6 +145,38 @@ rootTest('an empty cgroup stops at once', async () => {
   }
 });
 
+rootTest('an -all stop thaws a cgroup frozen on purpose, then stops it', async () => {
+  const cg = serviceCgroup();
+  const tree = await startTree(cg, TREE, ROLES);
+  assert.is((await freezeCgroup(cg)).done, true);
+  const r = await stopCgroup(cg, { mode: 'sigterm-all', timeoutMs: 5000 });
+  assert.is(r.stopped, true);
+  assert.is(r.timedOut, false, 'each acted on its SIGTERM: none needed the kill');
+  assert.is(r.signalled, 3);
+  for (const role of ROLES) assert.equal(signalsOf(tree.log, role), ['SIGTERM'], role);
+  assert.is(fs.readFileSync(path.join(cg, 'cgroup.freeze'), 'utf8').trim(), '0');
+});
+
+rootTest('an -all stop of the cgroup snapproc runs in is refused, and leaves it as it was', async () => {
+  const cg = serviceCgroup();
+  // A separate process joins the cgroup and asks to stop it: were the check
+  // missing, it would freeze itself (the test then kills it, in its cgroup).
+  const script = `
+    const fs = require('fs');
+    fs.writeFileSync(${JSON.stringify(path.join(cg, 'cgroup.procs'))}, String(process.pid));
+    require(${JSON.stringify(path.join(__dirname, '..', 'src', 'process', 'stop.js'))}).stopCgroup(${JSON.stringify(cg)}, { mode: 'sigterm-all' })
+      .then(() => console.log('stopped'), (e) => console.log(e.code + ': ' + e.message));`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const timer = setTimeout(() => fs.writeFileSync(path.join(cg, 'cgroup.kill'), '1'), 10_000);
+  await exited;
+  clearTimeout(timer);
+  assert.is(out.trim(), `ERR_SNAPPROC_REFUSED: refusing to act on ${cg}: snapproc itself runs in it`);
+  assert.is(fs.readFileSync(path.join(cg, 'cgroup.freeze'), 'utf8').trim(), '0', 'never frozen');
+});
+
 rootTest('signal: main only, or with all every process', async () => {
   const cg = serviceCgroup();
   const tree = await startTree(cg, [...TREE, '--ignore', 'SIGUSR1', '--ignore', 'SIGUSR2'], ROLES);

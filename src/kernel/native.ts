@@ -37,7 +37,7 @@ interface Addon {
   watchEvent(dir: string, key: string, want: number, killAfterMs?: number): number;
   watchRemove(token: number): boolean;
   watchCheck(token: number): number;
-  signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean, onlyIfFrozen?: boolean): { signalled: number; gone: number; cgroups: number; frozen: boolean };
+  signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean, onlyIfFrozen?: boolean, refuseFrozen?: boolean): NativeFanout;
   lockFile(path: string): number;
   peerCred(fd: number): PeerCred;
   connectUnix(path: string): number;
@@ -61,6 +61,22 @@ interface Addon {
 }
 
 /** What native.procInfo read of each process that was still there, in the order given. */
+/** What one native freeze-signal-thaw did (signalAll). */
+export interface NativeFanout {
+  /** Processes the signal was delivered to. */
+  signalled: number;
+  /** Members that exited before they could be signalled. */
+  gone: number;
+  /** Cgroups in the subtree. */
+  cgroups: number;
+  /** The subtree reached `frozen 1` before it was read and signalled. */
+  frozen: boolean;
+  /** The subtree had no member: nothing was done. */
+  empty: boolean;
+  /** cgroup.freeze read 1 before the call. */
+  wasFrozen: boolean;
+}
+
 export interface ProcInfo {
   /** pid, ppid, pgid of each. */
   ids: Int32Array;
@@ -514,9 +530,13 @@ export const native = {
    * Freezes `dir` (waiting up to `freezeTimeoutMs` on this thread), signals
    * one frozen snapshot of its members through pidfds, thaws (unless it was
    * frozen before). With `onlyIfFrozen`, a freeze not complete in time is
-   * left requested and nothing is signalled (`frozen` false).
+   * left requested and nothing is signalled (`frozen` false). With
+   * `refuseFrozen`, a cgroup that was frozen before the call is left as it
+   * is and nothing is signalled (`wasFrozen` true). `empty`: the subtree had
+   * no member, nothing was done. EDEADLK: snapproc itself is a member.
    */
-  signalAll: (dir: string, sig: number, freezeTimeoutMs: number, alsoCont = false, onlyIfFrozen = false) => call(() => load().signalAll(dir, sig, freezeTimeoutMs, alsoCont, onlyIfFrozen), { path: dir }),
+  signalAll: (dir: string, sig: number, freezeTimeoutMs: number, alsoCont = false, onlyIfFrozen = false, refuseFrozen = false): NativeFanout =>
+    call(() => load().signalAll(dir, sig, freezeTimeoutMs, alsoCont, onlyIfFrozen, refuseFrozen), { path: dir }),
   /** Opens (creating, 0644) `path` and takes an exclusive OFD lock on it; keep the returned fd open to hold it. EAGAIN: another holds it. */
   lockFile: (file: string): number => call(() => load().lockFile(file), { path: file }),
   /** SO_PEERCRED of a connected unix socket (for a net.Socket: `socket._handle.fd`). */

@@ -8,12 +8,11 @@
 import { constants } from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cgroupOfPid, readEvent } from '../kernel/cgroupfs';
+import { cgroupOfPid } from '../kernel/cgroupfs';
 import { classifyCgroup, MainRecord } from './classify';
 import { hasCode, usageError } from '../util/errors';
 import { assertActionableCgroup, FREEZE_TIMEOUT_MS, signalCgroupAndWait, signalPidfdVerified } from '../kernel/signal-guard';
 import { killCgroup } from '../kernel/kill';
-import { isFrozen } from '../kernel/freeze';
 import { native } from '../kernel/native';
 
 export const STOP_MODES = [
@@ -91,16 +90,13 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
   const killAfterTimeout = options.killAfterTimeout ?? true;
   const killTimeoutMs = options.killTimeoutMs ?? 10_000;
   const started = performance.now();
-  // The cgroup snapproc runs in, looked up once for both checks of an -all stop.
-  const own = cgroupOfPid('self');
-  assertActionableCgroup(dir, own);
+  // An -all stop leaves the check that snapproc is not in the cgroup to the
+  // native fan-out, which reads the members anyway (and refuses alike).
+  assertActionableCgroup(dir, all ? null : cgroupOfPid('self'));
   const base = { mode, signal, durationMs: 0 };
 
   if (all) {
     const result: StopResult = { ...base, target: 'cgroup', mainPid: null, signalled: 0, gone: 0, timedOut: false, isForcefullyTerminated: false, stopped: true };
-    if (readEvent(dir, 'populated') === 0) return result;
-    // A stop thaws a frozen service (as systemd does): frozen processes cannot act on the signal.
-    if (isFrozen(dir)) await native.setFrozen(path.resolve(dir), false, 5000).result;
     // The freeze gets at most half the stop-timeout (which counts from the
     // start of the stop): a freeze that does not complete must not make a
     // stop outlast its timeout (a fork storm under load once waited 1 s
@@ -109,7 +105,9 @@ export async function stopCgroup(dir: string, options: StopOptions = {}): Promis
     // The stop-timeout runs from the start of the stop (as systemd's TimeoutStopSec), freeze and fan-out included.
     const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
     // What is left at the timeout is killed from the addon's waiting thread at that moment.
-    const fan = await signalCgroupAndWait(dir, number, { alsoCont: true, freezeTimeoutMs, timeoutMs: left, killTimeoutMs: killAfterTimeout ? killTimeoutMs : undefined, own });
+    // A stop thaws a service frozen on purpose first (as systemd does): frozen processes cannot act on the signal.
+    const fan = await signalCgroupAndWait(dir, number, { alsoCont: true, freezeTimeoutMs, timeoutMs: left, killTimeoutMs: killAfterTimeout ? killTimeoutMs : undefined, own: null, thawFrozen: true });
+    if (fan.empty) return result;
     result.signalled = fan.signalled;
     result.gone = fan.gone;
     if (fan.freezeSkipped) {

@@ -2,7 +2,25 @@
 // system errors (`code`, `errno`, `syscall`, `path`) so callers can handle
 // ENOENT from snapproc the way they handle it from `fs`; validation and usage
 // problems use codes of their own (ERR_SNAPPROC_*).
+import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
+
+/** errno names libuv does not know (it names only the errors it maps: EDEADLK came out as "Unknown system error -35"), from the OS's table. */
+let errnoNames: Map<number, string> | undefined;
+function errnoName(neg: number): string {
+  let name: string | undefined;
+  try {
+    name = getSystemErrorName(neg);
+  } catch {
+    name = undefined;
+  }
+  if (name !== undefined && !name.startsWith('Unknown system error')) return name;
+  if (!errnoNames) {
+    errnoNames = new Map();
+    for (const [key, value] of Object.entries(constants.errno)) if (!errnoNames.has(value)) errnoNames.set(value, key);
+  }
+  return errnoNames.get(-neg) ?? `E${-neg}`;
+}
 
 export interface SnapprocErrorOptions {
   errno?: number;
@@ -32,12 +50,7 @@ export class SnapprocError extends Error {
   /** A system error from a negative errno, worded as Node words its own. */
   static fromErrno(errno: number, syscall: string, detail: { path?: string; pid?: number; cause?: unknown } = {}): SnapprocError {
     const neg = errno > 0 ? -errno : errno;
-    let code: string;
-    try {
-      code = getSystemErrorName(neg);
-    } catch {
-      code = `E${-neg}`;
-    }
+    const code = errnoName(neg);
     const target = detail.path !== undefined ? ` '${detail.path}'` : detail.pid !== undefined ? ` ${detail.pid}` : '';
     return new SnapprocError(code, `${code}: ${syscall} failed${target}`, { errno: neg, syscall, ...detail });
   }
