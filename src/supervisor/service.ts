@@ -16,7 +16,7 @@ import { launchFile } from '../snap/launch-files';
 import { launcherPath, native, PendingWait } from '../kernel/native';
 import { liveStartTimeOf, pidNamespaceOf, startTimeOf } from '../kernel/procfs';
 import { cloneIntoKilledCgroupDies, recreateEmptyCgroup } from '../kernel/clone-quirk';
-import { identityOf } from '../kernel/process-identity';
+import { identityOf, identityOfPidfd } from '../kernel/process-identity';
 import { idleWaitOf, idleWaitsKnown } from '../kernel/idle-wait';
 import { isFrozen } from '../kernel/freeze';
 import { signalName } from '../kernel/signal-names';
@@ -94,12 +94,12 @@ function launcherReal(): string | null {
 type Settled = { exited: ExitStatus } | { up: string };
 
 /**
- * Waits until the main process `pid` (started at `startTime`) has settled:
+ * Waits until the main process `pid` (whose start time `startTime()` gives) has settled:
  * it exited (the start failed), showed the positive sign, or lived `ms`.
  * The sign is looked for every millisecond for the first 10 ms, then every
  * 5 ms: only while a start waits, never while idle.
  */
-function settle(pid: number, startTime: number | null, exited: Promise<ExitStatus>, ms: number): Promise<Settled> {
+function settle(pid: number, startTime: () => number | null, exited: Promise<ExitStatus>, ms: number): Promise<Settled> {
   const t0 = performance.now();
   return new Promise<Settled>((resolve) => {
     let timer: NodeJS.Timeout | null = null;
@@ -111,15 +111,16 @@ function settle(pid: number, startTime: number | null, exited: Promise<ExitStatu
       resolve(s);
     };
     void exited.then((status) => finish({ exited: status }));
-    const early = settleEarly() && idleWaitsKnown() && startTime !== null;
+    const early = settleEarly() && idleWaitsKnown();
     const check = () => {
       timer = null;
       if (done) return;
       const elapsed = performance.now() - t0;
-      if (early) {
+      const started = startTime();
+      if (early && started !== null) {
         const wait = idleWaitOf(pid);
         // Still the same process (not reaped and reused), and no longer the launcher.
-        if (wait !== null && liveStartTimeOf(pid) === startTime && exeOf(pid) !== launcherReal()) {
+        if (wait !== null && liveStartTimeOf(pid) === started && exeOf(pid) !== launcherReal()) {
           return finish({ up: `waiting in ${wait} after ${elapsed.toFixed(1)} ms` });
         }
       }
@@ -256,8 +257,9 @@ export class Service {
     }
     let pid: number;
     let exitedOrDetached: Promise<ExitStatus | null>;
+    let identity: string | null | undefined;
     try {
-      ({ pid, exited: exitedOrDetached } = await this.spawnLauncher(env, sockets.fds));
+      ({ pid, exited: exitedOrDetached, identity } = await this.spawnLauncher(env, sockets.fds));
     } catch (err) {
       throw this.fail(`could not start the launcher: ${(err as Error).message}`);
     }
@@ -315,10 +317,17 @@ export class Service {
         return;
       }
       default: {
-        this.setMain(pid);
+        // The start time is read at the first look during the settle time
+        // (1 ms on), not now: /proc/PID/stat of a child still in execve waits
+        // until the kernel has closed every close-on-exec descriptor the child
+        // inherited, ~0.2-0.4 ms per start with 1000 services (~2000 pidfds).
+        // Until then the main process is known by PID and pidfs identity; our
+        // own unreaped child cannot be replaced under its PID meanwhile.
+        this.setMain(pid, identity === undefined ? undefined : { identity, startTimeLater: true });
         // Up only once it settled (see settleMs): an exit before is a failed start.
         const ms = settleMs();
-        const settled = ms > 0 ? await settle(pid, this.record.mainStartTime, exited, ms) : null;
+        const settled = ms > 0 ? await settle(pid, () => this.mainStartTimeNow(pid), exited, ms) : null;
+        this.mainStartTimeNow(pid);
         if (settled && 'exited' in settled) {
           // Not up: the start fails and says why. What follows is the
           // restart-condition's (with the start limit), as for any exit.
@@ -355,13 +364,29 @@ export class Service {
     }
   }
 
-  private setMain(pid: number): void {
+  /** `known.identity` comes from the spawn's pidfd; with `startTimeLater`, mainStartTimeNow reads the start time. */
+  /** The main process (our own child) whose start time setMain left for mainStartTimeNow. */
+  private startTimeLater: number | null = null;
+
+  private setMain(pid: number, known?: { identity: string | null; startTimeLater: boolean }): void {
     this.record.mainPid = pid;
     this.record.pidns = ownPidNamespace();
-    this.record.mainStartTime = startTimeOf(pid);
-    this.record.mainIdentity = identityOf(pid);
+    this.record.mainStartTime = known?.startTimeLater ? null : startTimeOf(pid);
+    this.startTimeLater = known?.startTimeLater ? pid : null;
+    this.record.mainIdentity = known ? known.identity : identityOf(pid);
     this.record.since = new Date().toISOString();
     this.host.changed(this);
+  }
+
+  /** The recorded start time of main process `pid`, read now if setMain left it for later; null once `pid` is no longer the main. */
+  private mainStartTimeNow(pid: number): number | null {
+    if (this.record.mainPid !== pid) return null;
+    if (this.startTimeLater === pid) {
+      this.startTimeLater = null;
+      this.record.mainStartTime = startTimeOf(pid);
+      if (this.record.mainStartTime !== null) this.host.changed(this);
+    }
+    return this.record.mainStartTime;
   }
 
   private clearMain(pid: number): void {
@@ -375,6 +400,7 @@ export class Service {
   mainAlive(): boolean {
     const pid = this.record.mainPid;
     if (pid === null) return this.app.daemon === 'oneshot' && this.record.state === 'active';
+    if (this.startTimeLater === pid) this.mainStartTimeNow(pid);
     // A zombie keeps its start time: it is not alive (the service must start again).
     if (this.record.mainStartTime === null || liveStartTimeOf(pid) !== this.record.mainStartTime) return false;
     return !this.record.mainIdentity || identityOf(pid) === this.record.mainIdentity;
@@ -417,7 +443,8 @@ export class Service {
    * elsewhere Node spawns the launcher, which moves itself in (--cgroup) and
    * says so on a pipe (--ready-fd), and only then counts as started.
    */
-  private async spawnLauncher(env: Record<string, string>, socketFds: number[]): Promise<{ pid: number; exited: Promise<ExitStatus | null> }> {
+  /** `identity`: the launcher's, from the pidfd of its spawn (undefined: not spawned with one). */
+  private async spawnLauncher(env: Record<string, string>, socketFds: number[]): Promise<{ pid: number; exited: Promise<ExitStatus | null>; identity?: string | null }> {
     const args = ['--resolve', this.host.root, this.record.snap, this.record.app];
     const out = openLog(this.logFile);
     try {
@@ -435,7 +462,8 @@ export class Service {
           const { pid, pidfd } = native.spawnInCgroup(launcherPath(), [launcherPath(), ...args], envList, cgroupFd, [-1, out, out, ...socketFds], true);
           clone3IntoCgroup = true;
           this.child = null;
-          return { pid, exited: this.exitThroughPidfd(pid, pidfd) };
+          const identity = identityOfPidfd(pidfd);
+          return { pid, exited: this.exitThroughPidfd(pid, pidfd), identity };
         } catch (err) {
           if (!hasCode(err, 'ENOSYS', 'E2BIG', 'EINVAL', 'EPERM')) throw err;
           clone3IntoCgroup = false;
