@@ -321,9 +321,8 @@ export class Service {
         // (1 ms on), not now: /proc/PID/stat of a child still in execve waits
         // until the kernel has closed every close-on-exec descriptor the child
         // inherited, ~0.2-0.4 ms per start with 1000 services (~2000 pidfds).
-        // Until then the main process is known by PID and pidfs identity; our
-        // own unreaped child cannot be replaced under its PID meanwhile.
-        this.setMain(pid, identity === undefined ? undefined : { identity, startTimeLater: true });
+        // Until then the main process is known by PID and pidfs identity.
+        this.setMain(pid, identity);
         // Up only once it settled (see settleMs): an exit before is a failed start.
         const ms = settleMs();
         const settled = ms > 0 ? await settle(pid, () => this.mainStartTimeNow(pid), exited, ms) : null;
@@ -364,16 +363,21 @@ export class Service {
     }
   }
 
-  /** `known.identity` comes from the spawn's pidfd; with `startTimeLater`, mainStartTimeNow reads the start time. */
   /** The main process (our own child) whose start time setMain left for mainStartTimeNow. */
   private startTimeLater: number | null = null;
 
-  private setMain(pid: number, known?: { identity: string | null; startTimeLater: boolean }): void {
+  /**
+   * `spawnedIdentity`: the pidfs identity from the pidfd of our own spawn of
+   * `pid`. With one, the start time is left for mainStartTimeNow (the process
+   * is known by its identity meanwhile); without (no pidfs), it is read now.
+   */
+  private setMain(pid: number, spawnedIdentity?: string | null): void {
+    const later = spawnedIdentity != null;
     this.record.mainPid = pid;
     this.record.pidns = ownPidNamespace();
-    this.record.mainStartTime = known?.startTimeLater ? null : startTimeOf(pid);
-    this.startTimeLater = known?.startTimeLater ? pid : null;
-    this.record.mainIdentity = known ? known.identity : identityOf(pid);
+    this.record.mainStartTime = later ? null : startTimeOf(pid);
+    this.record.mainIdentity = later ? spawnedIdentity : identityOf(pid);
+    this.startTimeLater = later ? pid : null;
     this.record.since = new Date().toISOString();
     this.host.changed(this);
   }
@@ -383,8 +387,13 @@ export class Service {
     if (this.record.mainPid !== pid) return null;
     if (this.startTimeLater === pid) {
       this.startTimeLater = null;
-      this.record.mainStartTime = startTimeOf(pid);
-      if (this.record.mainStartTime !== null) this.host.changed(this);
+      const startTime = startTimeOf(pid);
+      // Read after the start time, the identity says both were our child's
+      // (not a process that reused the PID after ours was reaped).
+      if (startTime !== null && identityOf(pid) === this.record.mainIdentity) {
+        this.record.mainStartTime = startTime;
+        this.host.changed(this);
+      }
     }
     return this.record.mainStartTime;
   }
@@ -400,9 +409,9 @@ export class Service {
   mainAlive(): boolean {
     const pid = this.record.mainPid;
     if (pid === null) return this.app.daemon === 'oneshot' && this.record.state === 'active';
-    if (this.startTimeLater === pid) this.mainStartTimeNow(pid);
+    const startTime = this.mainStartTimeNow(pid);
     // A zombie keeps its start time: it is not alive (the service must start again).
-    if (this.record.mainStartTime === null || liveStartTimeOf(pid) !== this.record.mainStartTime) return false;
+    if (startTime === null || liveStartTimeOf(pid) !== startTime) return false;
     return !this.record.mainIdentity || identityOf(pid) === this.record.mainIdentity;
   }
 
@@ -442,8 +451,9 @@ export class Service {
    * has clone3(CLONE_INTO_CGROUP) (5.7+) the child is created in the cgroup;
    * elsewhere Node spawns the launcher, which moves itself in (--cgroup) and
    * says so on a pipe (--ready-fd), and only then counts as started.
+   * `identity`: the launcher's pidfs identity, from the pidfd of the clone3
+   * spawn (undefined after Node's spawn).
    */
-  /** `identity`: the launcher's, from the pidfd of its spawn (undefined: not spawned with one). */
   private async spawnLauncher(env: Record<string, string>, socketFds: number[]): Promise<{ pid: number; exited: Promise<ExitStatus | null>; identity?: string | null }> {
     const args = ['--resolve', this.host.root, this.record.snap, this.record.app];
     const out = openLog(this.logFile);
