@@ -340,6 +340,37 @@ Napi::Value SignalAll(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Signals one snapshot of a cgroup the caller froze (and saw `frozen 1` of); leaves it frozen.
+Napi::Value SignalFrozen(const Napi::CallbackInfo& info) {
+  std::string dir;
+  int sig;
+  if (!ArgString(info, 0, &dir) || !ArgInt(info, 1, &sig)) return info.Env().Undefined();
+  bool also_cont = info.Length() > 2 && info[2].ToBoolean();
+  fanout_result res;
+  const char* sc = nullptr;
+  int rc = cg_signal_frozen(dir.c_str(), sig, also_cont ? 1 : 0, &res, &sc);
+  if (rc < 0) return ThrowErrno(info.Env(), rc, sc);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("signalled", res.signalled);
+  out.Set("gone", res.gone);
+  out.Set("cgroups", res.cgroups);
+  out.Set("frozen", Napi::Boolean::New(info.Env(), true));
+  out.Set("empty", Napi::Boolean::New(info.Env(), res.empty == 1));
+  out.Set("wasFrozen", Napi::Boolean::New(info.Env(), true));
+  return out;
+}
+
+// cgroup.freeze written ("1" or "0"), not waited for: one open, write, close (Node's writeFileSync also truncates and allocates).
+Napi::Value WriteFreeze(const Napi::CallbackInfo& info) {
+  std::string dir;
+  if (!ArgString(info, 0, &dir)) return info.Env().Undefined();
+  bool frozen = info.Length() > 1 && info[1].ToBoolean();
+  const char* sc = nullptr;
+  int rc = cg_write_freeze(dir.c_str(), frozen ? 1 : 0, &sc);
+  if (rc < 0) return ThrowErrno(info.Env(), rc, sc);
+  return info.Env().Undefined();
+}
+
 // ---- supervision ------------------------------------------------------------
 
 Napi::Value LockFile(const Napi::CallbackInfo& info) {
@@ -1039,6 +1070,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readProcs", Napi::Function::New(env, ReadProcs));
   exports.Set("procIds", Napi::Function::New(env, ProcIds));
   exports.Set("signalAll", Napi::Function::New(env, SignalAll));
+  exports.Set("signalFrozen", Napi::Function::New(env, SignalFrozen));
+  exports.Set("writeFreeze", Napi::Function::New(env, WriteFreeze));
   exports.Set("lockFile", Napi::Function::New(env, LockFile));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("connectUnix", Napi::Function::New(env, ConnectUnix));

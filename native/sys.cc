@@ -378,6 +378,10 @@ int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, co
   return rc;
 }
 
+int cg_write_freeze(const char* dir, int frozen, const char** syscall_out) {
+  return write_file(dir, "cgroup.freeze", frozen ? "1" : "0", syscall_out);
+}
+
 int cg_set_frozen(const char* dir, int frozen, int timeout_ms, const char** syscall_out) {
   int rc = write_file(dir, "cgroup.freeze", frozen ? "1" : "0", syscall_out);
   if (rc < 0) return rc;
@@ -401,7 +405,8 @@ namespace {
 // for longer than a few hundred signals.
 class UnpreemptedByWakees {
  public:
-  UnpreemptedByWakees() {
+  explicit UnpreemptedByWakees(bool wanted = true) {
+    if (!wanted) return;
     policy_ = sched_getscheduler(0);
     if (policy_ < 0 || sched_getparam(0, &param_) < 0) return;
     if ((policy_ & ~SCHED_RESET_ON_FORK) != SCHED_OTHER && (policy_ & ~SCHED_RESET_ON_FORK) != SCHED_BATCH) return;  // already real-time, or idle: left alone
@@ -433,14 +438,73 @@ class UnpreemptedByWakees {
 // Signals in one unpreempted stretch (UnpreemptedByWakees).
 const size_t kSignalsPerStretch = 256;
 
+// Signals one snapshot of the members of `dir`'s subtree (frozen by the
+// caller): each member pinned by a pidfd, the members read again, and only
+// those listed both times signalled (a PID that died and was reused between
+// the two reads is not in the frozen subtree, so it cannot be listed the
+// second time).
+int signal_snapshot(const char* dir, int sig, int also_cont, int32_t self, fanout_result* result, size_t* listed, const char** syscall_out) {
+  std::vector<std::string> dirs;
+  subtree(dir, &dirs);
+  result->cgroups = (int32_t)dirs.size();
+  std::vector<int32_t> first, second;
+  int rc = read_subtree_procs(dirs, &first, syscall_out);
+  if (rc < 0) return rc;
+  *listed = first.size();
+  std::vector<std::pair<int32_t, int>> targets;
+  targets.reserve(first.size());
+  for (int32_t pid : first) {
+    if (pid <= 1 || pid == self) continue;  // 0: outside our pid namespace
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {
+      if (errno == ESRCH) {
+        result->gone++;
+        continue;
+      }
+      // Out of descriptors (or anything else): report it, never count a
+      // live process as gone.
+      rc = fail(syscall_out, "pidfd_open");
+      break;
+    }
+    targets.emplace_back(pid, fd);
+  }
+  if (rc >= 0 && !targets.empty()) rc = read_subtree_procs(dirs, &second, syscall_out);
+  std::sort(second.begin(), second.end());
+  // One target: nothing to be preempted between (and raising costs two sched_setscheduler calls).
+  UnpreemptedByWakees unpreempted(targets.size() > 1);
+  size_t sent = 0;
+  for (auto& t : targets) {
+    if (++sent % kSignalsPerStretch == 0) unpreempted.Chunk();
+    if (rc >= 0 && std::binary_search(second.begin(), second.end(), t.first) &&
+        syscall(SYS_pidfd_send_signal, t.second, sig, nullptr, 0) == 0) {
+      if (also_cont) syscall(SYS_pidfd_send_signal, t.second, SIGCONT, nullptr, 0);
+      result->signalled++;
+    } else {
+      result->gone++;
+    }
+    close(t.second);
+  }
+  return rc;
+}
+
 }  // namespace
+
+int cg_signal_frozen(const char* dir, int sig, int also_cont, fanout_result* result, const char** syscall_out) {
+  memset(result, 0, sizeof *result);
+  result->frozen = 1;
+  result->was_frozen = 1;
+  size_t listed = 0;
+  int rc = signal_snapshot(dir, sig, also_cont, (int32_t)getpid(), result, &listed, syscall_out);
+  result->empty = rc >= 0 && listed == 0;
+  return rc;
+}
 
 int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms, int only_if_frozen,
                   int refuse_frozen, fanout_result* result, const char** syscall_out) {
   memset(result, 0, sizeof *result);
   std::vector<std::string> dirs;
   subtree(dir, &dirs);
-  std::vector<int32_t> first, second;
+  std::vector<int32_t> first;
   int rc = read_subtree_procs(dirs, &first, syscall_out);
   if (rc < 0) return rc;
   // Freezing a cgroup we are in would freeze us: refuse before touching it.
@@ -484,47 +548,8 @@ int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms
     return 0;
   }
   // Frozen: nothing in the subtree can fork or create a cgroup until we thaw.
-  dirs.clear();
-  subtree(dir, &dirs);
-  result->cgroups = (int32_t)dirs.size();
-  rc = read_subtree_procs(dirs, &first, syscall_out);
-  std::vector<std::pair<int32_t, int>> targets;
-  if (rc >= 0) {
-    targets.reserve(first.size());
-    for (int32_t pid : first) {
-      if (pid <= 1 || pid == self) continue;  // 0: outside our pid namespace
-      int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-      if (fd < 0) {
-        if (errno == ESRCH) {
-          result->gone++;
-          continue;
-        }
-        // Out of descriptors (or anything else): report it, never count a
-        // live process as gone.
-        rc = fail(syscall_out, "pidfd_open");
-        break;
-      }
-      targets.emplace_back(pid, fd);
-    }
-    // Signal only PIDs listed again now that each is pinned by its pidfd: a
-    // PID that died and was reused between the two reads is not in the frozen
-    // subtree, so it cannot be listed the second time.
-    if (rc >= 0) rc = read_subtree_procs(dirs, &second, syscall_out);
-    std::sort(second.begin(), second.end());
-    UnpreemptedByWakees unpreempted;
-    size_t sent = 0;
-    for (auto& t : targets) {
-      if (++sent % kSignalsPerStretch == 0) unpreempted.Chunk();
-      if (rc >= 0 && std::binary_search(second.begin(), second.end(), t.first) &&
-          syscall(SYS_pidfd_send_signal, t.second, sig, nullptr, 0) == 0) {
-        if (also_cont) syscall(SYS_pidfd_send_signal, t.second, SIGCONT, nullptr, 0);
-        result->signalled++;
-      } else {
-        result->gone++;
-      }
-      close(t.second);
-    }
-  }
+  size_t listed = 0;
+  rc = signal_snapshot(dir, sig, also_cont, self, result, &listed, syscall_out);
   // The thaw is written, not waited for: every member is signalled, and the
   // caller waits for what it is after (`populated 0`), not for `frozen 0`,
   // which the kernel may announce up to a notification interval late.

@@ -85,6 +85,8 @@ int cg_event_value(int fd, const char* key);
 // Waits until `key` in `dir`/cgroup.events has value `want` (e.g. "populated"
 // 0, "frozen" 1): 1 = reached, 0 = timed out, -errno.
 int cg_wait_event(const char* dir, const char* key, int want, int timeout_ms, const char** syscall_out);
+// Writes cgroup.freeze (1 or 0) without waiting for cgroup.events to follow.
+int cg_write_freeze(const char* dir, int frozen, const char** syscall_out);
 // Writes cgroup.freeze and waits for `frozen` to follow (1 = done, 0 = timed out).
 int cg_set_frozen(const char* dir, int frozen, int timeout_ms, const char** syscall_out);
 
@@ -108,6 +110,10 @@ struct fanout_result {
 // is and nothing is signalled (`was_frozen` 1): the caller thaws it first.
 int cg_signal_all(const char* dir, int sig, int also_cont, int freeze_timeout_ms, int only_if_frozen,
                   int refuse_frozen, fanout_result* result, const char** syscall_out);
+// The same signalling of one snapshot for a cgroup the caller has frozen and
+// seen `frozen 1` of (a batch of stops): no freeze, no thaw, no read before
+// it; `empty` when the snapshot had no member.
+int cg_signal_frozen(const char* dir, int sig, int also_cont, fanout_result* result, const char** syscall_out);
 
 // ---- supervision (supervise.cc) ---------------------------------------------
 

@@ -9,6 +9,9 @@ import * as assert from 'uvu/assert';
 import { stopCgroupBatched } from '../src/process/stop-batch';
 import { freezeCgroup } from '../src/kernel/freeze';
 import { readEvent } from '../src/kernel/cgroupfs';
+import { native } from '../src/kernel/native';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { alive, cleanupParent, gate, makeCgroup, signalsOf, startTree, uniqueSnapName, waitFor } from './helpers';
 
 const test = suite('stop-batch');
@@ -75,6 +78,32 @@ rootTest('a batch refuses a cgroup outside the mount, and the others still stop'
   assert.is(good.status, 'fulfilled');
   assert.is((good as PromiseFulfilledResult<{ stopped: boolean }>).value.stopped, true);
   for (const role of ROLES) assert.equal(signalsOf(t.log, role), ['SIGTERM'], role);
+});
+
+rootTest('signalFrozen: one snapshot of a frozen cgroup and its sub-cgroups signalled, left frozen; empty when nobody is in it; writeFreeze errors name the file', async () => {
+  const dir = cg();
+  const t = await startTree(dir, TREE, ROLES);
+  // One member in a sub-cgroup: the subtree is signalled, not the top cgroup alone.
+  const sub = path.join(dir, 'sub');
+  fs.mkdirSync(sub);
+  fs.writeFileSync(path.join(sub, 'cgroup.procs'), String(t.pids.other));
+  native.writeFreeze(dir, true);
+  assert.is(await native.waitEvent(dir, 'frozen', 1, 5000).result, 'done');
+  const fan = native.signalFrozen(dir, 15, true);
+  assert.equal({ signalled: fan.signalled, gone: fan.gone, cgroups: fan.cgroups, empty: fan.empty }, { signalled: 3, gone: 0, cgroups: 2, empty: false });
+  // Left frozen: nothing has acted on the signal yet.
+  assert.is(readEvent(dir, 'frozen'), 1);
+  assert.ok(alive(t.pids.main) && alive(t.pids.group) && alive(t.pids.other));
+  native.writeFreeze(dir, false);
+  await native.waitEmptyOrKill(dir, 5000, 10_000).result;
+  for (const role of ROLES) assert.equal(signalsOf(t.log, role), ['SIGTERM'], role);
+  fs.rmdirSync(sub);
+  const empty = cg();
+  native.writeFreeze(empty, true);
+  assert.equal(native.signalFrozen(empty, 15, true).empty, true);
+  native.writeFreeze(empty, false);
+  const gone = path.join(empty, 'no-such');
+  assert.throws(() => native.writeFreeze(gone, true), (e: NodeJS.ErrnoException & { path?: string }) => e.code === 'ENOENT' && e.syscall === 'open' && e.path === `${gone}/cgroup.freeze`);
 });
 
 test.run();

@@ -38,6 +38,8 @@ interface Addon {
   watchRemove(token: number): boolean;
   watchCheck(token: number): number;
   signalAll(dir: string, sig: number, freezeTimeoutMs: number, alsoCont: boolean, onlyIfFrozen?: boolean, refuseFrozen?: boolean): NativeFanout;
+  signalFrozen(dir: string, sig: number, alsoCont: boolean): NativeFanout;
+  writeFreeze(dir: string, frozen: boolean): void;
   lockFile(path: string): number;
   peerCred(fd: number): PeerCred;
   connectUnix(path: string): number;
@@ -341,12 +343,7 @@ function watchedWait(add: () => number, timeoutMs: number, syscall: string, deta
 
 /** Writes cgroup.freeze (not waited for); a failure is a SnapprocError naming the file. */
 function writeFreeze(dir: string, frozen: boolean): void {
-  try {
-    fs.writeFileSync(path.join(dir, 'cgroup.freeze'), frozen ? '1' : '0');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw typeof e.errno === 'number' ? SnapprocError.fromErrno(e.errno, e.syscall ?? 'write', { path: path.join(dir, 'cgroup.freeze'), cause: err }) : err;
-  }
+  call(() => load().writeFreeze(dir, frozen), { path: `${dir}/cgroup.freeze` });
 }
 
 /** Writes cgroup.freeze and waits until `frozen` follows. */
@@ -537,6 +534,12 @@ export const native = {
    */
   signalAll: (dir: string, sig: number, freezeTimeoutMs: number, alsoCont = false, onlyIfFrozen = false, refuseFrozen = false): NativeFanout =>
     call(() => load().signalAll(dir, sig, freezeTimeoutMs, alsoCont, onlyIfFrozen, refuseFrozen), { path: dir }),
+  /**
+   * signalAll's signalling alone, for a cgroup the caller froze and saw
+   * `frozen 1` of (a batch of stops): one snapshot of its members signalled
+   * through pidfds, no freeze, no thaw (it stays frozen), no read before it.
+   */
+  signalFrozen: (dir: string, sig: number, alsoCont = false): NativeFanout => call(() => load().signalFrozen(dir, sig, alsoCont), { path: dir }),
   /** Opens (creating, 0644) `path` and takes an exclusive OFD lock on it; keep the returned fd open to hold it. EAGAIN: another holds it. */
   lockFile: (file: string): number => call(() => load().lockFile(file), { path: file }),
   /** SO_PEERCRED of a connected unix socket (for a net.Socket: `socket._handle.fd`). */

@@ -105,7 +105,7 @@ function runBatch(): void {
           const left = Math.max(0, Math.round(timeoutMs - (performance.now() - started)));
           return stopCgroup(q.dir, { ...q.options, timeoutMs: left, freezeTimeoutMs: Math.min(freezeTimeoutMs, left) }).then((r) => ({ ...r, durationMs: performance.now() - started }));
         }
-        return signalAndWait(q, dir, started, timeoutMs, freezeTimeoutMs);
+        return signalAndWait(q, dir, started, timeoutMs);
       },
       (err) => {
         thawQuietly(dir);
@@ -134,14 +134,14 @@ function emptyResult(options: StopOptions): StopResult {
 }
 
 /** One frozen cgroup: its members signalled in the frozen snapshot (with SIGCONT), thawed, and waited for up to its timeout, then cgroup.kill. */
-async function signalAndWait(q: Queued, dir: string, started: number, timeoutMs: number, freezeTimeoutMs: number): Promise<StopResult> {
+async function signalAndWait(q: Queued, dir: string, started: number, timeoutMs: number): Promise<StopResult> {
   const mode = q.options.mode ?? DEFAULT_STOP_MODE;
   const { signal, number } = stopModeSignal(mode);
   const killTimeoutMs = q.options.killTimeoutMs ?? 10_000;
   let fan;
   try {
-    // Frozen already: the native fan-out reads and signals that snapshot and leaves it frozen.
-    fan = native.signalAll(dir, number, freezeTimeoutMs, true);
+    // Frozen already (and seen so): the native fan-out reads and signals that snapshot and leaves it frozen.
+    fan = native.signalFrozen(dir, number, true);
   } finally {
     // The thaw is written, not waited for: what the stop waits for is the cgroup to empty.
     thawQuietly(dir);
