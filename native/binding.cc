@@ -317,6 +317,18 @@ Napi::Value ProcIds(const Napi::CallbackInfo& info) {
   return ToInt32Array(info.Env(), reinterpret_cast<const int32_t*>(ids.data()), ids.size() * 3);
 }
 
+// What signalAll and signalFrozen did, as JavaScript sees it (NativeFanout).
+Napi::Object FanoutObject(Napi::Env env, const fanout_result& res) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("signalled", res.signalled);
+  out.Set("gone", res.gone);
+  out.Set("cgroups", res.cgroups);
+  out.Set("frozen", Napi::Boolean::New(env, res.frozen == 1));
+  out.Set("empty", Napi::Boolean::New(env, res.empty == 1));
+  out.Set("wasFrozen", Napi::Boolean::New(env, res.was_frozen == 1));
+  return out;
+}
+
 // Synchronous: the whole freeze-signal-thaw runs in one call, no JS in between.
 Napi::Value SignalAll(const Napi::CallbackInfo& info) {
   std::string dir;
@@ -330,14 +342,7 @@ Napi::Value SignalAll(const Napi::CallbackInfo& info) {
   const char* sc = nullptr;
   int rc = cg_signal_all(dir.c_str(), sig, also_cont ? 1 : 0, timeout, only_if_frozen ? 1 : 0, refuse_frozen ? 1 : 0, &res, &sc);
   if (rc < 0) return ThrowErrno(info.Env(), rc, sc);
-  Napi::Object out = Napi::Object::New(info.Env());
-  out.Set("signalled", res.signalled);
-  out.Set("gone", res.gone);
-  out.Set("cgroups", res.cgroups);
-  out.Set("frozen", Napi::Boolean::New(info.Env(), res.frozen == 1));
-  out.Set("empty", Napi::Boolean::New(info.Env(), res.empty == 1));
-  out.Set("wasFrozen", Napi::Boolean::New(info.Env(), res.was_frozen == 1));
-  return out;
+  return FanoutObject(info.Env(), res);
 }
 
 // Signals one snapshot of a cgroup the caller froze (and saw `frozen 1` of); leaves it frozen.
@@ -350,14 +355,7 @@ Napi::Value SignalFrozen(const Napi::CallbackInfo& info) {
   const char* sc = nullptr;
   int rc = cg_signal_frozen(dir.c_str(), sig, also_cont ? 1 : 0, &res, &sc);
   if (rc < 0) return ThrowErrno(info.Env(), rc, sc);
-  Napi::Object out = Napi::Object::New(info.Env());
-  out.Set("signalled", res.signalled);
-  out.Set("gone", res.gone);
-  out.Set("cgroups", res.cgroups);
-  out.Set("frozen", Napi::Boolean::New(info.Env(), true));
-  out.Set("empty", Napi::Boolean::New(info.Env(), res.empty == 1));
-  out.Set("wasFrozen", Napi::Boolean::New(info.Env(), true));
-  return out;
+  return FanoutObject(info.Env(), res);
 }
 
 // cgroup.freeze written ("1" or "0"), not waited for: one open, write, close (Node's writeFileSync also truncates and allocates).

@@ -383,7 +383,7 @@ int cg_write_freeze(const char* dir, int frozen, const char** syscall_out) {
 }
 
 int cg_set_frozen(const char* dir, int frozen, int timeout_ms, const char** syscall_out) {
-  int rc = write_file(dir, "cgroup.freeze", frozen ? "1" : "0", syscall_out);
+  int rc = cg_write_freeze(dir, frozen, syscall_out);
   if (rc < 0) return rc;
   return cg_wait_event(dir, "frozen", frozen ? 1 : 0, timeout_ms, syscall_out);
 }
